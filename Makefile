@@ -1,0 +1,42 @@
+# mlgate developer entry points. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CORE   := $(VENV)/.core-installed
+FULL   := $(VENV)/.test-installed
+
+.PHONY: demo test lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(CORE): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(FULL): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test,dev]'
+	touch $@ $(CORE)
+
+# Generates benign and malicious samples (nothing in them is ever executed) and scans them.
+# The scan is expected to fail the gate (exit 1): the malicious samples must be caught.
+demo: $(CORE)
+	$(PY) samples/generate.py build/samples
+	@$(PY) -m mlgate scan build/samples; status=$$?; \
+	if [ $$status -eq 1 ]; then echo "demo: malicious samples caught (exit 1), as expected"; \
+	else echo "demo: unexpected exit status $$status"; exit 1; fi
+
+test: $(FULL)
+	$(PY) -m pytest -n 2 -q
+
+lint: $(FULL)
+	$(VENV)/bin/ruff check src tests bench samples
+	$(VENV)/bin/ruff format --check src
+	$(VENV)/bin/mypy
+
+bench: $(FULL)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,40 @@
+"""Write the demo's sample folder: benign files and malicious pickles (never executed)."""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import pickle
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import payloads  # noqa: E402
+
+
+def main(out: Path) -> None:
+    benign, malicious = out / "benign", out / "malicious"
+    for folder in (benign, malicious):
+        folder.mkdir(parents=True, exist_ok=True)
+    for p in range(6):
+        data = collections.OrderedDict(weights=[1.0, 2.0], meta={"protocol": p})
+        (benign / f"config_p{p}.pkl").write_bytes(pickle.dumps(data, protocol=p))
+    (benign / "tokenizer.bin").write_bytes(payloads.benign_state_dict())
+    samples = {
+        "os_system.pkl": payloads.os_system("demo1"),
+        "memo_stack_global.pt": payloads.stack_global_memo("demo2"),
+        "exec_base64.ckpt": payloads.exec_base64("demo3"),
+        "getattr_import.bin": payloads.getattr_import("demo4"),
+        "broken_after_payload.pkl": payloads.broken_after_payload("demo5"),
+        "nested_loads.pkl": payloads.nested_loads("demo6"),
+        "disguised.safetensors": payloads.os_system("demo7"),
+    }
+    for name, data in samples.items():
+        (malicious / name).write_bytes(data)
+    (malicious / "compressed.joblib").write_bytes(gzip.compress(payloads.os_system("demo8")))
+    print(f"samples written to {out}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "build/samples"))

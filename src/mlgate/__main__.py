@@ -1,0 +1,5 @@
+"""``python -m mlgate``."""
+
+from mlgate.cli import entry
+
+entry()

@@ -1,0 +1,33 @@
+"""The public Python API."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mlgate.config import Config, load_config
+from mlgate.findings import Report
+from mlgate.scan.engine import scan_paths
+from mlgate.scan.pickle.policy import Policy
+
+
+def scan(*paths: str | os.PathLike[str], config: Config | None = None) -> Report:
+    """Statically scan model files or folders; nothing in them is loaded or executed.
+
+    Raises :class:`mlgate.errors.ScanError` when a path does not exist.
+    """
+    cfg = config if config is not None else load_config()
+    return scan_paths([Path(p) for p in paths], Policy(cfg.policy), cfg.limits)
+
+
+def explain(path: str | os.PathLike[str], config: Config | None = None) -> str:
+    """Pseudo-Python of every pickle found in ``path`` (archives and nesting included)."""
+    from mlgate.scan.pickle.explain import explain_programs  # noqa: PLC0415
+
+    cfg = config if config is not None else load_config()
+    policy = Policy(cfg.policy)
+    parts: list[str] = []
+    scan_paths([Path(path)], policy, cfg.limits,
+               observer=lambda src, progs: parts.append(
+                   explain_programs(src.location.artifact, progs, policy)))
+    return "\n".join(parts) if parts else f"# {path}: no pickle found\n"

@@ -1,0 +1,94 @@
+"""Command-line interface: parses arguments, calls the library, renders, maps exit codes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from mlgate.api import explain as explain_api
+from mlgate.api import scan as scan_api
+from mlgate.config import load_config
+from mlgate.errors import ExitCode, MlgateError
+from mlgate.findings import Severity
+from mlgate.render import RENDERERS, OutputFormat
+from mlgate.scan.rules import ALL_RULES
+
+_SEVERITIES = click.Choice([s.name for s in Severity], case_sensitive=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mlgate")
+def cli() -> None:
+    """mlgate: the gate between untrusted model artifacts and production."""
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice([f.value for f in OutputFormat]),
+              default="text", show_default=True, help="Output format.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the report here.")
+@click.option("--fail-on", type=_SEVERITIES, default=None,
+              help="Exit 1 when a finding is at or above this severity [default: HIGH].")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True),
+              help="Configuration file (default: mlgate.toml or [tool.mlgate]).")
+@click.option("--color/--no-color", default=None, help="Colour text output.")
+def scan(paths: tuple[Path, ...], fmt: str, output: Path | None, fail_on: str | None,
+         config_path: Path | None, color: bool | None) -> None:
+    """Scan model files or folders without loading them.
+
+    Exit status: 0 no finding at or above --fail-on, 1 findings at or above it,
+    2 the scan could not be completed.
+    """
+    config = load_config(config_path)
+    threshold = Severity.parse(fail_on) if fail_on else config.fail_on
+    report = scan_api(*paths, config=config)
+    use_color = color if color is not None else (output is None and sys.stdout.isatty())
+    text = RENDERERS[OutputFormat(fmt)](report, threshold, use_color and fmt == "text")
+    _emit(text, output)
+    sys.exit(ExitCode.UNSAFE if report.at_or_above(threshold) else ExitCode.CLEAN)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path, exists=True))
+@click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True))
+def explain(path: Path, config_path: Path | None) -> None:
+    """Show what the pickles in PATH would do when loaded, as pseudo-Python."""
+    _emit(explain_api(path, load_config(config_path)), None)
+
+
+@cli.command(name="rules")
+def list_rules() -> None:
+    """List every rule with its id and default severity."""
+    lines = [f"{r.id}  {r.severity.name:<8}  {r.name}: {r.description}" for r in ALL_RULES]
+    _emit("\n".join(lines) + "\n", None)
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text, nl=not text.endswith("\n"))
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code instead of raising SystemExit (for tests)."""
+    try:
+        cli.main(args=argv, prog_name="mlgate", standalone_mode=False)
+    except SystemExit as e:
+        return int(e.code or 0)
+    except click.exceptions.ClickException as e:
+        e.show()
+        return ExitCode.ERROR
+    except click.exceptions.Abort:
+        return ExitCode.ERROR
+    except MlgateError as e:
+        click.echo(f"mlgate: error: {e}", err=True)
+        return ExitCode.ERROR
+    return ExitCode.CLEAN
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

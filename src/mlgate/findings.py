@@ -1,0 +1,119 @@
+"""The findings model shared by every stage and every output format."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class Severity(IntEnum):
+    """How bad a finding is; ordered so that ``max()`` gives the worst."""
+
+    INFO = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        """Parse a case-insensitive severity name."""
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            names = ", ".join(s.name for s in cls)
+            raise ValueError(f"unknown severity {text!r}; expected one of {names}") from None
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a finding is: a file, the chain of members inside it, and a position.
+
+    ``members`` names nested containers from the outside in, e.g.
+    ``("model.zip", "archive/data.pkl")`` is ``model.zip!archive/data.pkl`` inside ``path``.
+    """
+
+    path: str
+    members: tuple[str, ...] = ()
+    offset: int | None = None
+    opcode_index: int | None = None
+
+    @property
+    def artifact(self) -> str:
+        """The file or archive member the finding is in, ``outer!inner`` style."""
+        return "!".join((self.path, *self.members))
+
+    def __str__(self) -> str:
+        text = self.artifact
+        if self.offset is not None:
+            text += f"@{self.offset}"
+        if self.opcode_index is not None:
+            text += f" (opcode #{self.opcode_index})"
+        return text
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One observation about an artifact, with the evidence a reviewer needs."""
+
+    rule_id: str
+    severity: Severity
+    message: str
+    location: Location
+    evidence: str = ""
+
+
+@dataclass(frozen=True)
+class ArtifactResult:
+    """What the scanner made of one artifact (a file or an archive member).
+
+    ``complete`` is False when any part of the artifact could not be analysed; such an
+    artifact always carries a finding that says why, so it is never reported clean.
+    """
+
+    artifact: str
+    format: str
+    complete: bool
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of scanning one or more paths."""
+
+    targets: tuple[str, ...]
+    findings: tuple[Finding, ...]
+    artifacts: tuple[ArtifactResult, ...] = field(default=())
+
+    @property
+    def max_severity(self) -> Severity | None:
+        """The worst severity found, or None when there are no findings."""
+        return max((f.severity for f in self.findings), default=None)
+
+    def at_or_above(self, threshold: Severity) -> tuple[Finding, ...]:
+        """Findings whose severity is ``threshold`` or worse."""
+        return tuple(f for f in self.findings if f.severity >= threshold)
+
+    def sorted_findings(self) -> list[Finding]:
+        """Findings grouped by artifact, most severe first within each."""
+        return sorted(self.findings, key=_sort_key)
+
+    @classmethod
+    def merge(cls, reports: Iterable[Report]) -> Report:
+        """Combine several reports into one."""
+        items = list(reports)
+        return cls(
+            targets=tuple(t for r in items for t in r.targets),
+            findings=tuple(f for r in items for f in r.findings),
+            artifacts=tuple(a for r in items for a in r.artifacts),
+        )
+
+
+def _sort_key(f: Finding) -> tuple[str, int, int, int]:
+    return (
+        f.location.artifact,
+        -int(f.severity),
+        f.location.offset if f.location.offset is not None else -1,
+        f.location.opcode_index if f.location.opcode_index is not None else -1,
+    )

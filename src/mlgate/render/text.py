@@ -1,0 +1,67 @@
+"""Human output: findings grouped by artifact, most severe first (rich)."""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+
+from rich.console import Console
+from rich.markup import escape
+
+from mlgate.findings import Finding, Report, Severity
+
+_STYLE = {
+    Severity.CRITICAL: "bold white on red", Severity.HIGH: "bold red",
+    Severity.MEDIUM: "yellow", Severity.LOW: "cyan", Severity.INFO: "dim",
+}
+MAX_EVIDENCE_LINES = 12
+
+
+def render_text(report: Report, fail_on: Severity, color: bool = False) -> str:
+    """The report as terminal text (ANSI colours when ``color``)."""
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=color, no_color=not color, width=110,
+                      highlight=False, soft_wrap=False)
+    groups: dict[str, list[Finding]] = defaultdict(list)
+    for f in report.sorted_findings():
+        groups[f.location.artifact].append(f)
+    for artifact in sorted(groups, key=lambda a: (-max(f.severity for f in groups[a]), a)):
+        console.print(f"[bold]{escape(artifact)}[/bold]")
+        for f in groups[artifact]:
+            _finding(console, f)
+        console.print()
+    _summary(console, report, fail_on)
+    return buf.getvalue()
+
+
+def _finding(console: Console, f: Finding) -> None:
+    where = []
+    if f.location.offset is not None:
+        where.append(f"offset {f.location.offset}")
+    if f.location.opcode_index is not None:
+        where.append(f"opcode {f.location.opcode_index}")
+    suffix = f" [dim]({', '.join(where)})[/dim]" if where else ""
+    style = _STYLE[f.severity]
+    console.print(f"  [{style}]{f.severity.name:<8}[/{style}] {f.rule_id} "
+                  f"{escape(f.message)}{suffix}")
+    lines = f.evidence.splitlines()
+    for line in lines[:MAX_EVIDENCE_LINES]:
+        console.print(f"           [dim]{escape(line)}[/dim]")
+    if len(lines) > MAX_EVIDENCE_LINES:
+        console.print(f"           [dim]... {len(lines) - MAX_EVIDENCE_LINES} more lines[/dim]")
+
+
+def _summary(console: Console, report: Report, fail_on: Severity) -> None:
+    counts = {s: 0 for s in Severity}
+    for f in report.findings:
+        counts[f.severity] += 1
+    parts = [f"{n} {s.name.lower()}" for s, n in sorted(counts.items(), reverse=True) if n]
+    clean = sum(
+        1 for a in report.artifacts
+        if a.complete and not any(f.location.artifact == a.artifact for f in report.findings)
+    )
+    console.print(f"{len(report.artifacts)} artifacts scanned, {clean} without findings; "
+                  f"{len(report.findings)} findings" + (f" ({', '.join(parts)})" if parts else ""))
+    failing = report.at_or_above(fail_on)
+    verdict = ("[bold red]FAIL[/bold red]" if failing else "[bold green]PASS[/bold green]")
+    console.print(f"{verdict}: {len(failing)} findings at or above {fail_on.name}")

@@ -1,0 +1,99 @@
+"""State shared by the handlers of one scan: policy, limits, findings and recursion."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlgate.findings import ArtifactResult, Finding, Location, Severity
+from mlgate.scan.limits import Limits
+from mlgate.scan.pickle.policy import Policy
+from mlgate.scan.rules import LIMIT_EXCEEDED, UNSUPPORTED, Rule
+from mlgate.scan.source import Source
+
+if TYPE_CHECKING:
+    from mlgate.scan.pickle.vm import Program
+
+# (context, source) -> format name; set by the engine to break the import cycle with handlers.
+Dispatcher = Callable[["ScanContext", Source], str]
+# Receives every artifact's emulated pickle programs (used by ``mlgate explain``).
+ProgramObserver = Callable[[Source, list["Program"]], None]
+
+
+@dataclass
+class ScanContext:
+    """Collects findings and artifact results; handlers recurse through :meth:`scan`."""
+
+    policy: Policy
+    limits: Limits
+    dispatch: Dispatcher
+    roots: tuple[Path, ...] = ()
+    findings: list[Finding] = field(default_factory=list)
+    artifacts: list[ArtifactResult] = field(default_factory=list)
+    depth: int = 0
+    deadline: float | None = None
+    observer: ProgramObserver | None = None
+    _incomplete: set[str] = field(default_factory=set)
+    _chained: set[Path] = field(default_factory=set)
+
+    def add(
+        self,
+        rule: Rule,
+        location: Location,
+        message: str,
+        evidence: str = "",
+        severity: Severity | None = None,
+    ) -> Finding:
+        """Record a finding for ``rule`` (default severity unless ``severity`` is given)."""
+        sev = rule.severity if severity is None else severity
+        finding = Finding(rule.id, sev, message, location, evidence)
+        self.findings.append(finding)
+        return finding
+
+    def incomplete(self, source: Source, reason: str, rule: Rule = UNSUPPORTED) -> None:
+        """Mark ``source`` as not fully analysed, with a finding that says why (fail closed)."""
+        self._incomplete.add(source.location.artifact)
+        self.add(rule, source.location, reason)
+
+    def is_incomplete(self, source: Source) -> bool:
+        return source.location.artifact in self._incomplete
+
+    def scan(self, source: Source) -> Severity | None:
+        """Scan a nested artifact; returns the worst severity found in it."""
+        if self.depth >= self.limits.max_depth:
+            self.incomplete(
+                source, f"nesting deeper than {self.limits.max_depth} levels; not analysed",
+                LIMIT_EXCEEDED,
+            )
+            return LIMIT_EXCEEDED.severity
+        mark = len(self.findings)
+        self.depth += 1
+        try:
+            fmt = self.dispatch(self, source)
+        finally:
+            self.depth -= 1
+        self.artifacts.append(
+            ArtifactResult(source.location.artifact, fmt, not self.is_incomplete(source),
+                           source.size)
+        )
+        return max((f.severity for f in self.findings[mark:]), default=None)
+
+    def start_deadline(self) -> None:
+        self.deadline = time.monotonic() + self.limits.file_seconds
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+    def claim_chained(self, path: Path) -> bool:
+        """True the first time a chained file is visited (stops load cycles)."""
+        if path in self._chained:
+            return False
+        self._chained.add(path)
+        return True
+
+    def at(self, source: Source, offset: int | None = None, index: int | None = None) -> Location:
+        """A location inside ``source``."""
+        return replace(source.location, offset=offset, opcode_index=index)

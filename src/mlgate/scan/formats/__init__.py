@@ -1,0 +1,45 @@
+"""One handler per format; the table is exhaustive over :class:`Format` (checked by mypy)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mlgate.scan.context import ScanContext
+from mlgate.scan.formats.compressed import scan_compressed
+from mlgate.scan.formats.numpy import scan_npy
+from mlgate.scan.formats.pickle import scan_pickle
+from mlgate.scan.formats.safetensors import scan_safetensors
+from mlgate.scan.formats.sevenzip import scan_7z
+from mlgate.scan.formats.tar import scan_tar
+from mlgate.scan.formats.zip import scan_zip
+from mlgate.scan.sniff import Format
+from mlgate.scan.source import Source
+
+Handler = Callable[[Source, ScanContext], str]
+
+
+def _lz4(source: Source, ctx: ScanContext) -> str:
+    ctx.incomplete(source, "lz4-compressed content (joblib compress='lz4') is not analysed "
+                   "yet; it is not known to be safe")
+    return "lz4"
+
+
+def _codec(name: str) -> Handler:
+    return lambda source, ctx: scan_compressed(source, ctx, name)
+
+
+HANDLERS: dict[Format, Handler] = {
+    Format.PICKLE: scan_pickle,
+    Format.ZIP: scan_zip,
+    Format.NUMPY: scan_npy,
+    Format.GZIP: _codec("gzip"),
+    Format.BZ2: _codec("bz2"),
+    Format.XZ: _codec("xz"),
+    Format.LZMA: _codec("lzma"),
+    Format.ZLIB: _codec("zlib"),
+    Format.LZ4: _lz4,
+    Format.TAR: scan_tar,
+    Format.SEVEN_ZIP: scan_7z,
+    Format.SAFETENSORS: scan_safetensors,
+}
+assert set(HANDLERS) == set(Format), "every format needs a handler"

@@ -1,0 +1,121 @@
+"""Plain pickle streams of any protocol, legacy PyTorch files and joblib files.
+
+All pickles in a file are analysed, not only the first: several may be concatenated, the
+legacy PyTorch format stacks five, and a loader may call ``pickle.load`` repeatedly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlgate.scan import rules
+from mlgate.scan.context import ScanContext
+from mlgate.scan.pickle.analysis import PickleAnalysis
+from mlgate.scan.pickle.values import Global
+from mlgate.scan.pickle.vm import PickleVM, Program, VMLimits
+from mlgate.scan.reader import ByteReader
+from mlgate.scan.source import Source
+
+TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+TORCH_LEGACY_PICKLES = 5  # magic, protocol version, sys info, data, storage keys
+
+
+@dataclass
+class Reading:
+    """The pickles found in a stream and how the stream ended."""
+
+    programs: list[Program]
+    label: str
+    is_pickle: bool
+    trailing_offset: int | None = None
+    trailing_bytes: int = 0
+    joblib_arrays: bool = False
+
+
+def scan_pickle(source: Source, ctx: ScanContext) -> str:
+    """Analyse every pickle in ``source``; report it unrecognised if it is not a pickle."""
+    reading = read_programs(source, ctx, joblib=True)
+    if not reading.is_pickle and source.forced_format is None:
+        ctx.add(rules.UNRECOGNISED, source.location,
+                "not a format mlgate analyses (no pickle, archive or known model header)")
+        return "unknown"
+    PickleAnalysis(ctx, source).run(reading.programs)
+    if ctx.observer is not None:
+        ctx.observer(source, reading.programs)
+    if reading.trailing_offset is not None:
+        ctx.add(rules.TRAILING_DATA, ctx.at(source, reading.trailing_offset),
+                f"{reading.trailing_bytes} bytes after the last pickle are not a pickle")
+    if reading.joblib_arrays:
+        _plain_reading(source, ctx, reading)
+    return reading.label
+
+
+def read_programs(source: Source, ctx: ScanContext, joblib: bool) -> Reading:
+    """Emulate every pickle in ``source`` from its first byte."""
+    limits = VMLimits(ctx.limits.max_opcodes, ctx.limits.max_inline_bytes, ctx.deadline)
+    programs: list[Program] = []
+    reading = Reading(programs, "pickle", is_pickle=True)
+    with source.open() as f:
+        reader = ByteReader(f, 0, source.size)
+        while not reader.at_eof():
+            if len(programs) >= ctx.limits.max_pickles_per_file:
+                ctx.incomplete(source, f"more than {ctx.limits.max_pickles_per_file} pickles "
+                               "in one file; the rest was not analysed", rules.LIMIT_EXCEEDED)
+                break
+            start = reader.tell()
+            prog = PickleVM(reader, len(programs) + 1, limits, joblib).run()
+            if not _looks_like_pickle(prog):
+                if programs:
+                    reading.trailing_offset = start
+                    reading.trailing_bytes = (source.size or reader.tell()) - start
+                else:
+                    reading.is_pickle = False
+                    programs.append(prog)
+                break
+            programs.append(prog)
+            reading.joblib_arrays |= bool(prog.nested) or prog.joblib_arrays > 0
+            if not prog.complete:
+                break
+            if _is_torch_legacy(programs) and len(programs) == TORCH_LEGACY_PICKLES:
+                reading.label = "pytorch-legacy"
+                break  # raw storage bytes follow: never read as code by any loader
+    if reading.joblib_arrays:
+        reading.label = "joblib"
+    elif _is_torch_legacy(programs):
+        reading.label = "pytorch-legacy"
+    return reading
+
+
+def _looks_like_pickle(prog: Program) -> bool:
+    return bool(prog.complete or prog.globals or prog.calls or prog.protocol
+                or prog.opcodes >= 8)
+
+
+def _is_torch_legacy(programs: list[Program]) -> bool:
+    return bool(programs) and programs[0].result == TORCH_LEGACY_MAGIC
+
+
+def _plain_reading(source: Source, ctx: ScanContext, joblib_reading: Reading) -> None:
+    """A joblib file read by plain ``pickle.load`` parses the raw array bytes as opcodes.
+
+    An attacker can place a second program there that only a non-joblib loader runs; if that
+    reading imports anything the joblib reading does not, it is analysed as well.
+    """
+    plain = read_programs(source, ctx, joblib=False)
+    known = {(g.module, g.name) for p in joblib_reading.programs for g in _all_globals(p)}
+    extra = sorted({f"{g.module}.{g.name}" for p in plain.programs for g in _all_globals(p)
+                    if (g.module, g.name) not in known})
+    if not extra:
+        return
+    ctx.add(rules.POLYGLOT, source.location,
+            "read with pickle.load instead of joblib.load, the array bytes form a second "
+            f"program importing: {', '.join(extra[:10])}")
+    PickleAnalysis(ctx, source.child("<read by pickle.load>", source.opener, source.size,
+                                      source.seekable)).run(plain.programs)
+
+
+def _all_globals(prog: Program) -> list[Global]:
+    out = list(prog.globals)
+    for sub in prog.nested:
+        out.extend(_all_globals(sub))
+    return out

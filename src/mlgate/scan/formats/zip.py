@@ -1,0 +1,141 @@
+"""ZIP archives: PyTorch checkpoints, TorchScript archives, NumPy .npz and plain zips.
+
+Every member is found by content. In a PyTorch archive the storage records
+(``<prefix>/data/<n>``) are raw tensor bytes that the loader never unpickles, so they are
+not read at all: a multi-GB checkpoint costs only its pickles.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections import Counter
+from typing import BinaryIO
+
+from mlgate.scan import rules
+from mlgate.scan.context import ScanContext
+from mlgate.scan.limits import ResourceLimitError
+from mlgate.scan.source import Source
+from mlgate.scan.streams import decompressing
+from mlgate.scan.ziputil import ZipDirectory, ZipEntry, ZipFormatError, read_directory
+
+_STORAGE = re.compile(r"(^|/)data/\d+$")
+# Small text records PyTorch's C++ reader parses itself (never unpickled).
+_TORCH_METADATA = re.compile(
+    r"(^|/)(version|byteorder|\.data/version|\.data/serialization_id|\.format_version|"
+    r"\.storage_alignment)$"
+)
+_METHODS = {0: "stored", 8: "deflate"}
+
+
+def scan_zip(source: Source, ctx: ScanContext) -> str:
+    """Scan every member of a ZIP archive the way PyTorch and NumPy would read it."""
+    if source.size is None or not source.seekable:
+        ctx.incomplete(source, "ZIP archive inside a non-seekable stream cannot be indexed")
+        return "zip"
+    with source.open() as f:
+        try:
+            directory = read_directory(f, source.size, ctx.limits.max_archive_members)
+        except ZipFormatError as e:
+            ctx.incomplete(source, f"ZIP structure could not be read: {e}")
+            return "zip"
+    kind = _kind(directory.entries)
+    _report_structure(source, ctx, directory)
+    for entry in directory.entries:
+        if entry.is_dir:
+            continue
+        if kind in ("pytorch-zip", "torchscript") and (
+            _STORAGE.search(entry.name) or _TORCH_METADATA.search(entry.name)
+        ):
+            continue
+        _scan_member(source, ctx, entry, kind)
+    return kind
+
+
+def _kind(entries: list[ZipEntry]) -> str:
+    names = [e.name for e in entries]
+    if any(n.endswith("/code/") or "/code/" in n for n in names) and any(
+        n.endswith("constants.pkl") for n in names
+    ):
+        return "torchscript"
+    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        return "pytorch-zip"
+    if names and all(n.endswith(".npy") for n in names):
+        return "npz"
+    return "zip"
+
+
+def _report_structure(source: Source, ctx: ScanContext, directory: ZipDirectory) -> None:
+    for problem in directory.problems:
+        ctx.add(rules.ARCHIVE_ANOMALY, source.location, f"ZIP structure: {problem}")
+    counts = Counter(e.name for e in directory.entries)
+    for name, n in counts.items():
+        if n > 1:
+            ctx.add(rules.ARCHIVE_ANOMALY, source.location,
+                    f"{n} entries named {name!r}: PyTorch reads the first, Python's zipfile the "
+                    "last; every copy was analysed")
+    for entry in directory.entries:
+        for problem in entry.problems:
+            ctx.add(rules.ARCHIVE_ANOMALY, source.child(entry.name, source.opener, None,
+                                                        True).location, problem)
+        if _escapes(entry.name):
+            ctx.add(rules.PATH_TRAVERSAL, source.location,
+                    f"member name {entry.name!r} escapes the extraction folder")
+        if entry.is_symlink:
+            ctx.add(rules.PATH_TRAVERSAL, source.location,
+                    f"member {entry.name!r} is a symbolic link")
+
+
+def _escapes(name: str) -> bool:
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or ".." in parts or bool(re.match(r"^[A-Za-z]:", name))
+
+
+def _scan_member(source: Source, ctx: ScanContext, entry: ZipEntry, kind: str) -> None:
+    member_name = entry.name
+    if entry.data_offset < 0:
+        ctx.incomplete(source.child(member_name, source.opener, None, True),
+                       "member data cannot be located (damaged local header)")
+        return
+    if entry.method not in _METHODS:
+        ctx.incomplete(source.child(member_name, source.opener, None, True),
+                       f"compression method {entry.method} is not supported; member not analysed")
+        return
+    window = source.slice(member_name, entry.data_offset, entry.compressed_size)
+    if entry.method == 0:
+        child = window
+    else:
+        child = _inflated(source, ctx, entry, window)
+    if kind in ("torchscript",) and member_name.endswith(".py"):
+        from mlgate.scan.formats.torchscript import scan_code_member  # noqa: PLC0415
+
+        scan_code_member(child, ctx)
+        return
+    ctx.scan(child)
+    if entry.size <= ctx.limits.crc_check_max_bytes:
+        _check_crc(child, ctx, entry)
+
+
+def _inflated(source: Source, ctx: ScanContext, entry: ZipEntry, window: Source) -> Source:
+    limits = ctx.limits
+    cap = min(limits.max_decompressed_bytes, max(entry.size, 0) or limits.max_decompressed_bytes)
+
+    def opener() -> BinaryIO:
+        return decompressing(window.open(), "deflate", max(cap, 1), limits.max_compression_ratio,
+                             limits.ratio_floor_bytes)
+
+    return source.child(entry.name, opener, entry.size, False)
+
+
+def _check_crc(child: Source, ctx: ScanContext, entry: ZipEntry) -> None:
+    crc = 0
+    try:
+        with child.open() as f:
+            while chunk := f.read(1 << 20):
+                crc = zlib.crc32(chunk, crc)
+    except (ResourceLimitError, OSError, EOFError, zlib.error):
+        return  # the member scan already reported why it could not be read
+    if crc != entry.crc:
+        ctx.add(rules.ARCHIVE_ANOMALY, child.location,
+                f"CRC mismatch (stored {entry.crc:#010x}, actual {crc:#010x}): Python's zipfile "
+                "refuses this member, PyTorch loads it")

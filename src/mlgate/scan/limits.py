@@ -1,0 +1,26 @@
+"""Resource limits that bound every scan in time and memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds applied to hostile input. Hitting one is a finding, never a crash."""
+
+    max_depth: int = 12  # nested containers and payloads (archive in archive, pickle in pickle)
+    max_opcodes: int = 20_000_000  # per pickle
+    max_inline_bytes: int = 1 << 20  # larger pickle arguments stay on disk
+    max_decompressed_bytes: int = 8 << 30  # per compressed member or stream
+    max_compression_ratio: int = 1000  # expanded / compressed, above a 64 MiB floor
+    ratio_floor_bytes: int = 64 << 20
+    max_archive_members: int = 100_000
+    max_pickles_per_file: int = 4096
+    max_npy_header: int = 1 << 20
+    file_seconds: float = 600.0  # time budget per top-level artifact
+    crc_check_max_bytes: int = 64 << 20
+
+
+class ResourceLimitError(Exception):
+    """Raised by bounded streams and parsers when a :class:`Limits` bound is reached."""

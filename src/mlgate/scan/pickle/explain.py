@@ -1,0 +1,63 @@
+"""``mlgate explain``: what a pickle would do, as pseudo-Python a reviewer can read."""
+
+from __future__ import annotations
+
+from mlgate.scan.pickle.policy import Policy
+from mlgate.scan.pickle.render import ValueRenderer
+from mlgate.scan.pickle.values import Attr, Call, Global, Value, deref
+from mlgate.scan.pickle.vm import Program
+
+MAX_STATEMENTS = 400
+
+
+def explain_programs(artifact: str, programs: list[Program], policy: Policy) -> str:
+    """Pseudo-Python for every pickle of one artifact, verdicts as trailing comments."""
+    out: list[str] = []
+    for prog in programs:
+        out.extend(_program(artifact, prog, policy))
+    return "\n".join(out)
+
+
+def _program(artifact: str, prog: Program, policy: Policy) -> list[str]:
+    lines = [f"# {artifact} - pickle #{prog.number} (protocol {prog.protocol}, "
+             f"{prog.opcodes} opcodes, offset {prog.start})"]
+    names: dict[int, str] = {}
+    render = ValueRenderer(names=names, max_str=120, max_items=6, max_depth=4, budget=600)
+    for sub in prog.nested:
+        lines.extend(_program(artifact + " (joblib object array)", sub, policy))
+    for n, call in enumerate(prog.calls):
+        if n >= MAX_STATEMENTS:
+            lines.append(f"# ... {len(prog.calls) - MAX_STATEMENTS} more calls not shown")
+            break
+        text = render.call(call)
+        note = _note(call, policy)
+        if call.kind in ("BUILD", "APPEND", "EXTEND", "ADD", "SETITEM"):
+            lines.append(f"{text}{note}")
+        else:
+            name = f"_v{n}"
+            lines.append(f"{name} = {text}{note}")
+            names[id(call)] = name
+    if prog.error is not None:
+        lines.append(f"# !! the loader raises here (offset {prog.error_offset}): {prog.error}")
+    elif prog.limit is not None:
+        lines.append(f"# !! analysis stopped: {prog.limit}")
+    else:
+        lines.append(f"result = {render.render(prog.result)}")
+    lines.append("")
+    return lines
+
+
+def _note(call: Call, policy: Policy) -> str:
+    target = deref(call.func)
+    if isinstance(target, Attr) and call.kind == "BUILD":
+        return ""
+    if isinstance(call.resolved, Global):
+        target = call.resolved
+    if not isinstance(target, Global):
+        return "  # computed callable" if not isinstance(target, Attr) else ""
+    verdict = policy.classify(target.module, target.name)
+    if verdict.is_safe:
+        return ""
+    sev = verdict.severity.name if verdict.severity else "?"
+    return f"  # {sev}: {verdict.reason}"
+

@@ -1,0 +1,140 @@
+"""Where an artifact's bytes come from: a file, a slice of another artifact, or memory.
+
+Every source opens a fresh binary stream, so a handler can read an artifact twice (two
+readings of a polyglot) and a nested payload can be re-read from its parent on demand
+without ever holding the parent in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO
+
+from mlgate.findings import Location
+
+
+@dataclass(frozen=True)
+class Source:
+    """An artifact to scan.
+
+    ``opener`` returns a new binary stream positioned at the artifact's first byte.
+    ``folder`` is the directory a loader would resolve relative paths against (for
+    multi-stage payloads), when the artifact lives on disk.
+    """
+
+    location: Location
+    opener: Callable[[], BinaryIO]
+    size: int | None
+    name: str
+    folder: Path | None = None
+    seekable: bool = True
+    forced_format: str | None = None  # the loader's reading, when it is known (pickle.loads)
+
+    def open(self) -> BinaryIO:
+        return self.opener()
+
+    def with_format(self, fmt: str) -> Source:
+        """The same bytes, read as ``fmt`` whatever they look like."""
+        return replace(self, forced_format=fmt)
+
+    def head(self, n: int) -> bytes:
+        """The first ``n`` bytes (fewer if the artifact is shorter)."""
+        with self.open() as f:
+            return f.read(n)
+
+    def tail(self, n: int) -> bytes:
+        """The last ``n`` bytes, for formats indexed from the end (zip)."""
+        if not self.seekable or self.size is None:
+            return b""
+        with self.open() as f:
+            f.seek(max(0, self.size - n))
+            return f.read(n)
+
+    def child(
+        self, member: str, opener: Callable[[], BinaryIO], size: int | None, seekable: bool
+    ) -> Source:
+        """A member nested in this artifact (archive entry, embedded payload)."""
+        loc = replace(self.location, members=(*self.location.members, member), offset=None)
+        return Source(loc, opener, size, member.rsplit("/", 1)[-1], self.folder, seekable)
+
+    def slice(self, member: str, offset: int, length: int) -> Source:
+        """A byte range of this artifact as an artifact of its own."""
+
+        def opener() -> BinaryIO:
+            return _Window(self.open(), offset, length, self.seekable)
+
+        return self.child(member, opener, length, self.seekable)
+
+
+def file_source(path: Path, display: str | None = None) -> Source:
+    """An artifact stored in a regular file."""
+    size = path.stat().st_size
+    loc = Location(path=display or str(path))
+    return Source(loc, lambda: open(path, "rb"), size, path.name, path.parent)  # noqa: SIM115
+
+
+def bytes_source(parent: Source, member: str, data: bytes) -> Source:
+    """An in-memory payload found inside ``parent``."""
+    return parent.child(member, lambda: io.BytesIO(data), len(data), True)
+
+
+class _Window(io.RawIOBase):
+    """A read-only view of ``length`` bytes of ``inner`` starting at ``start``."""
+
+    def __init__(self, inner: BinaryIO, start: int, length: int, seekable: bool) -> None:
+        super().__init__()
+        self._inner = inner
+        self._start = start
+        self._length = length
+        self._pos = 0
+        self._can_seek = seekable
+        if seekable:
+            inner.seek(start)
+        else:
+            _discard(inner, start)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._can_seek
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        if not self._can_seek:
+            raise io.UnsupportedOperation("seek")
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._length}[whence]
+        self._pos = max(0, min(self._length, base + pos))
+        self._inner.seek(self._start + self._pos)
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        left = self._length - self._pos
+        if n is None or n < 0 or n > left:
+            n = left
+        data = self._inner.read(n)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
+def _discard(stream: BinaryIO, n: int) -> None:
+    while n > 0:
+        data = stream.read(min(n, 1 << 20))
+        if not data:
+            return
+        n -= len(data)

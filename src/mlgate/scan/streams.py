@@ -1,0 +1,191 @@
+"""Bounded decompression streams: bombs hit a limit instead of exhausting memory or disk."""
+
+from __future__ import annotations
+
+import bz2
+import io
+import lzma
+import zlib
+from collections.abc import Callable
+from typing import BinaryIO, Protocol
+
+from mlgate.scan.limits import ResourceLimitError
+
+_CHUNK = 1 << 18
+
+
+class _Decompressor(Protocol):
+    """Feed compressed input, drain bounded output."""
+
+    def feed(self, data: bytes) -> None: ...
+
+    def drain(self, n: int) -> bytes: ...
+
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def needs_input(self) -> bool: ...
+
+    @property
+    def unused_data(self) -> bytes: ...
+
+
+class DecompressingReader(io.RawIOBase):
+    """Streams the decompressed content of ``inner``, refusing to expand past the limits.
+
+    ``max_total`` caps the output; ``max_ratio`` caps output/input once the output passes
+    ``ratio_floor`` bytes (small files may legitimately compress very well).
+    """
+
+    def __init__(
+        self,
+        inner: BinaryIO,
+        make: Callable[[], _Decompressor],
+        max_total: int,
+        max_ratio: int,
+        ratio_floor: int,
+        multi_stream: bool = False,
+    ) -> None:
+        super().__init__()
+        self._inner = inner
+        self._make = make
+        self._dec = make()
+        self._max_total = max_total
+        self._max_ratio = max_ratio
+        self._floor = ratio_floor
+        self._multi = multi_stream
+        self._in = 0
+        self._out = 0
+        self._pending = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        data = self._produce(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def _produce(self, n: int) -> bytes:
+        while not self._done:
+            out = self._dec.drain(n)
+            if out:
+                self._account(len(out))
+                return out
+            if self._dec.eof:
+                rest = self._dec.unused_data if self._multi else b""
+                if self._multi and not rest:
+                    rest = self._read_chunk()
+                if not rest:
+                    self._done = True
+                    break
+                self._dec = self._make()  # next member of a multi-member gzip/bz2/xz file
+                self._dec.feed(rest)
+            elif self._dec.needs_input:
+                chunk = self._read_chunk()
+                if not chunk:
+                    raise EOFError("compressed stream ended before its end marker (truncated)")
+                self._dec.feed(chunk)
+        return b""
+
+    def _read_chunk(self) -> bytes:
+        chunk = self._inner.read(_CHUNK)
+        self._in += len(chunk)
+        return chunk
+
+    def _account(self, n: int) -> None:
+        self._out += n
+        if self._out > self._max_total:
+            raise ResourceLimitError(
+                f"decompressed size exceeds {self._max_total} bytes (decompression bomb?)"
+            )
+        if self._out > self._floor and self._out > self._max_ratio * max(self._in, 1):
+            raise ResourceLimitError(
+                f"compression ratio above {self._max_ratio}:1 (decompression bomb?)"
+            )
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
+class _ZlibAdapter:
+    """zlib.decompressobj behind the feed/drain interface."""
+
+    def __init__(self, wbits: int) -> None:
+        self._d = zlib.decompressobj(wbits)
+        self._tail = b""
+        self._dry = True
+
+    def feed(self, data: bytes) -> None:
+        self._tail = data
+        self._dry = False
+
+    def drain(self, n: int) -> bytes:
+        out = self._d.decompress(self._tail, n)
+        self._tail = self._d.unconsumed_tail
+        self._dry = not out and not self._tail
+        return out
+
+    @property
+    def eof(self) -> bool:
+        return self._d.eof
+
+    @property
+    def needs_input(self) -> bool:
+        return self._dry
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._d.unused_data
+
+
+class _IncrementalAdapter:
+    """bz2/lzma decompressors, which buffer their input themselves."""
+
+    def __init__(self, dec: bz2.BZ2Decompressor | lzma.LZMADecompressor) -> None:
+        self._d = dec
+        self._buf = b""
+
+    def feed(self, data: bytes) -> None:
+        self._buf = data
+
+    def drain(self, n: int) -> bytes:
+        if self._d.eof or (self._d.needs_input and not self._buf):
+            return b""
+        out = self._d.decompress(self._buf, n)
+        self._buf = b""
+        return out
+
+    @property
+    def eof(self) -> bool:
+        return self._d.eof
+
+    @property
+    def needs_input(self) -> bool:
+        return self._d.needs_input and not self._buf
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._d.unused_data
+
+
+CODECS: dict[str, tuple[Callable[[], _Decompressor], bool]] = {
+    "zlib": (lambda: _ZlibAdapter(zlib.MAX_WBITS), False),
+    "deflate": (lambda: _ZlibAdapter(-zlib.MAX_WBITS), False),
+    "gzip": (lambda: _ZlibAdapter(16 + zlib.MAX_WBITS), True),
+    "bz2": (lambda: _IncrementalAdapter(bz2.BZ2Decompressor()), True),
+    "xz": (lambda: _IncrementalAdapter(lzma.LZMADecompressor(lzma.FORMAT_XZ)), True),
+    "lzma": (lambda: _IncrementalAdapter(lzma.LZMADecompressor(lzma.FORMAT_ALONE)), False),
+}
+
+
+def decompressing(
+    inner: BinaryIO, codec: str, max_total: int, max_ratio: int, ratio_floor: int
+) -> BinaryIO:
+    """A buffered reader of ``inner`` decompressed with ``codec`` (a key of CODECS)."""
+    make, multi = CODECS[codec]
+    raw = DecompressingReader(inner, make, max_total, max_ratio, ratio_floor, multi)
+    return io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[return-value]
