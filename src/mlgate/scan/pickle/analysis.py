@@ -143,6 +143,8 @@ class PickleAnalysis:
             )
 
     def _method_call(self, call: Call, target: Attr | MethodCaller) -> None:
+        if isinstance(call.resolved, str | bytes):
+            return  # a pure string method on constants, evaluated statically
         obj = deref(target.obj) if isinstance(target, Attr) else _first_arg(call)
         name = as_text(target.name)
         if self._is_safe_instance(obj) or isinstance(obj, PList | PDict | PSet | Persistent):
@@ -214,6 +216,9 @@ class PickleAnalysis:
         )
 
     def _evidence(self, use: _Use) -> str:
+        if use.verdict.category is Category.CODE_OBJECT and use.calls:
+            texts = _strings_in(use.calls[0].args)
+            return "names and strings in the code object: " + ", ".join(texts[:40])
         if not use.calls:
             g = use.glob
             return f"import {g.module}" if g.name == MODULE_MARK else f"from {g.module} import {g.name}"
@@ -343,6 +348,27 @@ def _payload_of(call: Call) -> Value:
 def _path_of(value: Value) -> str | None:
     text = as_text(value)
     return text if text else None
+
+
+def _strings_in(value: Value, limit: int = 200) -> list[str]:
+    """Distinct constant strings reachable from ``value`` (bounded walk over shared values)."""
+    found: list[str] = []
+    seen: set[int] = set()
+    todo: list[Value] = [value]
+    while todo and len(seen) < limit:
+        v = deref(todo.pop())
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        if isinstance(v, str) and v and repr(v) not in found:
+            found.append(repr(v)[:200])
+        elif isinstance(v, tuple):
+            todo.extend(reversed(v))
+        elif isinstance(v, PList):
+            todo.extend(reversed(v.items))
+        elif isinstance(v, Call):
+            todo.append(v.args)
+    return found
 
 
 def _size(payload: bytes | Blob) -> int:

@@ -1,0 +1,45 @@
+"""Builders of real model files (made by the real libraries) and report assertions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlgate
+from mlgate import Report, Severity
+
+
+def scan(path: Path | str) -> Report:
+    """Scan with the default configuration (no user config file is discovered in tmp)."""
+    return mlgate.scan(path, config=mlgate.Config())
+
+
+def describe(report: Report) -> str:
+    return "\n".join(
+        f"{f.severity.name} {f.rule_id} {f.location} {f.message} | {f.evidence[:200]}"
+        for f in report.sorted_findings()
+    )
+
+
+def assert_benign(report: Report) -> None:
+    """No finding at HIGH or above, and every artifact fully analysed."""
+    bad = report.at_or_above(Severity.HIGH)
+    assert not bad, describe(report)
+    incomplete = [a.artifact for a in report.artifacts if not a.complete]
+    assert not incomplete, incomplete
+
+
+def assert_caught(report: Report, rule_id: str | None = None,
+                  at_least: Severity = Severity.HIGH) -> None:
+    """Some finding at ``at_least`` or worse (with ``rule_id`` when given)."""
+    hits = [f for f in report.at_or_above(at_least) if rule_id is None or f.rule_id == rule_id]
+    assert hits, f"nothing caught at {at_least.name} (rule {rule_id}):\n{describe(report)}"
+
+
+def rules_found(report: Report, at_least: Severity = Severity.INFO) -> set[str]:
+    return {f.rule_id for f in report.at_or_above(at_least)}
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
