@@ -29,7 +29,7 @@ class Sample:
     peak_mb: float
     exit_code: int
     timed_out: bool
-    stderr_tail: str
+    last_stderr_line: str
 
 
 @cache
@@ -55,12 +55,12 @@ def best_of(cmd: list[str], cwd: Path, runs: int, timeout: float) -> Sample:
         peak_mb=max(s.peak_mb for s in measured),
         exit_code=measured[-1].exit_code,
         timed_out=False,
-        stderr_tail=measured[-1].stderr_tail,
+        last_stderr_line=measured[-1].last_stderr_line,
     )
 
 
 def measure(cmd: list[str], cwd: Path, timeout: float) -> Sample:
-    """Run ``cmd`` once with its output discarded (stderr kept for error reports)."""
+    """Run ``cmd`` once with its output discarded (stderr kept to say why it failed)."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         rss_file = Path(tmp) / "rusage"
         err_file = Path(tmp) / "stderr"
@@ -69,8 +69,8 @@ def measure(cmd: list[str], cwd: Path, timeout: float) -> Sample:
             seconds, code, rss_kb, timed_out = _run(full, cwd, timeout, err)
         if has_gnu_time():
             rss_kb = _gnu_rss(rss_file)
-        tail = err_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
-    return Sample(seconds, rss_kb / 1024, code, timed_out, "\n".join(tail))
+        lines = err_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    return Sample(seconds, rss_kb / 1024, code, timed_out, lines[-1] if lines else "")
 
 
 def _run(cmd: list[str], cwd: Path, timeout: float, err: IO[bytes]) -> tuple[float, int, int, bool]:

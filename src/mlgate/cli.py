@@ -69,7 +69,10 @@ def _emit(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
     else:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise MlgateError(f"cannot write {output}: {e}") from e
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ def render_text(report: Report, fail_on: Severity, color: bool = False) -> str:
     """The report as terminal text (ANSI colours when ``color``)."""
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=color, no_color=not color, width=110,
-                      highlight=False, soft_wrap=False)
+                      highlight=False, soft_wrap=True)
     groups: dict[str, list[Finding]] = defaultdict(list)
     for f in report.sorted_findings():
         groups[f.location.artifact].append(f)

@@ -398,23 +398,43 @@ class Policy:
 
     def _classify_uncached(self, module: str, name: str) -> Verdict:
         module = normalise_module(module)
-        full = f"{module}.{name}"
-        user = _user_verdict(self._user, full, module)
-        if user is not None:
-            return user
-        if full in EXACT_DENY:
-            return EXACT_DENY[full]
-        suffix = _dangerous_suffix(name)
-        if suffix is not None:
-            return suffix
-        if full in EXACT_ALLOW:
-            return _SAFE
-        denied = _longest_prefix(MODULE_DENY, module)
-        if denied is not None:
-            return denied
-        if _allowed_by_pattern(module, name, full):
-            return _SAFE
-        return _v(Category.UNKNOWN, Severity.MEDIUM, "not on the allowlist")
+        return _apply_user(self._user, module, name, _builtin_verdict(module, name))
+
+
+def _builtin_verdict(module: str, name: str) -> Verdict:
+    full = f"{module}.{name}"
+    if full in EXACT_DENY:
+        return EXACT_DENY[full]
+    suffix = _dangerous_suffix(name)
+    if suffix is not None:
+        return suffix
+    if full in EXACT_ALLOW:
+        return _SAFE
+    denied = _longest_prefix(MODULE_DENY, module)
+    if denied is not None:
+        return denied
+    if _allowed_by_pattern(module, name, full):
+        return _SAFE
+    return _v(Category.UNKNOWN, Severity.MEDIUM, "not on the allowlist")
+
+
+def _apply_user(user: UserPolicy, module: str, name: str, builtin: Verdict) -> Verdict:
+    """User entries extend the built-in policy; they never weaken it.
+
+    A deny entry can only raise a severity, and an allow entry only applies to a name the
+    built-in tables call unknown (so ``allow = ["mycompany.*"]`` cannot lift
+    ``mycompany.models.os.system`` or anything else that is denied on its own).
+    """
+    keys = _candidates(f"{module}.{name}", module)
+    denied = [user.deny[k] for k in keys if k in user.deny]
+    if denied:
+        severity = max([*denied, builtin.severity or Severity.INFO])
+        category = Category.SYSTEM if builtin.category in (Category.SAFE, Category.UNKNOWN) \
+            else builtin.category
+        return _v(category, severity, f"denied by configuration ({builtin.reason})")
+    if builtin.category is Category.UNKNOWN and any(k in user.allow for k in keys):
+        return _v(Category.SAFE, None, "allowed by configuration")
+    return builtin
 
 
 def normalise_module(module: str) -> str:
@@ -423,17 +443,6 @@ def normalise_module(module: str) -> str:
         if module == alias or module.startswith(alias + "."):
             return target + module[len(alias):]
     return module
-
-
-def _user_verdict(user: UserPolicy, full: str, module: str) -> Verdict | None:
-    for key in _candidates(full, module):
-        if key in user.deny:
-            return _v(Category.SYSTEM, user.deny[key], "denied by configuration")
-    if full in EXACT_DENY or _longest_prefix(MODULE_DENY, module) is not None:
-        return None  # user allowlists extend, never weaken, the built-in denylist
-    if any(key in user.allow for key in _candidates(full, module)):
-        return _v(Category.SAFE, None, "allowed by configuration")
-    return None
 
 
 def _candidates(full: str, module: str) -> list[str]:
