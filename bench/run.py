@@ -50,6 +50,7 @@ class Check:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    load = os.getloadavg()[0]  # before this script adds its own
     out: Path = args.out.resolve()
     sizes = QUICK if args.quick else FULL
     folder = out / ("inputs-quick" if args.quick else "inputs")
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     inputs = build_inputs(folder, sizes, _log)
     ready, missing = _install(out / "venvs")
     results = _measure_all(inputs, ready, missing, out, args.runs, args.timeout)
-    _report(inputs, ready, results, args)
+    _report(inputs, ready, results, args, load)
     return 0
 
 
@@ -147,18 +148,19 @@ def _completed(sample: Sample, tool: Tool, timeout: float) -> Result:
 
 # ---------------------------------------------------------------------- report
 def _report(inputs: dict[str, Input], ready: list[tuple[Tool, Path]], results: Results,
-            args: argparse.Namespace) -> None:
-    _header(ready, args)
+            args: argparse.Namespace, load: float) -> None:
+    _header(ready, args, load)
     for inp in inputs.values():
         _table(inp, results[inp.key])
     _targets(_checks(inputs, results), args.quick)
 
 
-def _header(ready: list[tuple[Tool, Path]], args: argparse.Namespace) -> None:
+def _header(ready: list[tuple[Tool, Path]], args: argparse.Namespace, load: float) -> None:
     method = "GNU /usr/bin/time -v" if has_gnu_time() else "os.wait4 rusage"
     print(f"mlgate benchmark ({'quick' if args.quick else 'full'} sizes)")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-          f"{_memory_gb():.0f} GB RAM, Python {platform.python_version()}")
+          f"{_memory_gb():.0f} GB RAM, Python {platform.python_version()}, "
+          f"load average {load:.2f} at start (other work on the machine skews timings)")
     print(f"method: one warm-up run, then best wall time of {args.runs}; peak RSS is the "
           f"worst of those runs, via {method}; page cache warm")
     print("versions: " + ", ".join(f"{t.name} {version(t, exe)}" for t, exe in ready))

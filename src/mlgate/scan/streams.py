@@ -57,8 +57,8 @@ class DecompressingReader(io.RawIOBase):
         self._multi = multi_stream
         self._in = 0
         self._out = 0
-        self._pending = b""
         self._done = False
+        self._eof_reported = False
 
     def readable(self) -> bool:
         return True
@@ -86,8 +86,16 @@ class DecompressingReader(io.RawIOBase):
             elif self._dec.needs_input:
                 chunk = self._read_chunk()
                 if not chunk:
-                    raise EOFError("compressed stream ended before its end marker (truncated)")
+                    return self._truncated()
                 self._dec.feed(chunk)
+        return b""
+
+    def _truncated(self) -> bytes:
+        # Report EOF once so buffered readers keep the bytes decoded so far; raise on the
+        # next read, so a consumer that needs more learns the stream is damaged.
+        if self._eof_reported:
+            raise EOFError("compressed stream ended before its end marker (truncated)")
+        self._eof_reported = True
         return b""
 
     def _read_chunk(self) -> bytes:

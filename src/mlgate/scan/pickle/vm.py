@@ -118,6 +118,7 @@ class PickleVM:
         self.memo: dict[int, Value] = {}
         self.frame_end: int | None = None
         self.op_offset = 0
+        self.prev_offset = 0
         self.index = 0  # number of the opcode being executed (1-based)
         self.table = self._build_table()
 
@@ -152,6 +153,7 @@ class PickleVM:
         count = 0
         while True:
             pos = r.pos
+            self.prev_offset = self.op_offset
             self.op_offset = r.base + pos
             if pos < len(r.buf):
                 op = r.buf[pos]
@@ -181,7 +183,11 @@ class PickleVM:
         self.prog.anomalies.append(Anomaly(kind, message, self.op_offset, self.index))
 
     def _leave_frame(self, op: int) -> None:
-        if self.op_offset > self.frame_end:  # type: ignore[operator]
+        end = self.frame_end
+        assert end is not None
+        # The pure-Python unpickler accepts a frame ending between two reads (for instance
+        # right after an opcode byte) and rejects a read that the frame end splits.
+        if self.op_offset > end and end != self.prev_offset + 1:
             self._anomaly(
                 "frame",
                 f"an opcode argument crosses the end of the frame at offset {self.frame_end}; "

@@ -1,0 +1,185 @@
+"""Hostile input: every case is bounded in time and memory and reported, never a crash."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import struct
+import time
+import zipfile
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from factories import assert_caught, describe, rules_found, write
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from payloads import b, glob0, os_system, proto, s
+
+import mlgate
+from mlgate import Config, Report, Severity
+from mlgate.scan.limits import Limits
+
+
+def scan_with(path: Path, **limits: float) -> Report:
+    return mlgate.scan(path, config=Config(limits=replace(Limits(), **limits)))
+
+
+def _zeros_gzip(path: Path, megabytes: int) -> Path:
+    """A gzip bomb whose content is one pickle BINBYTES8 argument the scanner must skip."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    chunk = bytes(1 << 20)
+    with path.open("wb") as f:
+        f.write(comp.compress(proto(4) + b"\x8e" + struct.pack("<Q", megabytes << 20)))
+        for _ in range(megabytes):
+            f.write(comp.compress(chunk))
+        f.write(comp.flush())
+    return path
+
+
+def test_gzip_bomb_hits_the_ratio_limit(tmp_path: Path) -> None:
+    path = _zeros_gzip(tmp_path / "bomb.pkl.gz", 200)
+    start = time.monotonic()
+    report = scan_with(path, ratio_floor_bytes=16 << 20, max_compression_ratio=100)
+    assert time.monotonic() - start < 30
+    assert_caught(report, "MLG301")
+    assert not all(a.complete for a in report.artifacts)
+
+
+def test_gzip_bomb_hits_the_size_limit(tmp_path: Path) -> None:
+    report = scan_with(_zeros_gzip(tmp_path / "bomb.gz", 64), max_decompressed_bytes=8 << 20)
+    assert_caught(report, "MLG301")
+
+
+def test_zip_member_bomb(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("data.pkl", proto(4) + b"\x8e" + struct.pack("<Q", 200 << 20)
+                   + bytes(200 << 20) + b".")
+    report = scan_with(path, ratio_floor_bytes=16 << 20, max_compression_ratio=100)
+    assert_caught(report, "MLG301")
+
+
+def test_nested_archives_hit_the_depth_limit(tmp_path: Path) -> None:
+    data = os_system("deepzip")
+    for level in range(20):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr(f"level{level}.bin", data)
+        data = buf.getvalue()
+    report = mlgate.scan(write(tmp_path / "deep.zip", data), config=Config())
+    assert_caught(report, "MLG301")
+
+
+def test_nested_pickles_hit_the_depth_limit(tmp_path: Path) -> None:
+    data = os_system("deeppickle")
+    for _ in range(30):
+        data = proto(2) + glob0("pickle", "loads") + b(data) + b"\x85R."
+    report = mlgate.scan(write(tmp_path / "deep.pkl", data), config=Config())
+    assert_caught(report, "MLG301")
+    assert report.max_severity is not None and report.max_severity >= Severity.HIGH
+
+
+def test_deeply_nested_values(tmp_path: Path) -> None:
+    depth = 200_000
+    data = proto(2) + b")" + b"\x85" * depth + b"." + glob0("os", "system") + b")R."
+    start = time.monotonic()
+    report = mlgate.scan(write(tmp_path / "deep.pkl", data), config=Config())
+    assert time.monotonic() - start < 20
+    assert_caught(report, "MLG101")
+
+
+def test_many_marks(tmp_path: Path) -> None:
+    data = b"(" * 1_000_000 + b"N."
+    report = mlgate.scan(write(tmp_path / "marks.pkl", data), config=Config())
+    assert not report.at_or_above(Severity.HIGH), describe(report)
+
+
+def test_memo_explosion_renders_within_budget(tmp_path: Path) -> None:
+    # Each level is a list holding the previous level twice: 2**200 leaves if expanded.
+    levels = b"".join(b"(h\x00h\x00l\x94" if i == 0 else
+                      b"(j" + struct.pack("<I", i) + b"j" + struct.pack("<I", i) + b"l\x94"
+                      for i in range(200))
+    data = (proto(4) + s("leaf") + b"\x94" + levels + glob0("os", "system") + b"j"
+            + struct.pack("<I", 200) + b"\x85R.")
+    start = time.monotonic()
+    report = mlgate.scan(write(tmp_path / "memo.pkl", data), config=Config())
+    assert time.monotonic() - start < 10
+    hit = [f for f in report.findings if f.rule_id == "MLG101"]
+    assert hit and len(hit[0].evidence) < 5000
+
+
+@pytest.mark.parametrize("opcode", [
+    b"\x8e" + struct.pack("<Q", 1 << 60),  # BINBYTES8
+    b"\x8d" + struct.pack("<Q", 1 << 60),  # BINUNICODE8
+    b"\x96" + struct.pack("<Q", 1 << 60),  # BYTEARRAY8
+    b"B" + struct.pack("<I", 0xFFFFFFF0),  # BINBYTES
+    b"\x8b" + struct.pack("<i", 1 << 30),  # LONG4
+    b"\x95" + struct.pack("<Q", 1 << 62),  # FRAME
+])
+def test_gigantic_declared_lengths(tmp_path: Path, opcode: bytes) -> None:
+    data = os_system("huge")[:-1] + b"0" + proto(4) + opcode + b"."
+    report = mlgate.scan(write(tmp_path / "huge.pkl", data), config=Config())
+    assert_caught(report, "MLG101")
+    assert rules_found(report) & {"MLG201", "MLG301"}
+
+
+def test_opcode_limit(tmp_path: Path) -> None:
+    data = b"N0" * 200_000 + b"N."
+    report = scan_with(write(tmp_path / "long.pkl", data), max_opcodes=100_000)
+    assert_caught(report, "MLG301")
+
+
+def test_time_budget(tmp_path: Path) -> None:
+    data = b"N0" * 300_000 + b"N."
+    report = scan_with(write(tmp_path / "slow.pkl", data), file_seconds=1e-9)
+    assert_caught(report, "MLG301")
+
+
+def test_npy_header_too_large(tmp_path: Path) -> None:
+    data = b"\x93NUMPY\x02\x00" + struct.pack("<I", 1 << 30) + b"{"
+    report = mlgate.scan(write(tmp_path / "x.npy", data), config=Config())
+    assert_caught(report, "MLG301")
+
+
+def test_zip_claiming_too_many_entries(tmp_path: Path) -> None:
+    eocd = b"PK\x05\x06" + struct.pack("<4HIIH", 0, 0, 0xFFFE, 0xFFFE, 0, 0, 0)
+    report = scan_with(write(tmp_path / "x.zip", b"PK\x03\x04" + eocd), max_archive_members=10)
+    assert_caught(report, "MLG302")
+
+
+def test_truncated_gzip(tmp_path: Path) -> None:
+    data = gzip.compress(os_system("truncgz") * 50)[:-30]
+    report = mlgate.scan(write(tmp_path / "t.pkl.gz", data), config=Config())
+    assert_caught(report, "MLG101")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(blob=st.binary(max_size=400), seed=st.sampled_from([b"", b"\x80\x04", b"PK\x03\x04",
+                                                             b"\x93NUMPY\x01\x00", b"\x1f\x8b"]))
+def test_random_bytes_never_crash(tmp_path: Path, blob: bytes, seed: bytes) -> None:
+    report = mlgate.scan(write(tmp_path / "fuzz.bin", seed + blob), config=Config())
+    assert not any("internal error" in f.message for f in report.findings), describe(report)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(1, 2000))
+def test_every_truncation_of_a_real_checkpoint(tmp_path: Path, cut: int) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"w": torch.ones(4), "meta": {"step": 3}}, buf)
+    data = buf.getvalue()
+    report = mlgate.scan(write(tmp_path / "t.pt", data[: len(data) - cut]), config=Config())
+    assert not any("internal error" in f.message for f in report.findings), describe(report)
+    assert report.findings  # a damaged file is never reported clean
+
+
+def test_pickle_of_many_protocol_zero_lines(tmp_path: Path) -> None:
+    data = pickle.dumps([str(i) for i in range(50_000)], protocol=0)
+    report = mlgate.scan(write(tmp_path / "p0.pkl", data), config=Config())
+    assert not report.findings
