@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import payloads  # noqa: E402
+import payloads
 
 
 def main(out: Path) -> None:

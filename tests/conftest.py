@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "samples"))
 
-import payloads  # noqa: E402
+import payloads
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -75,7 +75,7 @@ def test_torch_zip_bad_crc_cve_2025_10156(tmp_path: Path) -> None:
 
 def test_torch_zip_flag_bits_cve_2025_1945(tmp_path: Path) -> None:
     data = bytearray(_evil_checkpoint("flags"))
-    local, central = _entry_offsets(bytes(data), b"archive/data.pkl")
+    local, _ = _entry_offsets(bytes(data), b"archive/data.pkl")
     data[local + 6:local + 8] = struct.pack("<H", 0x0001)  # "encrypted" in the local header only
     report = scan(write(tmp_path / "m.pt", bytes(data)))
     assert_caught(report, "MLG101", CRIT)

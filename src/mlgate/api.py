@@ -27,7 +27,12 @@ def explain(path: str | os.PathLike[str], config: Config | None = None) -> str:
     cfg = config if config is not None else load_config()
     policy = Policy(cfg.policy)
     parts: list[str] = []
-    scan_paths([Path(path)], policy, cfg.limits,
-               observer=lambda src, progs: parts.append(
-                   explain_programs(src.location.artifact, progs, policy)))
+    scan_paths(
+        [Path(path)],
+        policy,
+        cfg.limits,
+        observer=lambda src, progs: parts.append(
+            explain_programs(src.location.artifact, progs, policy)
+        ),
+    )
     return "\n".join(parts) if parts else f"# {path}: no pickle found\n"

@@ -26,16 +26,36 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice([f.value for f in OutputFormat]),
-              default="text", show_default=True, help="Output format.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice([f.value for f in OutputFormat]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the report here.")
-@click.option("--fail-on", type=_SEVERITIES, default=None,
-              help="Exit 1 when a finding is at or above this severity [default: HIGH].")
-@click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True),
-              help="Configuration file (default: mlgate.toml or [tool.mlgate]).")
+@click.option(
+    "--fail-on",
+    type=_SEVERITIES,
+    default=None,
+    help="Exit 1 when a finding is at or above this severity [default: HIGH].",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, exists=True),
+    help="Configuration file (default: mlgate.toml or [tool.mlgate]).",
+)
 @click.option("--color/--no-color", default=None, help="Colour text output.")
-def scan(paths: tuple[Path, ...], fmt: str, output: Path | None, fail_on: str | None,
-         config_path: Path | None, color: bool | None) -> None:
+def scan(
+    paths: tuple[Path, ...],
+    fmt: str,
+    output: Path | None,
+    fail_on: str | None,
+    config_path: Path | None,
+    color: bool | None,
+) -> None:
     """Scan model files or folders without loading them.
 
     Exit status: 0 no finding at or above --fail-on, 1 findings at or above it,

@@ -58,8 +58,9 @@ def _discover(start: Path) -> Path | None:
         if own.is_file():
             return own
         project = folder / "pyproject.toml"
-        if project.is_file() and "tool.mlgate" in project.read_text(encoding="utf-8",
-                                                                    errors="replace"):
+        if project.is_file() and "tool.mlgate" in project.read_text(
+            encoding="utf-8", errors="replace"
+        ):
             return project
     return None
 

@@ -13,12 +13,20 @@ from mlgate.scan.rules import ALL_RULES
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {
-    Severity.CRITICAL: "error", Severity.HIGH: "error", Severity.MEDIUM: "warning",
-    Severity.LOW: "note", Severity.INFO: "note",
+    Severity.CRITICAL: "error",
+    Severity.HIGH: "error",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "note",
+    Severity.INFO: "note",
 }
 # GitHub ranks security results by this 0-10 score.
-_SCORE = {Severity.CRITICAL: "9.8", Severity.HIGH: "8.0", Severity.MEDIUM: "5.0",
-          Severity.LOW: "3.0", Severity.INFO: "0.0"}
+_SCORE = {
+    Severity.CRITICAL: "9.8",
+    Severity.HIGH: "8.0",
+    Severity.MEDIUM: "5.0",
+    Severity.LOW: "3.0",
+    Severity.INFO: "0.0",
+}
 
 
 def render_sarif(report: Report) -> str:
@@ -27,15 +35,19 @@ def render_sarif(report: Report) -> str:
     log = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "mlgate",
-                "version": __version__,
-                "informationUri": "https://github.com/mlgate/mlgate",
-                "rules": [_rule(r) for r in ALL_RULES],
-            }},
-            "results": [_result(f, index) for f in report.sorted_findings()],
-        }],
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "mlgate",
+                        "version": __version__,
+                        "informationUri": "https://github.com/mlgate/mlgate",
+                        "rules": [_rule(r) for r in ALL_RULES],
+                    }
+                },
+                "results": [_result(f, index) for f in report.sorted_findings()],
+            }
+        ],
     }
     return json.dumps(log, indent=2)
 

@@ -11,8 +11,11 @@ from rich.markup import escape
 from mlgate.findings import Finding, Report, Severity
 
 _STYLE = {
-    Severity.CRITICAL: "bold white on red", Severity.HIGH: "bold red",
-    Severity.MEDIUM: "yellow", Severity.LOW: "cyan", Severity.INFO: "dim",
+    Severity.CRITICAL: "bold white on red",
+    Severity.HIGH: "bold red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "dim",
 }
 MAX_EVIDENCE_LINES = 12
 
@@ -20,8 +23,14 @@ MAX_EVIDENCE_LINES = 12
 def render_text(report: Report, fail_on: Severity, color: bool = False) -> str:
     """The report as terminal text (ANSI colours when ``color``)."""
     buf = io.StringIO()
-    console = Console(file=buf, force_terminal=color, no_color=not color, width=110,
-                      highlight=False, soft_wrap=True)
+    console = Console(
+        file=buf,
+        force_terminal=color,
+        no_color=not color,
+        width=110,
+        highlight=False,
+        soft_wrap=True,
+    )
     groups: dict[str, list[Finding]] = defaultdict(list)
     for f in report.sorted_findings():
         groups[f.location.artifact].append(f)
@@ -42,8 +51,9 @@ def _finding(console: Console, f: Finding) -> None:
         where.append(f"opcode {f.location.opcode_index}")
     suffix = f" [dim]({', '.join(where)})[/dim]" if where else ""
     style = _STYLE[f.severity]
-    console.print(f"  [{style}]{f.severity.name:<8}[/{style}] {f.rule_id} "
-                  f"{escape(f.message)}{suffix}")
+    console.print(
+        f"  [{style}]{f.severity.name:<8}[/{style}] {f.rule_id} {escape(f.message)}{suffix}"
+    )
     lines = f.evidence.splitlines()
     for line in lines[:MAX_EVIDENCE_LINES]:
         console.print(f"           [dim]{escape(line)}[/dim]")
@@ -57,11 +67,14 @@ def _summary(console: Console, report: Report, fail_on: Severity) -> None:
         counts[f.severity] += 1
     parts = [f"{n} {s.name.lower()}" for s, n in sorted(counts.items(), reverse=True) if n]
     clean = sum(
-        1 for a in report.artifacts
+        1
+        for a in report.artifacts
         if a.complete and not any(f.location.artifact == a.artifact for f in report.findings)
     )
-    console.print(f"{len(report.artifacts)} artifacts scanned, {clean} without findings; "
-                  f"{len(report.findings)} findings" + (f" ({', '.join(parts)})" if parts else ""))
+    console.print(
+        f"{len(report.artifacts)} artifacts scanned, {clean} without findings; "
+        f"{len(report.findings)} findings" + (f" ({', '.join(parts)})" if parts else "")
+    )
     failing = report.at_or_above(fail_on)
-    verdict = ("[bold red]FAIL[/bold red]" if failing else "[bold green]PASS[/bold green]")
+    verdict = "[bold red]FAIL[/bold red]" if failing else "[bold green]PASS[/bold green]"
     console.print(f"{verdict}: {len(failing)} findings at or above {fail_on.name}")

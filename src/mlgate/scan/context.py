@@ -65,7 +65,8 @@ class ScanContext:
         """Scan a nested artifact; returns the worst severity found in it."""
         if self.depth >= self.limits.max_depth:
             self.incomplete(
-                source, f"nesting deeper than {self.limits.max_depth} levels; not analysed",
+                source,
+                f"nesting deeper than {self.limits.max_depth} levels; not analysed",
                 LIMIT_EXCEEDED,
             )
             return LIMIT_EXCEEDED.severity
@@ -76,8 +77,9 @@ class ScanContext:
         finally:
             self.depth -= 1
         self.artifacts.append(
-            ArtifactResult(source.location.artifact, fmt, not self.is_incomplete(source),
-                           source.size)
+            ArtifactResult(
+                source.location.artifact, fmt, not self.is_incomplete(source), source.size
+            )
         )
         return max((f.severity for f in self.findings[mark:]), default=None)
 

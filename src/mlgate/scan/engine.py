@@ -22,8 +22,37 @@ from mlgate.scan.source import Source, file_source
 PICKLE_LABELS = frozenset({"pickle", "joblib", "pytorch-legacy"})
 # Extensions whose format is never a pickle: a pickle behind one is disguised.
 NON_PICKLE_EXTENSIONS = frozenset(
-    ".safetensors .json .txt .md .onnx .gguf .h5 .hdf5 .keras .yaml .yml .csv .npy .npz .zip "
-    ".tar .gz .msgpack .tflite .pb .png .jpg .jpeg .model.json .xml .html .py .ini .toml".split()
+    [
+        ".safetensors",
+        ".json",
+        ".txt",
+        ".md",
+        ".onnx",
+        ".gguf",
+        ".h5",
+        ".hdf5",
+        ".keras",
+        ".yaml",
+        ".yml",
+        ".csv",
+        ".npy",
+        ".npz",
+        ".zip",
+        ".tar",
+        ".gz",
+        ".msgpack",
+        ".tflite",
+        ".pb",
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".model.json",
+        ".xml",
+        ".html",
+        ".py",
+        ".ini",
+        ".toml",
+    ]
 )
 _SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
 
@@ -31,17 +60,21 @@ _SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
 def dispatch(ctx: ScanContext, source: Source) -> str:
     """Detect ``source``'s format and run its handler; any failure becomes a finding."""
     if ctx.out_of_time():
-        ctx.incomplete(source, "time budget for this file exhausted; not analysed",
-                       rules.LIMIT_EXCEEDED)
+        ctx.incomplete(
+            source, "time budget for this file exhausted; not analysed", rules.LIMIT_EXCEEDED
+        )
         return "unknown"
     try:
         head = source.head(HEAD)
         fmt = Format(source.forced_format) if source.forced_format else sniff(head)
         label = _guarded(ctx, source, fmt)
         if fmt is Format.PICKLE and not source.forced_format and has_zip_directory(source):
-            ctx.add(rules.POLYGLOT, source.location,
-                    "the file reads both as a pickle (torch.load takes this path: it does not "
-                    "start with a ZIP header) and as a ZIP archive; both were analysed")
+            ctx.add(
+                rules.POLYGLOT,
+                source.location,
+                "the file reads both as a pickle (torch.load takes this path: it does not "
+                "start with a ZIP header) and as a ZIP archive; both were analysed",
+            )
             _guarded(ctx, source, Format.ZIP)
     except ResourceLimitError as e:
         ctx.incomplete(source, f"limit reached: {e}", rules.LIMIT_EXCEEDED)
@@ -63,9 +96,8 @@ def _guarded(ctx: ScanContext, source: Source, fmt: Format) -> str:
         ctx.incomplete(source, f"could not be read as {fmt.value}: {e}")
     except RecursionError:
         ctx.incomplete(source, "structure nested too deeply", rules.LIMIT_EXCEEDED)
-    except Exception as e:  # noqa: BLE001 - hostile input must never crash a scan
-        ctx.incomplete(source, f"internal error while reading {fmt.value}: "
-                       f"{type(e).__name__}: {e}")
+    except Exception as e:
+        ctx.incomplete(source, f"internal error while reading {fmt.value}: {type(e).__name__}: {e}")
         ctx.findings[-1] = _with_trace(ctx.findings[-1])
     return fmt.value
 
@@ -78,8 +110,11 @@ def _check_extension(ctx: ScanContext, source: Source) -> None:
     name = source.name.lower()
     suffix = next((ext for ext in NON_PICKLE_EXTENSIONS if name.endswith(ext)), None)
     if suffix is not None:
-        ctx.add(rules.EXTENSION_MISMATCH, source.location,
-                f"a pickle named {suffix}: tools that trust the extension skip or mis-read it")
+        ctx.add(
+            rules.EXTENSION_MISMATCH,
+            source.location,
+            f"a pickle named {suffix}: tools that trust the extension skip or mis-read it",
+        )
 
 
 def scan_paths(
@@ -93,15 +128,19 @@ def scan_paths(
         if not path.exists() and not path.is_symlink():
             raise ScanError(f"{path}: no such file or directory")
     roots = tuple(p.resolve() for p in paths)
-    ctx = ScanContext(policy=policy, limits=limits, dispatch=dispatch, roots=roots,
-                      observer=observer)
+    ctx = ScanContext(
+        policy=policy, limits=limits, dispatch=dispatch, roots=roots, observer=observer
+    )
     for path in paths:
         if path.is_dir() and not path.is_symlink():
             _scan_dir(ctx, path)
         else:
             _scan_file(ctx, path, path.resolve().parent)
-    return Report(targets=tuple(str(p) for p in paths), findings=tuple(ctx.findings),
-                  artifacts=tuple(ctx.artifacts))
+    return Report(
+        targets=tuple(str(p) for p in paths),
+        findings=tuple(ctx.findings),
+        artifacts=tuple(ctx.artifacts),
+    )
 
 
 def _scan_dir(ctx: ScanContext, root: Path) -> None:
@@ -122,8 +161,11 @@ def _scan_file(ctx: ScanContext, path: Path, root: Path) -> None:
         target = path.resolve()
         inside = any(target == r or r in target.parents for r in (root.resolve(), *ctx.roots))
         if not inside:
-            ctx.add(rules.PATH_TRAVERSAL, Location(path=str(path)),
-                    f"symbolic link to {target}, outside the scanned folder; a loader follows it")
+            ctx.add(
+                rules.PATH_TRAVERSAL,
+                Location(path=str(path)),
+                f"symbolic link to {target}, outside the scanned folder; a loader follows it",
+            )
         return
     if not path.is_file():
         return
@@ -133,4 +175,3 @@ def _scan_file(ctx: ScanContext, path: Path, root: Path) -> None:
     except OSError as e:
         raise ScanError(f"{path}: {e}") from e
     ctx.scan(source)
-

@@ -49,7 +49,7 @@ class ByteReader:
 
     def _fill(self, want: int) -> None:
         """Make at least ``want`` unread bytes available in ``buf`` if the stream has them."""
-        rest = self.buf[self.pos:]
+        rest = self.buf[self.pos :]
         self.base += self.pos
         self.pos = 0
         need = want - len(rest)
@@ -84,7 +84,7 @@ class ByteReader:
         pos = self.pos
         if pos + n <= len(self.buf):
             self.pos = pos + n
-            return self.buf[pos:pos + n]
+            return self.buf[pos : pos + n]
         left = self.remaining_known()
         if left is not None and n > left:
             raise TruncatedError(f"{n} bytes requested, {left} available")
@@ -98,7 +98,7 @@ class ByteReader:
         """Up to ``n`` next bytes without consuming them."""
         if self.pos + n > len(self.buf):
             self._fill(n)
-        return self.buf[self.pos:self.pos + n]
+        return self.buf[self.pos : self.pos + n]
 
     def readline(self, limit: int) -> bytes:
         """Bytes up to and including the next newline (at most ``limit`` bytes)."""
@@ -111,7 +111,7 @@ class ByteReader:
             if len(self.buf) - self.pos <= have:
                 raise TruncatedError("stream ended inside a text line")
             nl = self.buf.find(b"\n", self.pos)
-        line = self.buf[self.pos:nl + 1]
+        line = self.buf[self.pos : nl + 1]
         self.pos = nl + 1
         return line
 

@@ -26,106 +26,165 @@ def _rule(rule_id: str, name: str, severity: Severity, description: str) -> Rule
 
 # --- pickle behaviour -------------------------------------------------------------
 CODE_EXECUTION = _rule(
-    "MLG101", "code-execution", Severity.CRITICAL,
+    "MLG101",
+    "code-execution",
+    Severity.CRITICAL,
     "The stream calls or imports a callable that runs arbitrary code or commands.",
 )
 SYSTEM_ACCESS = _rule(
-    "MLG102", "system-access", Severity.HIGH,
+    "MLG102",
+    "system-access",
+    Severity.HIGH,
     "The stream reaches a file, network or process primitive.",
 )
 UNKNOWN_GLOBAL = _rule(
-    "MLG103", "unknown-global", Severity.MEDIUM,
+    "MLG103",
+    "unknown-global",
+    Severity.MEDIUM,
     "The stream imports a global that is on neither the allowlist nor the denylist; "
     "importing and calling it cannot be proven safe.",
 )
 DYNAMIC_CALL = _rule(
-    "MLG104", "dynamic-call", Severity.HIGH,
+    "MLG104",
+    "dynamic-call",
+    Severity.HIGH,
     "The stream calls a callable it computed at load time (getattr, attrgetter, "
     "methodcaller, import helpers) that could not be resolved to a safe one.",
 )
 NESTED_PAYLOAD = _rule(
-    "MLG105", "nested-deserialization", Severity.LOW,
+    "MLG105",
+    "nested-deserialization",
+    Severity.LOW,
     "The stream hands bytes or a file to a deserialiser; the payload was analysed.",
 )
 ENCODED_CODE = _rule(
-    "MLG106", "encoded-code", Severity.CRITICAL,
+    "MLG106",
+    "encoded-code",
+    Severity.CRITICAL,
     "Code decoded at load time (base64, zlib, hex...) is passed to an exec-like callable.",
 )
 EXTENSION_CODE = _rule(
-    "MLG107", "extension-registry", Severity.HIGH,
+    "MLG107",
+    "extension-registry",
+    Severity.HIGH,
     "The stream refers to the copyreg extension registry, whose content depends on the "
     "loading process and cannot be resolved statically.",
 )
 CODE_OBJECT = _rule(
-    "MLG108", "serialized-code", Severity.CRITICAL,
+    "MLG108",
+    "serialized-code",
+    Severity.CRITICAL,
     "The stream rebuilds a Python function or code object (dill/cloudpickle/marshal style).",
 )
 CHAINED_LOAD = _rule(
-    "MLG109", "chained-load", Severity.HIGH,
+    "MLG109",
+    "chained-load",
+    Severity.HIGH,
     "The stream makes the loader read another file as a model or pickle (multi-stage payload).",
 )
 
 # --- stream and container integrity ------------------------------------------------
 MALFORMED = _rule(
-    "MLG201", "malformed-stream", Severity.MEDIUM,
+    "MLG201",
+    "malformed-stream",
+    Severity.MEDIUM,
     "The stream is invalid: the real loader fails at this point, after running every call "
     "made before it.",
 )
 FRAME_MISMATCH = _rule(
-    "MLG202", "frame-mismatch", Severity.HIGH,
+    "MLG202",
+    "frame-mismatch",
+    Severity.HIGH,
     "A pickle FRAME's declared length disagrees with the opcodes inside it; readers that "
     "honour frames differently see different programs (scanner evasion).",
 )
 TRAILING_DATA = _rule(
-    "MLG203", "trailing-data", Severity.LOW,
+    "MLG203",
+    "trailing-data",
+    Severity.LOW,
     "Bytes follow the last pickle that are not part of any analysable stream.",
 )
 ARCHIVE_ANOMALY = _rule(
-    "MLG204", "archive-anomaly", Severity.HIGH,
+    "MLG204",
+    "archive-anomaly",
+    Severity.HIGH,
     "The archive is built so that different readers see different content (duplicate names, "
     "local/central header disagreement, bad CRC, unreadable members).",
 )
 POLYGLOT = _rule(
-    "MLG205", "polyglot", Severity.HIGH,
+    "MLG205",
+    "polyglot",
+    Severity.HIGH,
     "The file is valid as two formats; both readings were analysed.",
 )
 PATH_TRAVERSAL = _rule(
-    "MLG206", "path-traversal", Severity.HIGH,
+    "MLG206",
+    "path-traversal",
+    Severity.HIGH,
     "An archive member or referenced file escapes its folder (.., absolute path, link).",
 )
 EXTENSION_MISMATCH = _rule(
-    "MLG207", "extension-mismatch", Severity.MEDIUM,
+    "MLG207",
+    "extension-mismatch",
+    Severity.MEDIUM,
     "The file's content is not what its extension says (e.g. a pickle named .safetensors).",
 )
 
 # --- completeness (fail closed) -----------------------------------------------------
 LIMIT_EXCEEDED = _rule(
-    "MLG301", "limit-exceeded", Severity.HIGH,
+    "MLG301",
+    "limit-exceeded",
+    Severity.HIGH,
     "A resource limit was hit (size, depth, time, ratio); the artifact was not fully analysed.",
 )
 UNSUPPORTED = _rule(
-    "MLG302", "not-analysed", Severity.HIGH,
+    "MLG302",
+    "not-analysed",
+    Severity.HIGH,
     "The artifact or part of it could not be analysed; it is not known to be safe.",
 )
 UNRECOGNISED = _rule(
-    "MLG303", "unrecognised-format", Severity.INFO,
+    "MLG303",
+    "unrecognised-format",
+    Severity.INFO,
     "The file's format is not one mlgate analyses for code; it was not scanned further.",
 )
 
 # --- informational --------------------------------------------------------------------
 EMBEDDED_CODE = _rule(
-    "MLG401", "embedded-source", Severity.INFO,
+    "MLG401",
+    "embedded-source",
+    Severity.INFO,
     "The artifact carries source code that the loader compiles (e.g. TorchScript).",
 )
 SUSPICIOUS_SOURCE = _rule(
-    "MLG402", "suspicious-source", Severity.HIGH,
+    "MLG402",
+    "suspicious-source",
+    Severity.HIGH,
     "Source code carried by the artifact reaches process, file, network or dynamic-code APIs.",
 )
 
 ALL_RULES: tuple[Rule, ...] = (
-    CODE_EXECUTION, SYSTEM_ACCESS, UNKNOWN_GLOBAL, DYNAMIC_CALL, NESTED_PAYLOAD, ENCODED_CODE,
-    EXTENSION_CODE, CODE_OBJECT, CHAINED_LOAD, MALFORMED, FRAME_MISMATCH, TRAILING_DATA,
-    ARCHIVE_ANOMALY, POLYGLOT, PATH_TRAVERSAL, EXTENSION_MISMATCH, LIMIT_EXCEEDED, UNSUPPORTED,
-    UNRECOGNISED, EMBEDDED_CODE, SUSPICIOUS_SOURCE,
+    CODE_EXECUTION,
+    SYSTEM_ACCESS,
+    UNKNOWN_GLOBAL,
+    DYNAMIC_CALL,
+    NESTED_PAYLOAD,
+    ENCODED_CODE,
+    EXTENSION_CODE,
+    CODE_OBJECT,
+    CHAINED_LOAD,
+    MALFORMED,
+    FRAME_MISMATCH,
+    TRAILING_DATA,
+    ARCHIVE_ANOMALY,
+    POLYGLOT,
+    PATH_TRAVERSAL,
+    EXTENSION_MISMATCH,
+    LIMIT_EXCEEDED,
+    UNSUPPORTED,
+    UNRECOGNISED,
+    EMBEDDED_CODE,
+    SUSPICIOUS_SOURCE,
 )
 RULES_BY_ID: dict[str, Rule] = {r.id: r for r in ALL_RULES}

@@ -65,7 +65,7 @@ class Source:
         """A byte range of this artifact as an artifact of its own."""
 
         def opener() -> BinaryIO:
-            return _Window(self.open(), offset, length, self.seekable)
+            return io.BufferedReader(_Window(self.open(), offset, length, self.seekable), 1 << 16)
 
         return self.child(member, opener, length, self.seekable)
 
@@ -74,7 +74,7 @@ def file_source(path: Path, display: str | None = None) -> Source:
     """An artifact stored in a regular file."""
     size = path.stat().st_size
     loc = Location(path=display or str(path))
-    return Source(loc, lambda: open(path, "rb"), size, path.name, path.parent)  # noqa: SIM115
+    return Source(loc, lambda: open(path, "rb"), size, path.name, path.parent)
 
 
 def bytes_source(parent: Source, member: str, data: bytes) -> Source:

@@ -196,4 +196,4 @@ def decompressing(
     """A buffered reader of ``inner`` decompressed with ``codec`` (a key of CODECS)."""
     make, multi = CODECS[codec]
     raw = DecompressingReader(inner, make, max_total, max_ratio, ratio_floor, multi)
-    return io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[return-value]
+    return io.BufferedReader(raw, buffer_size=1 << 20)

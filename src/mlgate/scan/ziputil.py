@@ -88,9 +88,9 @@ def read_directory(f: BinaryIO, size: int, max_entries: int) -> ZipDirectory:
     eocd_at = tail_base + pos
     (_, _, _, count, cd_size, cd_offset, _) = struct.unpack_from("<4HIIH", tail, pos + 4)
     problems: list[str] = []
-    if pos >= 20 and tail[pos - 20:pos - 16] == EOCD64_LOC_SIG:
+    if pos >= 20 and tail[pos - 20 : pos - 16] == EOCD64_LOC_SIG:
         count, cd_size, cd_offset, eocd_at = _zip64(f, tail, pos)
-    elif count == _U16 or cd_offset == _U32 or cd_size == _U32:
+    elif count == _U16 or _U32 in (cd_offset, cd_size):
         raise ZipFormatError("ZIP64 sizes without a ZIP64 locator")
     prefix = eocd_at - cd_size - cd_offset
     if prefix < 0:
@@ -124,21 +124,46 @@ def _zip64(f: BinaryIO, tail: bytes, pos: int) -> tuple[int, int, int, int]:
 def _parse_central(cdir: bytes, count: int, problems: list[str]) -> list[ZipEntry]:
     entries: list[ZipEntry] = []
     pos = 0
-    while pos + 46 <= len(cdir) and cdir[pos:pos + 4] == CDIR_SIG:
-        (made_by, _, flags, method, _, _, crc, csize, usize, nlen, xlen, clen, _, _,
-         ext_attr, offset) = struct.unpack_from("<HHHHHHIIIHHHHHII", cdir, pos + 4)
-        raw_name = cdir[pos + 46:pos + 46 + nlen]
-        extra = cdir[pos + 46 + nlen:pos + 46 + nlen + xlen]
+    while pos + 46 <= len(cdir) and cdir[pos : pos + 4] == CDIR_SIG:
+        (
+            made_by,
+            _,
+            flags,
+            method,
+            _,
+            _,
+            crc,
+            csize,
+            usize,
+            nlen,
+            xlen,
+            clen,
+            _,
+            _,
+            ext_attr,
+            offset,
+        ) = struct.unpack_from("<HHHHHHIIIHHHHHII", cdir, pos + 4)
+        raw_name = cdir[pos + 46 : pos + 46 + nlen]
+        extra = cdir[pos + 46 + nlen : pos + 46 + nlen + xlen]
         usize, csize, offset = _apply_zip64_extra(extra, usize, csize, offset)
-        entries.append(ZipEntry(
-            name=_decode_name(raw_name, flags), method=method, flags=flags, crc=crc,
-            compressed_size=csize, size=usize, header_offset=offset, external_attr=ext_attr,
-            create_system=made_by >> 8,
-        ))
+        entries.append(
+            ZipEntry(
+                name=_decode_name(raw_name, flags),
+                method=method,
+                flags=flags,
+                crc=crc,
+                compressed_size=csize,
+                size=usize,
+                header_offset=offset,
+                external_attr=ext_attr,
+                create_system=made_by >> 8,
+            )
+        )
         pos += 46 + nlen + xlen + clen
     if len(entries) != count:
-        problems.append(f"end record announces {count} entries, central directory holds "
-                        f"{len(entries)}")
+        problems.append(
+            f"end record announces {count} entries, central directory holds {len(entries)}"
+        )
     return entries
 
 
@@ -147,7 +172,7 @@ def _apply_zip64_extra(extra: bytes, usize: int, csize: int, offset: int) -> tup
     while pos + 4 <= len(extra):
         tag, length = struct.unpack_from("<HH", extra, pos)
         if tag == 1:
-            data = extra[pos + 4:pos + 4 + length]
+            data = extra[pos + 4 : pos + 4 + length]
             fields = [usize, csize, offset]
             idx = 0
             for i, value in enumerate(fields):
@@ -174,7 +199,7 @@ def _check_local(f: BinaryIO, entry: ZipEntry, size: int) -> None:
     if len(head) < 30 or head[:4] != LOCAL_SIG:
         entry.problems.append("local header missing or damaged")
         return
-    (_, flags, method, _, _, crc, csize, usize, nlen, xlen) = struct.unpack_from(
+    (_, flags, method, _, _, crc, csize, _usize, nlen, xlen) = struct.unpack_from(
         "<HHHHHIIIHH", head, 4
     )
     name = _decode_name(f.read(nlen), flags)
@@ -182,11 +207,13 @@ def _check_local(f: BinaryIO, entry: ZipEntry, size: int) -> None:
     if name != entry.name:
         entry.problems.append(f"local header names it {name!r}")
     if method != entry.method:
-        entry.problems.append(f"local header says compression method {method}, "
-                              f"central directory {entry.method}")
+        entry.problems.append(
+            f"local header says compression method {method}, central directory {entry.method}"
+        )
     if flags != entry.flags:
-        entry.problems.append(f"general-purpose flags differ (local {flags:#06x}, "
-                              f"central {entry.flags:#06x})")
+        entry.problems.append(
+            f"general-purpose flags differ (local {flags:#06x}, central {entry.flags:#06x})"
+        )
     if not flags & 0x8 and crc != entry.crc and csize != _U32:
         entry.problems.append("local header CRC differs from the central directory")
     if entry.flags & 0x1:

@@ -19,8 +19,11 @@ Handler = Callable[[Source, ScanContext], str]
 
 
 def _lz4(source: Source, ctx: ScanContext) -> str:
-    ctx.incomplete(source, "lz4-compressed content (joblib compress='lz4') is not analysed "
-                   "yet; it is not known to be safe")
+    ctx.incomplete(
+        source,
+        "lz4-compressed content (joblib compress='lz4') is not analysed "
+        "yet; it is not known to be safe",
+    )
     return "lz4"
 
 

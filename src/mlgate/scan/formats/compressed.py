@@ -14,8 +14,13 @@ def scan_compressed(source: Source, ctx: ScanContext, codec: str) -> str:
     limits = ctx.limits
 
     def opener() -> BinaryIO:
-        return decompressing(source.open(), codec, limits.max_decompressed_bytes,
-                             limits.max_compression_ratio, limits.ratio_floor_bytes)
+        return decompressing(
+            source.open(),
+            codec,
+            limits.max_decompressed_bytes,
+            limits.max_compression_ratio,
+            limits.ratio_floor_bytes,
+        )
 
     ctx.scan(source.child(f"<{codec}>", opener, None, False))
     return codec

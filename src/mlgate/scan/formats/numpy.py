@@ -14,8 +14,27 @@ from mlgate.scan.source import Source
 MAGIC = b"\x93NUMPY"
 NUMPY_MAX_HEADER = 10_000  # numpy.load refuses larger headers unless told otherwise
 _SIMPLE = re.compile(r"^[<>|=]?([a-zA-Z])(\d*)(\[[a-zA-Z0-9]+\])?$")
-_ITEM_SIZES = {"b": 1, "?": 1, "h": 2, "H": 2, "i": 4, "I": 4, "l": 8, "L": 8, "q": 8, "Q": 8,
-               "e": 2, "f": 4, "d": 8, "g": 16, "F": 8, "D": 16, "G": 32, "B": 1, "O": 8}
+_ITEM_SIZES = {
+    "b": 1,
+    "?": 1,
+    "h": 2,
+    "H": 2,
+    "i": 4,
+    "I": 4,
+    "l": 8,
+    "L": 8,
+    "q": 8,
+    "Q": 8,
+    "e": 2,
+    "f": 4,
+    "d": 8,
+    "g": 16,
+    "F": 8,
+    "D": 16,
+    "G": 32,
+    "B": 1,
+    "O": 8,
+}
 
 
 class _BadDescr(Exception):
@@ -32,20 +51,28 @@ def scan_npy(source: Source, ctx: ScanContext) -> str:
     fmt, start = ("<H", 10) if major == 1 else ("<I", 12)
     header_len = struct.unpack_from(fmt, head, 8)[0]
     if header_len > ctx.limits.max_npy_header:
-        ctx.incomplete(source, f".npy header of {header_len} bytes exceeds the limit",
-                       rules.LIMIT_EXCEEDED)
+        ctx.incomplete(
+            source, f".npy header of {header_len} bytes exceeds the limit", rules.LIMIT_EXCEEDED
+        )
         return "numpy"
     with source.open() as f:
         f.seek(start) if source.seekable else f.read(start)
         raw = f.read(header_len)
     header = _parse_header(raw)
     if header is None:
-        ctx.add(rules.MALFORMED, source.location, ".npy header is not a valid dictionary literal",
-                raw[:300].decode("latin-1"))
+        ctx.add(
+            rules.MALFORMED,
+            source.location,
+            ".npy header is not a valid dictionary literal",
+            raw[:300].decode("latin-1"),
+        )
         return "numpy"
     if header_len > NUMPY_MAX_HEADER:
-        ctx.add(rules.MALFORMED, source.location,
-                f".npy header of {header_len} bytes: numpy.load refuses it by default")
+        ctx.add(
+            rules.MALFORMED,
+            source.location,
+            f".npy header of {header_len} bytes: numpy.load refuses it by default",
+        )
     data_offset = start + header_len
     descr = header.get("descr")
     try:
@@ -96,7 +123,9 @@ def _describe(descr: object, depth: int = 0) -> tuple[bool, int]:
     raise _BadDescr
 
 
-def _check_size(source: Source, ctx: ScanContext, shape: object, itemsize: int, offset: int) -> None:
+def _check_size(
+    source: Source, ctx: ScanContext, shape: object, itemsize: int, offset: int
+) -> None:
     if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
         ctx.add(rules.MALFORMED, source.location, f".npy shape {shape!r} is invalid")
         return
@@ -105,8 +134,14 @@ def _check_size(source: Source, ctx: ScanContext, shape: object, itemsize: int, 
     expected = math.prod(shape) * itemsize
     actual = source.size - offset
     if actual < expected:
-        ctx.add(rules.MALFORMED, source.location,
-                f".npy data is truncated: {actual} bytes, the header needs {expected}")
+        ctx.add(
+            rules.MALFORMED,
+            source.location,
+            f".npy data is truncated: {actual} bytes, the header needs {expected}",
+        )
     elif actual > expected:
-        ctx.add(rules.TRAILING_DATA, ctx.at(source, offset + expected),
-                f"{actual - expected} bytes follow the array data")
+        ctx.add(
+            rules.TRAILING_DATA,
+            ctx.at(source, offset + expected),
+            f"{actual - expected} bytes follow the array data",
+        )

@@ -36,15 +36,21 @@ def scan_pickle(source: Source, ctx: ScanContext) -> str:
     """Analyse every pickle in ``source``; report it unrecognised if it is not a pickle."""
     reading = read_programs(source, ctx, joblib=True)
     if not reading.is_pickle and source.forced_format is None:
-        ctx.add(rules.UNRECOGNISED, source.location,
-                "not a format mlgate analyses (no pickle, archive or known model header)")
+        ctx.add(
+            rules.UNRECOGNISED,
+            source.location,
+            "not a format mlgate analyses (no pickle, archive or known model header)",
+        )
         return "unknown"
     PickleAnalysis(ctx, source).run(reading.programs)
     if ctx.observer is not None:
         ctx.observer(source, reading.programs)
     if reading.trailing_offset is not None:
-        ctx.add(rules.TRAILING_DATA, ctx.at(source, reading.trailing_offset),
-                f"{reading.trailing_bytes} bytes after the last pickle are not a pickle")
+        ctx.add(
+            rules.TRAILING_DATA,
+            ctx.at(source, reading.trailing_offset),
+            f"{reading.trailing_bytes} bytes after the last pickle are not a pickle",
+        )
     if reading.joblib_arrays:
         _plain_reading(source, ctx, reading)
     return reading.label
@@ -59,8 +65,12 @@ def read_programs(source: Source, ctx: ScanContext, joblib: bool) -> Reading:
         reader = ByteReader(f, 0, source.size)
         while not reader.at_eof():
             if len(programs) >= ctx.limits.max_pickles_per_file:
-                ctx.incomplete(source, f"more than {ctx.limits.max_pickles_per_file} pickles "
-                               "in one file; the rest was not analysed", rules.LIMIT_EXCEEDED)
+                ctx.incomplete(
+                    source,
+                    f"more than {ctx.limits.max_pickles_per_file} pickles "
+                    "in one file; the rest was not analysed",
+                    rules.LIMIT_EXCEEDED,
+                )
                 break
             start = reader.tell()
             prog = PickleVM(reader, len(programs) + 1, limits, joblib).run()
@@ -87,8 +97,7 @@ def read_programs(source: Source, ctx: ScanContext, joblib: bool) -> Reading:
 
 
 def _looks_like_pickle(prog: Program) -> bool:
-    return bool(prog.complete or prog.globals or prog.calls or prog.protocol
-                or prog.opcodes >= 8)
+    return bool(prog.complete or prog.globals or prog.calls or prog.protocol or prog.opcodes >= 8)
 
 
 def _is_torch_legacy(programs: list[Program]) -> bool:
@@ -103,15 +112,25 @@ def _plain_reading(source: Source, ctx: ScanContext, joblib_reading: Reading) ->
     """
     plain = read_programs(source, ctx, joblib=False)
     known = {(g.module, g.name) for p in joblib_reading.programs for g in _all_globals(p)}
-    extra = sorted({f"{g.module}.{g.name}" for p in plain.programs for g in _all_globals(p)
-                    if (g.module, g.name) not in known})
+    extra = sorted(
+        {
+            f"{g.module}.{g.name}"
+            for p in plain.programs
+            for g in _all_globals(p)
+            if (g.module, g.name) not in known
+        }
+    )
     if not extra:
         return
-    ctx.add(rules.POLYGLOT, source.location,
-            "read with pickle.load instead of joblib.load, the array bytes form a second "
-            f"program importing: {', '.join(extra[:10])}")
-    PickleAnalysis(ctx, source.child("<read by pickle.load>", source.opener, source.size,
-                                      source.seekable)).run(plain.programs)
+    ctx.add(
+        rules.POLYGLOT,
+        source.location,
+        "read with pickle.load instead of joblib.load, the array bytes form a second "
+        f"program importing: {', '.join(extra[:10])}",
+    )
+    PickleAnalysis(
+        ctx, source.child("<read by pickle.load>", source.opener, source.size, source.seekable)
+    ).run(plain.programs)
 
 
 def _all_globals(prog: Program) -> list[Global]:

@@ -11,9 +11,28 @@ from mlgate.scan.context import ScanContext
 from mlgate.scan.source import Source
 
 MAX_HEADER = 100_000_000  # the safetensors library's own bound
-DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
-              "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32,
-              "F64": 64, "I64": 64, "U64": 64, "C64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+DTYPE_BITS = {
+    "BOOL": 8,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "F64": 64,
+    "I64": 64,
+    "U64": 64,
+    "C64": 64,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+}
 
 
 def scan_safetensors(source: Source, ctx: ScanContext) -> str:
@@ -60,8 +79,9 @@ def _problems(header: object, data_size: int) -> list[str]:
     cursor = 0
     for begin, end, name in ranges:
         if begin != cursor:
-            problems.append(f"tensor {name!r} starts at {begin}, expected {cursor} "
-                            "(gap or overlap)")
+            problems.append(
+                f"tensor {name!r} starts at {begin}, expected {cursor} (gap or overlap)"
+            )
         cursor = max(cursor, end)
     if cursor != data_size:
         problems.append(f"tensors cover {cursor} bytes, the file holds {data_size}")
@@ -76,8 +96,12 @@ def _tensor_problem(name: str, info: object) -> str | None:
         return f"tensor {name!r} has unknown dtype {dtype!r}"
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         return f"tensor {name!r} has an invalid shape"
-    if (not isinstance(offsets, list) or len(offsets) != 2
-            or not all(isinstance(o, int) and o >= 0 for o in offsets) or offsets[1] < offsets[0]):
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and o >= 0 for o in offsets)
+        or offsets[1] < offsets[0]
+    ):
         return f"tensor {name!r} has invalid data_offsets"
     nbytes = math.prod(shape) * DTYPE_BITS[str(dtype)]
     if nbytes % 8 or nbytes // 8 != offsets[1] - offsets[0]:

@@ -18,20 +18,30 @@ def scan_7z(source: Source, ctx: ScanContext) -> str:
         try:
             archive = py7zr.SevenZipFile(f, mode="r")
             infos = archive.list()
-        except (py7zr.Bad7zFile, py7zr.exceptions.UnsupportedCompressionMethodError,
-                EOFError, OSError, ValueError) as e:
+        except (
+            py7zr.Bad7zFile,
+            py7zr.exceptions.UnsupportedCompressionMethodError,
+            EOFError,
+            OSError,
+            ValueError,
+        ) as e:
             ctx.incomplete(source, f"7z archive could not be read: {e}")
             return "7z"
         total = sum(i.uncompressed or 0 for i in infos)
         if total > ctx.limits.max_decompressed_bytes or len(infos) > ctx.limits.max_archive_members:
-            ctx.incomplete(source, f"7z archive expands to {total} bytes in {len(infos)} members, "
-                           "beyond the limits", rules.LIMIT_EXCEEDED)
+            ctx.incomplete(
+                source,
+                f"7z archive expands to {total} bytes in {len(infos)} members, beyond the limits",
+                rules.LIMIT_EXCEEDED,
+            )
             return "7z"
         safe = []
         for info in infos:
             name = info.filename
             if name.startswith("/") or ".." in PurePosixPath(name).parts:
-                ctx.add(rules.PATH_TRAVERSAL, source.location, f"member {name!r} escapes the archive")
+                ctx.add(
+                    rules.PATH_TRAVERSAL, source.location, f"member {name!r} escapes the archive"
+                )
             elif not info.is_directory:
                 safe.append(name)
         with tempfile.TemporaryDirectory(prefix="mlgate-7z-") as tmp:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tarfile
 import tempfile
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
@@ -16,9 +16,12 @@ from mlgate.scan.source import Source
 def scan_tar(source: Source, ctx: ScanContext) -> str:
     """Scan every regular member; links and escaping names are findings."""
     with source.open() as f:
-        mode = "r:" if source.seekable else "r|"
         try:
-            archive = tarfile.open(fileobj=f, mode=mode)  # noqa: SIM115
+            archive = (
+                tarfile.open(fileobj=f, mode="r:")  # noqa: SIM115
+                if source.seekable
+                else tarfile.open(fileobj=f, mode="r|")  # noqa: SIM115
+            )
         except tarfile.TarError as e:
             ctx.incomplete(source, f"tar structure could not be read: {e}")
             return "tar"
@@ -28,25 +31,30 @@ def scan_tar(source: Source, ctx: ScanContext) -> str:
                 count += 1
                 if count > ctx.limits.max_archive_members:
                     raise ResourceLimitError(
-                        f"more than {ctx.limits.max_archive_members} tar members")
+                        f"more than {ctx.limits.max_archive_members} tar members"
+                    )
                 _member(source, ctx, archive, member)
         except tarfile.TarError as e:
             ctx.incomplete(source, f"tar structure is damaged after {count} members: {e}")
     return "tar"
 
 
-def _member(source: Source, ctx: ScanContext, archive: tarfile.TarFile,
-            member: tarfile.TarInfo) -> None:
+def _member(
+    source: Source, ctx: ScanContext, archive: tarfile.TarFile, member: tarfile.TarInfo
+) -> None:
     name = member.name
     if name.startswith("/") or ".." in PurePosixPath(name).parts:
         ctx.add(rules.PATH_TRAVERSAL, source.location, f"member {name!r} escapes the archive")
     if member.issym() or member.islnk():
         target = member.linkname
         escapes = target.startswith("/") or ".." in PurePosixPath(target).parts
-        ctx.add(rules.PATH_TRAVERSAL, source.location,
-                f"member {name!r} is a {'symbolic' if member.issym() else 'hard'} link to "
-                f"{target!r}" + (" outside the archive" if escapes else ""),
-                severity=rules.PATH_TRAVERSAL.severity if escapes else rules.UNRECOGNISED.severity)
+        ctx.add(
+            rules.PATH_TRAVERSAL,
+            source.location,
+            f"member {name!r} is a {'symbolic' if member.issym() else 'hard'} link to "
+            f"{target!r}" + (" outside the archive" if escapes else ""),
+            severity=rules.PATH_TRAVERSAL.severity if escapes else rules.UNRECOGNISED.severity,
+        )
         return
     if not member.isfile():
         return
@@ -59,33 +67,8 @@ def _member(source: Source, ctx: ScanContext, archive: tarfile.TarFile,
     if extracted is None:
         return
     # A streamed (compressed) tar cannot be re-read per member: spool it to a temp file.
-    spool = tempfile.TemporaryFile()  # noqa: SIM115
-    shutil.copyfileobj(extracted, spool, 1 << 20)
-
-    def opener() -> tempfile._TemporaryFileWrapper[bytes]:  # type: ignore[name-defined]
-        spool.seek(0)
-        return _NoClose(spool)  # type: ignore[return-value]
-
-    try:
-        ctx.scan(source.child(name, opener, member.size, True))
-    finally:
-        spool.close()
-
-
-class _NoClose:
-    """Lets handlers 'close' a shared spool file without closing it."""
-
-    def __init__(self, f: object) -> None:
-        self._f = f
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._f, name)
-
-    def __enter__(self) -> _NoClose:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
+    with tempfile.TemporaryDirectory(prefix="mlgate-tar-") as tmp:
+        spool = Path(tmp) / "member"
+        with spool.open("wb") as out:
+            shutil.copyfileobj(extracted, out, 1 << 20)
+        ctx.scan(source.child(name, lambda: spool.open("rb"), member.size, True))

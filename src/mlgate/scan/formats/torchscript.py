@@ -23,11 +23,17 @@ def scan_code_member(source: Source, ctx: ScanContext) -> None:
     if len(code) > MAX_CODE:
         ctx.incomplete(source, f"code file larger than {MAX_CODE} bytes; not fully analysed")
     text = code.decode("utf-8", "replace")
-    ctx.add(rules.EMBEDDED_CODE, source.location,
-            f"TorchScript source ({len(code)} bytes) compiled by torch.jit.load",
-            text[:1500])
+    ctx.add(
+        rules.EMBEDDED_CODE,
+        source.location,
+        f"TorchScript source ({len(code)} bytes) compiled by torch.jit.load",
+        text[:1500],
+    )
     for match in _SUSPICIOUS.finditer(text):
         line = text.count("\n", 0, match.start()) + 1
-        ctx.add(rules.SUSPICIOUS_SOURCE, source.location,
-                f"TorchScript code calls {match.group(0)} (line {line})",
-                text.splitlines()[line - 1].strip()[:300])
+        ctx.add(
+            rules.SUSPICIOUS_SOURCE,
+            source.location,
+            f"TorchScript code calls {match.group(0)} (line {line})",
+            text.splitlines()[line - 1].strip()[:300],
+        )

@@ -71,19 +71,29 @@ def _report_structure(source: Source, ctx: ScanContext, directory: ZipDirectory)
     counts = Counter(e.name for e in directory.entries)
     for name, n in counts.items():
         if n > 1:
-            ctx.add(rules.ARCHIVE_ANOMALY, source.location,
-                    f"{n} entries named {name!r}: PyTorch reads the first, Python's zipfile the "
-                    "last; every copy was analysed")
+            ctx.add(
+                rules.ARCHIVE_ANOMALY,
+                source.location,
+                f"{n} entries named {name!r}: PyTorch reads the first, Python's zipfile the "
+                "last; every copy was analysed",
+            )
     for entry in directory.entries:
         for problem in entry.problems:
-            ctx.add(rules.ARCHIVE_ANOMALY, source.child(entry.name, source.opener, None,
-                                                        True).location, problem)
+            ctx.add(
+                rules.ARCHIVE_ANOMALY,
+                source.child(entry.name, source.opener, None, True).location,
+                problem,
+            )
         if _escapes(entry.name):
-            ctx.add(rules.PATH_TRAVERSAL, source.location,
-                    f"member name {entry.name!r} escapes the extraction folder")
+            ctx.add(
+                rules.PATH_TRAVERSAL,
+                source.location,
+                f"member name {entry.name!r} escapes the extraction folder",
+            )
         if entry.is_symlink:
-            ctx.add(rules.PATH_TRAVERSAL, source.location,
-                    f"member {entry.name!r} is a symbolic link")
+            ctx.add(
+                rules.PATH_TRAVERSAL, source.location, f"member {entry.name!r} is a symbolic link"
+            )
 
 
 def _escapes(name: str) -> bool:
@@ -94,18 +104,19 @@ def _escapes(name: str) -> bool:
 def _scan_member(source: Source, ctx: ScanContext, entry: ZipEntry, kind: str) -> None:
     member_name = entry.name
     if entry.data_offset < 0:
-        ctx.incomplete(source.child(member_name, source.opener, None, True),
-                       "member data cannot be located (damaged local header)")
+        ctx.incomplete(
+            source.child(member_name, source.opener, None, True),
+            "member data cannot be located (damaged local header)",
+        )
         return
     if entry.method not in _METHODS:
-        ctx.incomplete(source.child(member_name, source.opener, None, True),
-                       f"compression method {entry.method} is not supported; member not analysed")
+        ctx.incomplete(
+            source.child(member_name, source.opener, None, True),
+            f"compression method {entry.method} is not supported; member not analysed",
+        )
         return
     window = source.slice(member_name, entry.data_offset, entry.compressed_size)
-    if entry.method == 0:
-        child = window
-    else:
-        child = _inflated(source, ctx, entry, window)
+    child = window if entry.method == 0 else _inflated(source, ctx, entry, window)
     if kind in ("torchscript",) and member_name.endswith(".py"):
         from mlgate.scan.formats.torchscript import scan_code_member  # noqa: PLC0415
 
@@ -121,8 +132,13 @@ def _inflated(source: Source, ctx: ScanContext, entry: ZipEntry, window: Source)
     cap = min(limits.max_decompressed_bytes, max(entry.size, 0) or limits.max_decompressed_bytes)
 
     def opener() -> BinaryIO:
-        return decompressing(window.open(), "deflate", max(cap, 1), limits.max_compression_ratio,
-                             limits.ratio_floor_bytes)
+        return decompressing(
+            window.open(),
+            "deflate",
+            max(cap, 1),
+            limits.max_compression_ratio,
+            limits.ratio_floor_bytes,
+        )
 
     return source.child(entry.name, opener, entry.size, False)
 
@@ -136,6 +152,9 @@ def _check_crc(child: Source, ctx: ScanContext, entry: ZipEntry) -> None:
     except (ResourceLimitError, OSError, EOFError, zlib.error):
         return  # the member scan already reported why it could not be read
     if crc != entry.crc:
-        ctx.add(rules.ARCHIVE_ANOMALY, child.location,
-                f"CRC mismatch (stored {entry.crc:#010x}, actual {crc:#010x}): Python's zipfile "
-                "refuses this member, PyTorch loads it")
+        ctx.add(
+            rules.ARCHIVE_ANOMALY,
+            child.location,
+            f"CRC mismatch (stored {entry.crc:#010x}, actual {crc:#010x}): Python's zipfile "
+            "refuses this member, PyTorch loads it",
+        )

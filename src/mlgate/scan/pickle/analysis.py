@@ -21,8 +21,8 @@ from mlgate.scan.pickle.values import (
     ModuleRef,
     Partial,
     PDict,
-    PList,
     Persistent,
+    PList,
     PSet,
     Value,
     as_text,
@@ -81,12 +81,17 @@ class PickleAnalysis:
         for call in prog.calls:
             self._call(call)
         if prog.limit is not None:
-            self.ctx.incomplete(self.source, f"pickle #{prog.number}: {prog.limit}; analysis "
-                                f"stopped at offset {prog.error_offset}", rules.LIMIT_EXCEEDED)
+            self.ctx.incomplete(
+                self.source,
+                f"pickle #{prog.number}: {prog.limit}; analysis "
+                f"stopped at offset {prog.error_offset}",
+                rules.LIMIT_EXCEEDED,
+            )
         elif prog.error is not None:
             ran = len(prog.calls)
             self.ctx.add(
-                rules.MALFORMED, self._loc(prog.error_offset, prog.opcodes),
+                rules.MALFORMED,
+                self._loc(prog.error_offset, prog.opcodes),
                 f"pickle #{prog.number} is invalid: {prog.error}. The loader raises here, "
                 f"after making the {ran} call(s) listed for this stream.",
             )
@@ -137,7 +142,8 @@ class PickleAnalysis:
         if isinstance(target, Global | ModuleRef):
             name = target.qualname if isinstance(target, Global) else target.name
             self.ctx.add(
-                rules.DYNAMIC_CALL, self._loc(call.offset, call.index),
+                rules.DYNAMIC_CALL,
+                self._loc(call.offset, call.index),
                 f"BUILD overwrites attributes of {name} itself (monkey-patching the loader)",
                 self._show(call),
             )
@@ -155,8 +161,11 @@ class PickleAnalysis:
             self._use(Global(mod, attr, call.index, call.offset, "method")).calls.append(call)
             return
         severity = Severity.CRITICAL if name in _DANGEROUS_METHODS else Severity.HIGH
-        self._dynamic(call, f"calls method {name or '<computed>'!s} of a value computed at load "
-                      "time", severity)
+        self._dynamic(
+            call,
+            f"calls method {name or '<computed>'!s} of a value computed at load time",
+            severity,
+        )
 
     def _is_safe_instance(self, obj: Value) -> bool:
         obj = deref(obj)
@@ -169,8 +178,13 @@ class PickleAnalysis:
         return isinstance(cls, Global) and self._use(cls).verdict.is_safe
 
     def _dynamic(self, call: Call, message: str, severity: Severity = Severity.HIGH) -> None:
-        self.ctx.add(rules.DYNAMIC_CALL, self._loc(call.offset, call.index), message,
-                     self._show(call), severity)
+        self.ctx.add(
+            rules.DYNAMIC_CALL,
+            self._loc(call.offset, call.index),
+            message,
+            self._show(call),
+            severity,
+        )
 
     def _show(self, call: Call) -> str:
         return self.render.call(call)
@@ -184,8 +198,10 @@ class PickleAnalysis:
             for call in use.calls:
                 self._deserializer_call(use, call)
             return
-        if verdict.category is Category.GADGET and use.calls and all(
-            self._resolved_safely(c) for c in use.calls
+        if (
+            verdict.category is Category.GADGET
+            and use.calls
+            and all(self._resolved_safely(c) for c in use.calls)
         ):
             return
         rule = _RULE_FOR[verdict.category]
@@ -201,9 +217,13 @@ class PickleAnalysis:
             message += f" (reached through {g.via})"
         severity = verdict.severity or rule.severity
         first = use.calls[0] if use.calls else None
-        self.ctx.add(rule, self._loc(first.offset if first else g.offset,
-                                     first.index if first else g.index),
-                     message, self._evidence(use), severity)
+        self.ctx.add(
+            rule,
+            self._loc(first.offset if first else g.offset, first.index if first else g.index),
+            message,
+            self._evidence(use),
+            severity,
+        )
         if verdict.category is Category.CODE_EXECUTION:
             self._encoded_code(use)
 
@@ -211,8 +231,8 @@ class PickleAnalysis:
         resolved = call.resolved
         if isinstance(resolved, Global):
             return self._use(resolved).verdict.is_safe
-        return isinstance(resolved, Partial | AttrGetter) or resolved is not None and not (
-            isinstance(resolved, Attr | MethodCaller | ModuleRef)
+        return isinstance(resolved, Partial | AttrGetter) or (
+            resolved is not None and not (isinstance(resolved, Attr | MethodCaller | ModuleRef))
         )
 
     def _evidence(self, use: _Use) -> str:
@@ -221,7 +241,11 @@ class PickleAnalysis:
             return "names and strings in the code object: " + ", ".join(texts[:40])
         if not use.calls:
             g = use.glob
-            return f"import {g.module}" if g.name == MODULE_MARK else f"from {g.module} import {g.name}"
+            return (
+                f"import {g.module}"
+                if g.name == MODULE_MARK
+                else f"from {g.module} import {g.name}"
+            )
         lines = [self._show(c) for c in use.calls[:MAX_EVIDENCE_CALLS]]
         if len(use.calls) > MAX_EVIDENCE_CALLS:
             lines.append(f"... and {len(use.calls) - MAX_EVIDENCE_CALLS} more calls")
@@ -236,15 +260,19 @@ class PickleAnalysis:
                 if decoded is None:
                     continue
                 self.ctx.add(
-                    rules.ENCODED_CODE, self._loc(call.offset, call.index),
+                    rules.ENCODED_CODE,
+                    self._loc(call.offset, call.index),
                     f"{use.glob.module}.{use.glob.name} runs code decoded at load time",
                     f"decoded: {decoded[:2000]}",
                 )
-            elif use.glob.qualname in _EXEC_NAMES and as_text(arg) is None and not isinstance(
-                arg, str
+            elif (
+                use.glob.qualname in _EXEC_NAMES
+                and as_text(arg) is None
+                and not isinstance(arg, str)
             ):
-                self._dynamic(call, "exec-like call on code computed at load time",
-                              Severity.CRITICAL)
+                self._dynamic(
+                    call, "exec-like call on code computed at load time", Severity.CRITICAL
+                )
 
     # ------------------------------------------------------------------ nested payloads
     def _deserializer_call(self, use: _Use, call: Call) -> None:
@@ -256,19 +284,25 @@ class PickleAnalysis:
         if isinstance(payload, bytes | Blob) and loader is not Loader.MARSHAL:
             worst = self._scan_payload(payload, loader, call)
             sev = max(worst or Severity.INFO, _benign_floor(name))
-            self.ctx.add(rules.NESTED_PAYLOAD, loc,
-                         f"{name} deserialises an embedded payload ({_size(payload)} bytes); "
-                         f"analysed: worst finding inside is {worst.name if worst else 'none'}",
-                         self._show(call), sev)
+            self.ctx.add(
+                rules.NESTED_PAYLOAD,
+                loc,
+                f"{name} deserialises an embedded payload ({_size(payload)} bytes); "
+                f"analysed: worst finding inside is {worst.name if worst else 'none'}",
+                self._show(call),
+                sev,
+            )
             return
         path = _path_of(payload)
         if path is not None:
             self._chained(name, loader, path, call)
             return
         self.ctx.add(
-            rules.CODE_OBJECT if loader is Loader.MARSHAL else rules.DYNAMIC_CALL, loc,
+            rules.CODE_OBJECT if loader is Loader.MARSHAL else rules.DYNAMIC_CALL,
+            loc,
             f"{name} deserialises data computed at load time that mlgate cannot analyse",
-            self._show(call), Severity.CRITICAL if loader is Loader.MARSHAL else Severity.HIGH,
+            self._show(call),
+            Severity.CRITICAL if loader is Loader.MARSHAL else Severity.HIGH,
         )
 
     def _scan_payload(self, payload: bytes | Blob, loader: Loader, call: Call) -> Severity | None:
@@ -285,9 +319,13 @@ class PickleAnalysis:
         loc = self._loc(call.offset, call.index)
         target = self._resolve_path(path)
         if target is None:
-            self.ctx.add(rules.CHAINED_LOAD, loc,
-                         f"{name} loads {path!r}, which is not among the scanned files; "
-                         "whatever it contains would run", self._show(call))
+            self.ctx.add(
+                rules.CHAINED_LOAD,
+                loc,
+                f"{name} loads {path!r}, which is not among the scanned files; "
+                "whatever it contains would run",
+                self._show(call),
+            )
             return
         worst: Severity | None = None
         if self.ctx.claim_chained(target):
@@ -298,9 +336,14 @@ class PickleAnalysis:
                 child = child.with_format("pickle")
             worst = self.ctx.scan(child)
         sev = max(worst or Severity.HIGH, Severity.HIGH)
-        self.ctx.add(rules.CHAINED_LOAD, loc,
-                     f"{name} loads {target} (multi-stage payload); worst finding in it: "
-                     f"{worst.name if worst else 'none'}", self._show(call), sev)
+        self.ctx.add(
+            rules.CHAINED_LOAD,
+            loc,
+            f"{name} loads {target} (multi-stage payload); worst finding in it: "
+            f"{worst.name if worst else 'none'}",
+            self._show(call),
+            sev,
+        )
 
     def _resolve_path(self, path: str) -> Path | None:
         bases = [p for p in (self.source.folder, *self.ctx.roots) if p is not None]

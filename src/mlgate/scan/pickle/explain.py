@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlgate.scan.pickle.policy import Policy
 from mlgate.scan.pickle.render import ValueRenderer
-from mlgate.scan.pickle.values import Attr, Call, Global, Value, deref
+from mlgate.scan.pickle.values import Attr, Call, Global, deref
 from mlgate.scan.pickle.vm import Program
 
 MAX_STATEMENTS = 400
@@ -19,8 +19,10 @@ def explain_programs(artifact: str, programs: list[Program], policy: Policy) -> 
 
 
 def _program(artifact: str, prog: Program, policy: Policy) -> list[str]:
-    lines = [f"# {artifact} - pickle #{prog.number} (protocol {prog.protocol}, "
-             f"{prog.opcodes} opcodes, offset {prog.start})"]
+    lines = [
+        f"# {artifact} - pickle #{prog.number} (protocol {prog.protocol}, "
+        f"{prog.opcodes} opcodes, offset {prog.start})"
+    ]
     names: dict[int, str] = {}
     render = ValueRenderer(names=names, max_str=120, max_items=6, max_depth=4, budget=600)
     for sub in prog.nested:
@@ -60,4 +62,3 @@ def _note(call: Call, policy: Policy) -> str:
         return ""
     sev = verdict.severity.name if verdict.severity else "?"
     return f"  # {sev}: {verdict.reason}"
-

@@ -59,8 +59,20 @@ def evaluate(call: Call) -> Value | None:
         return None
     try:
         return _dispatch(func, args, call.kind)
-    except (_TooBig, ValueError, TypeError, IndexError, KeyError, LookupError, OverflowError,
-            MemoryError, zlib.error, lzma.LZMAError, OSError, binascii.Error):
+    except (
+        _TooBig,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        LookupError,
+        OverflowError,
+        MemoryError,
+        zlib.error,
+        lzma.LZMAError,
+        OSError,
+        binascii.Error,
+    ):
         return None
 
 
@@ -282,8 +294,8 @@ def joblib_array_layout(state: Value) -> ArrayLayout | None:
     if not isinstance(shape, tuple) or dtype is None:
         return None
     count = 1
-    for dim in shape:
-        dim = deref(dim)
+    for raw_dim in shape:
+        dim = deref(raw_dim)
         if not isinstance(dim, int) or dim < 0:
             return None
         count *= dim

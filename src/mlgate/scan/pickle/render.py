@@ -18,8 +18,8 @@ from mlgate.scan.pickle.values import (
     ModuleRef,
     Partial,
     PDict,
-    PList,
     Persistent,
+    PList,
     PSet,
     Value,
 )
@@ -107,8 +107,10 @@ class ValueRenderer:
         return "<?>"
 
     def _attr_name(self, name: Value, depth: int) -> str:
-        return name if isinstance(name, str) and name.isidentifier() else (
-            f"<{self._value(name, depth + 1)}>"
+        return (
+            name
+            if isinstance(name, str) and name.isidentifier()
+            else (f"<{self._value(name, depth + 1)}>")
         )
 
     def _call(self, c: Call, depth: int) -> str:

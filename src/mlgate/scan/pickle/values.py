@@ -144,8 +144,27 @@ class Attr:
 
 
 Value = Union[  # noqa: UP007 - recursive alias needs the string-free form under mypy
-    None, bool, int, float, str, bytes, tuple["Value", ...], Mark, Global, ModuleRef, Blob, Call,
-    Persistent, Buffer, PDict, PList, PSet, AttrGetter, MethodCaller, Partial, Attr,
+    None,
+    bool,
+    int,
+    float,
+    str,
+    bytes,
+    tuple["Value", ...],
+    Mark,
+    Global,
+    ModuleRef,
+    Blob,
+    Call,
+    Persistent,
+    Buffer,
+    PDict,
+    PList,
+    PSet,
+    AttrGetter,
+    MethodCaller,
+    Partial,
+    Attr,
 ]
 
 
