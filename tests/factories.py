@@ -8,6 +8,16 @@ import mlgate
 from mlgate import Report, Severity
 
 
+class Reduce:
+    """Pickles as ``func(*args)``: builds malicious fixtures, which are never loaded."""
+
+    def __init__(self, func: object, *args: object) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return self.func, self.args
+
+
 def scan(path: Path | str) -> Report:
     """Scan with the default configuration (no user config file is discovered in tmp)."""
     return mlgate.scan(path, config=mlgate.Config())

@@ -106,7 +106,7 @@ def _sklearn_models() -> dict[str, object]:
     return models
 
 
-@pytest.mark.parametrize("compress", [0, 3, "gzip", "bz2", "xz", "lzma"])
+@pytest.mark.parametrize("compress", [0, 3, "gzip", "bz2", "xz", "lzma", "lz4"])
 def test_sklearn_models_joblib(tmp_path: Path, compress: object) -> None:
     path = tmp_path / "models.joblib"
     joblib.dump(_sklearn_models(), path, compress=compress)

@@ -15,7 +15,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from factories import assert_benign, assert_caught, describe, rules_found, scan, write
+from factories import Reduce, assert_benign, assert_caught, describe, rules_found, scan, write
 from payloads import os_system, shell
 
 from mlgate import Severity
@@ -23,17 +23,11 @@ from mlgate import Severity
 CRIT = Severity.CRITICAL
 
 
-class _Reduce:
-    def __init__(self, func: object, *args: object) -> None:
-        self.func, self.args = func, args
-
-    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-        return self.func, self.args
 
 
 def _evil_checkpoint(name: str) -> bytes:
     buf = io.BytesIO()
-    torch.save({"w": torch.ones(2), "x": _Reduce(os.system, shell(name))}, buf)
+    torch.save({"w": torch.ones(2), "x": Reduce(os.system, shell(name))}, buf)
     return buf.getvalue()
 
 
@@ -118,7 +112,7 @@ def test_pickle_zip_polyglot(tmp_path: Path) -> None:
 
 def test_torch_legacy_every_pickle(tmp_path: Path) -> None:
     path = tmp_path / "legacy.pt"
-    torch.save({"x": _Reduce(os.system, shell("legacy"))}, path,
+    torch.save({"x": Reduce(os.system, shell("legacy"))}, path,
                _use_new_zipfile_serialization=False)
     report = scan(path)
     assert_caught(report, "MLG101", CRIT)
@@ -136,10 +130,10 @@ def test_torchscript_archive_reports_code(tmp_path: Path) -> None:
     assert "MLG401" in rules_found(report)
 
 
-@pytest.mark.parametrize("compress", [0, 3, "gzip", "bz2", "xz", "lzma"])
+@pytest.mark.parametrize("compress", [0, 3, "gzip", "bz2", "xz", "lzma", "lz4"])
 def test_joblib_object_array_payload(tmp_path: Path, compress: object) -> None:
     path = tmp_path / "m.joblib"
-    arr = np.array([_Reduce(os.system, shell("jobobj")), 1], dtype=object)
+    arr = np.array([Reduce(os.system, shell("jobobj")), 1], dtype=object)
     joblib.dump({"a": np.arange(10), "obj": arr}, path, compress=compress)
     assert_caught(scan(path), "MLG101", CRIT)
 
@@ -175,10 +169,10 @@ def test_joblib_aligned_array_bytes_are_not_code(tmp_path: Path) -> None:
 
 
 def test_npy_object_array(tmp_path: Path) -> None:
-    np.save(tmp_path / "x.npy", np.array([_Reduce(os.system, shell("npy"))], dtype=object),
+    np.save(tmp_path / "x.npy", np.array([Reduce(os.system, shell("npy"))], dtype=object),
             allow_pickle=True)
     np.savez(tmp_path / "y.npz", a=np.ones(2),
-             b=np.array([_Reduce(os.system, shell("npz"))], dtype=object))
+             b=np.array([Reduce(os.system, shell("npz"))], dtype=object))
     report = scan(tmp_path)
     hits = {f.location.path.rsplit("/", 1)[-1] for f in report.findings if f.rule_id == "MLG101"}
     assert hits == {"x.npy", "y.npz"}

@@ -11,7 +11,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from factories import assert_caught, describe, rules_found, scan, write
+from factories import Reduce, assert_caught, describe, rules_found, scan, write
 from payloads import b, glob0, marker, os_system, proto, py_code, s, shell
 
 from mlgate import Severity
@@ -19,19 +19,11 @@ from mlgate import Severity
 CRIT = Severity.CRITICAL
 
 
-class _Reduce:
-    """Pickles as ``func(*args)``; only ever dumped, never loaded."""
-
-    def __init__(self, func: object, *args: object) -> None:
-        self.func, self.args = func, args
-
-    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-        return self.func, self.args
 
 
 @pytest.mark.parametrize("protocol", range(6))
 def test_reduce_os_system_every_protocol(tmp_path: Path, protocol: int) -> None:
-    data = pickle.dumps(_Reduce(os.system, shell("p")), protocol=protocol)
+    data = pickle.dumps(Reduce(os.system, shell("p")), protocol=protocol)
     report = scan(write(tmp_path / "m.pkl", data))
     assert_caught(report, "MLG101", CRIT)
     assert shell("p") in describe(report)
@@ -138,7 +130,7 @@ def test_storage_load_from_bytes_with_malicious_checkpoint(tmp_path: Path) -> No
     import torch
 
     buf = io.BytesIO()
-    torch.save({"x": _Reduce(os.system, shell("lfb"))}, buf)
+    torch.save({"x": Reduce(os.system, shell("lfb"))}, buf)
     data = proto(2) + glob0("torch.storage", "_load_from_bytes") + b(buf.getvalue()) + b"\x85R."
     report = scan(write(tmp_path / "m.pkl", data))
     assert_caught(report, "MLG105", CRIT)
@@ -275,7 +267,7 @@ def test_unknown_global_is_medium(tmp_path: Path) -> None:
 def test_multi_stage_numpy_load_of_sibling_file(tmp_path: Path) -> None:
     import numpy as np
 
-    np.save(tmp_path / "stage2.npy", np.array([_Reduce(os.system, shell("stage2"))],
+    np.save(tmp_path / "stage2.npy", np.array([Reduce(os.system, shell("stage2"))],
                                               dtype=object), allow_pickle=True)
     data = (proto(2) + glob0("numpy", "load") + s("stage2.npy") + b"}" + s("allow_pickle")
             + b"\x88s" + b"\x86R.")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import bz2
 import io
 import lzma
+
+import lz4.frame
 import zlib
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
@@ -153,7 +155,9 @@ class _ZlibAdapter:
 class _IncrementalAdapter:
     """bz2/lzma decompressors, which buffer their input themselves."""
 
-    def __init__(self, dec: bz2.BZ2Decompressor | lzma.LZMADecompressor) -> None:
+    def __init__(
+        self, dec: bz2.BZ2Decompressor | lzma.LZMADecompressor | lz4.frame.LZ4FrameDecompressor
+    ) -> None:
         self._d = dec
         self._buf = b""
 
@@ -187,6 +191,7 @@ CODECS: dict[str, tuple[Callable[[], _Decompressor], bool]] = {
     "bz2": (lambda: _IncrementalAdapter(bz2.BZ2Decompressor()), True),
     "xz": (lambda: _IncrementalAdapter(lzma.LZMADecompressor(lzma.FORMAT_XZ)), True),
     "lzma": (lambda: _IncrementalAdapter(lzma.LZMADecompressor(lzma.FORMAT_ALONE)), False),
+    "lz4": (lambda: _IncrementalAdapter(lz4.frame.LZ4FrameDecompressor()), True),
 }
 
 

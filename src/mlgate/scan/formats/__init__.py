@@ -40,7 +40,7 @@ HANDLERS: dict[Format, Handler] = {
     Format.XZ: _codec("xz"),
     Format.LZMA: _codec("lzma"),
     Format.ZLIB: _codec("zlib"),
-    Format.LZ4: _lz4,
+    Format.LZ4: _codec("lz4"),
     Format.TAR: scan_tar,
     Format.SEVEN_ZIP: scan_7z,
     Format.SAFETENSORS: scan_safetensors,
