@@ -15,7 +15,7 @@ from mlgate.scan.rules import LIMIT_EXCEEDED, UNSUPPORTED, Rule
 from mlgate.scan.source import Source
 
 if TYPE_CHECKING:
-    from mlgate.scan.pickle.vm import Program
+    from mlgate.scan.pickle.program import Program
 
 # (context, source) -> format name; set by the engine to break the import cycle with handlers.
 Dispatcher = Callable[["ScanContext", Source], str]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import bz2
 import io
 import lzma
-
-import lz4.frame
 import zlib
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
+
+import lz4.frame
 
 from mlgate.scan.limits import ResourceLimitError
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
 from mlgate.scan.pickle.analysis import PickleAnalysis
+from mlgate.scan.pickle.program import Program, VMLimits
 from mlgate.scan.pickle.values import Global
-from mlgate.scan.pickle.vm import PickleVM, Program, VMLimits
+from mlgate.scan.pickle.vm import PickleVM
 from mlgate.scan.reader import ByteReader
 from mlgate.scan.source import Source
 

@@ -10,6 +10,7 @@ from mlgate.findings import Location, Severity
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
 from mlgate.scan.pickle.policy import Category, Loader, Verdict, normalise_module
+from mlgate.scan.pickle.program import Program
 from mlgate.scan.pickle.render import ValueRenderer
 from mlgate.scan.pickle.values import (
     Attr,
@@ -28,7 +29,6 @@ from mlgate.scan.pickle.values import (
     as_text,
     deref,
 )
-from mlgate.scan.pickle.vm import Program
 from mlgate.scan.source import Source, bytes_source
 
 MAX_EVIDENCE_CALLS = 5

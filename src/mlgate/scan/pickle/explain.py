@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from mlgate.scan.pickle.policy import Policy
+from mlgate.scan.pickle.program import Program
 from mlgate.scan.pickle.render import ValueRenderer
 from mlgate.scan.pickle.values import Attr, Call, Global, deref
-from mlgate.scan.pickle.vm import Program
 
 MAX_STATEMENTS = 400
 

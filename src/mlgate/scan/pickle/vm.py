@@ -13,20 +13,18 @@ see two different programs.
 from __future__ import annotations
 
 import _compat_pickle
-import codecs
 import lzma
 import struct
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from mlgate.scan.limits import ResourceLimitError
 from mlgate.scan.pickle import gadgets
+from mlgate.scan.pickle.data_ops import DataOps
+from mlgate.scan.pickle.program import LimitError, Program, StreamError, VMLimits
 from mlgate.scan.pickle.values import (
     Attr,
-    Blob,
-    Buffer,
     Call,
     Global,
     PDict,
@@ -39,65 +37,13 @@ from mlgate.scan.pickle.values import (
 from mlgate.scan.reader import ByteReader, TruncatedError
 
 HIGHEST_PROTOCOL = 5
-MAX_LINE = 1 << 16
 JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
-
-
-class StreamError(Exception):
-    """The real unpickler would raise here."""
-
-
-class LimitError(Exception):
-    """A configured resource limit was reached."""
-
-
-@dataclass(frozen=True)
-class VMLimits:
-    """Bounds on one emulation run."""
-
-    max_opcodes: int = 20_000_000
-    max_inline_bytes: int = 1 << 20  # larger arguments become Blobs (kept on disk)
-    deadline: float | None = None  # time.monotonic() value
-
-
-@dataclass
-class Anomaly:
-    """Something a reviewer must know about the stream's structure."""
-
-    kind: str  # "frame", "extension", "trailing"
-    message: str
-    offset: int
-    index: int
-
-
-@dataclass
-class Program:
-    """Everything one pickle (STOP-terminated stream) would do when loaded."""
-
-    number: int
-    start: int
-    protocol: int = 0
-    opcodes: int = 0
-    end: int | None = None
-    result: Value = None
-    globals: list[Global] = field(default_factory=list)
-    calls: list[Call] = field(default_factory=list)
-    anomalies: list[Anomaly] = field(default_factory=list)
-    error: str | None = None
-    error_offset: int | None = None
-    limit: str | None = None
-    nested: list[Program] = field(default_factory=list)  # joblib object-array pickles
-    joblib_arrays: int = 0  # raw joblib array payloads skipped
-
-    @property
-    def complete(self) -> bool:
-        return self.end is not None
 
 
 Handler = Callable[[], bool]
 
 
-class PickleVM:
+class PickleVM(DataOps):
     """Emulates one pickle from the reader's current position to its STOP."""
 
     def __init__(
@@ -107,17 +53,9 @@ class PickleVM:
         limits: VMLimits | None = None,
         joblib: bool = True,
     ) -> None:
-        self.r = reader
-        self.limits = limits or VMLimits()
+        super().__init__(reader, number, limits)
         self.joblib = joblib
-        self.prog = Program(number=number, start=reader.tell())
-        self.stack: list[Value] = []
-        self.marks: list[int] = []
-        self.memo: dict[int, Value] = {}
         self.frame_end: int | None = None
-        self.op_offset = 0
-        self.prev_offset = 0
-        self.index = 0  # number of the opcode being executed (1-based)
         self.table = self._build_table()
 
     # ------------------------------------------------------------------ driver
@@ -177,9 +115,6 @@ class PickleVM:
                 return
 
     # ------------------------------------------------------------------ helpers
-    def _anomaly(self, kind: str, message: str) -> None:
-        self.prog.anomalies.append(Anomaly(kind, message, self.op_offset, self.index))
-
     def _leave_frame(self, op: int) -> None:
         end = self.frame_end
         assert end is not None
@@ -202,41 +137,6 @@ class PickleVM:
                 f"STOP at offset {here - 1} inside a frame that declares {end - here} more "
                 "bytes; data hidden after STOP inside the frame",
             )
-
-    def _pop(self) -> Value:
-        stack = self.stack
-        fence = self.marks[-1] if self.marks else 0
-        if len(stack) <= fence:
-            raise StreamError("unpickling stack underflow")
-        return stack.pop()
-
-    def _top(self) -> Value:
-        fence = self.marks[-1] if self.marks else 0
-        if len(self.stack) <= fence:
-            raise StreamError("unpickling stack underflow")
-        return self.stack[-1]
-
-    def _pop_mark(self) -> list[Value]:
-        if not self.marks:
-            raise StreamError("could not find MARK")
-        k = self.marks.pop()
-        items = self.stack[k:]
-        del self.stack[k:]
-        return items
-
-    def _line(self) -> bytes:
-        line = self.r.readline(MAX_LINE)
-        return line[:-1]
-
-    def _blob(self, n: int, kind: str) -> Value:
-        if n < 0:
-            raise StreamError(f"negative {kind} size")
-        if n <= self.limits.max_inline_bytes:
-            return self.r.read(n)
-        offset = self.r.tell()
-        head = self.r.peek(4096)
-        self.r.skip(n)
-        return Blob(offset=offset, length=n, kind=kind, head=head)
 
     def _record_call(self, func: Value, args: Value, kwargs: Value, kind: str) -> Call:
         call = Call(
@@ -264,18 +164,6 @@ class PickleVM:
         self.prog.globals.append(g)
         return g
 
-    def _memo_get(self, idx: int) -> None:
-        try:
-            self.stack.append(self.memo[idx])
-        except KeyError:
-            raise StreamError(f"Memo value not found at index {idx}") from None
-
-    def _memo_put(self, idx: int) -> None:
-        if idx < 0:
-            raise StreamError("negative PUT argument")
-        self.memo[idx] = self._top()
-
-    # ------------------------------------------------------------------ opcodes
     def _build_table(self) -> list[Handler | None]:
         t: list[Handler | None] = [None] * 256
         ops: dict[bytes, Handler] = {
@@ -352,218 +240,10 @@ class PickleVM:
             t[key[0]] = handler
         return t
 
-    def op_mark(self) -> bool:
-        self.marks.append(len(self.stack))
-        return False
-
     def op_stop(self) -> bool:
         self.prog.result = self._pop()
         self.prog.end = self.r.tell()
         return True
-
-    def op_pop(self) -> bool:
-        if self.marks and self.marks[-1] == len(self.stack):
-            self.marks.pop()  # C unpickler: POP on an empty fence drops the mark
-        else:
-            self._pop()
-        return False
-
-    def op_pop_mark(self) -> bool:
-        self._pop_mark()
-        return False
-
-    def op_dup(self) -> bool:
-        self.stack.append(self._top())
-        return False
-
-    def op_float(self) -> bool:
-        text = self._line()
-        try:
-            self.stack.append(float(text))
-        except ValueError:
-            raise StreamError("could not convert string to float") from None
-        return False
-
-    def op_int(self) -> bool:
-        text = self._line()
-        if text == b"00":
-            self.stack.append(False)
-        elif text == b"01":
-            self.stack.append(True)
-        else:
-            self.stack.append(_parse_int(text))
-        return False
-
-    def op_long(self) -> bool:
-        text = self._line()
-        self.stack.append(_parse_int(text[:-1] if text.endswith(b"L") else text))
-        return False
-
-    def op_binint(self) -> bool:
-        self.stack.append(struct.unpack("<i", self.r.read(4))[0])
-        return False
-
-    def op_binint1(self) -> bool:
-        self.stack.append(self.r.read(1)[0])
-        return False
-
-    def op_binint2(self) -> bool:
-        self.stack.append(struct.unpack("<H", self.r.read(2))[0])
-        return False
-
-    def op_long1(self) -> bool:
-        n = self.r.read(1)[0]
-        self.stack.append(int.from_bytes(self.r.read(n), "little", signed=True))
-        return False
-
-    def op_long4(self) -> bool:
-        n = struct.unpack("<i", self.r.read(4))[0]
-        if n < 0:
-            raise StreamError("LONG pickle has negative byte count")
-        if n > 1 << 16:
-            raise LimitError(f"LONG4 integer of {n} bytes")
-        self.stack.append(int.from_bytes(self.r.read(n), "little", signed=True))
-        return False
-
-    def op_binfloat(self) -> bool:
-        self.stack.append(struct.unpack(">d", self.r.read(8))[0])
-        return False
-
-    def op_none(self) -> bool:
-        self.stack.append(None)
-        return False
-
-    def op_newtrue(self) -> bool:
-        self.stack.append(True)
-        return False
-
-    def op_newfalse(self) -> bool:
-        self.stack.append(False)
-        return False
-
-    def op_string(self) -> bool:
-        line = self._line()
-        if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
-            raise StreamError("the STRING opcode argument must be quoted")
-        data = codecs.escape_decode(line[1:-1])[0]
-        self.stack.append(_py2_string(data))
-        return False
-
-    def op_binstring(self) -> bool:
-        n = struct.unpack("<i", self.r.read(4))[0]
-        if n < 0:
-            raise StreamError("BINSTRING pickle has negative byte count")
-        value = self._blob(n, "bytes")
-        self.stack.append(_py2_string(value) if isinstance(value, bytes) else value)
-        return False
-
-    def op_short_binstring(self) -> bool:
-        self.stack.append(_py2_string(self.r.read(self.r.read(1)[0])))
-        return False
-
-    def op_unicode(self) -> bool:
-        self.stack.append(self._line().decode("raw-unicode-escape"))
-        return False
-
-    def _push_text(self, n: int) -> None:
-        value = self._blob(n, "str")
-        if isinstance(value, bytes):
-            try:
-                self.stack.append(value.decode("utf-8", "surrogatepass"))
-            except UnicodeDecodeError:
-                raise StreamError("invalid UTF-8 in a unicode string") from None
-        else:
-            self.stack.append(value)
-
-    def op_binunicode(self) -> bool:
-        self._push_text(struct.unpack("<I", self.r.read(4))[0])
-        return False
-
-    def op_short_binunicode(self) -> bool:
-        self._push_text(self.r.read(1)[0])
-        return False
-
-    def op_binunicode8(self) -> bool:
-        self._push_text(struct.unpack("<Q", self.r.read(8))[0])
-        return False
-
-    def op_binbytes(self) -> bool:
-        self.stack.append(self._blob(struct.unpack("<I", self.r.read(4))[0], "bytes"))
-        return False
-
-    def op_short_binbytes(self) -> bool:
-        self.stack.append(self.r.read(self.r.read(1)[0]))
-        return False
-
-    def op_binbytes8(self) -> bool:
-        self.stack.append(self._blob(struct.unpack("<Q", self.r.read(8))[0], "bytes"))
-        return False
-
-    def op_bytearray8(self) -> bool:
-        self.stack.append(self._blob(struct.unpack("<Q", self.r.read(8))[0], "bytearray"))
-        return False
-
-    def op_next_buffer(self) -> bool:
-        self.stack.append(Buffer(index=self.index))
-        return False
-
-    def op_readonly_buffer(self) -> bool:
-        top = self._top()
-        if isinstance(top, Buffer):
-            top.readonly = True
-        return False
-
-    def op_empty_tuple(self) -> bool:
-        self.stack.append(())
-        return False
-
-    def op_tuple(self) -> bool:
-        self.stack.append(tuple(self._pop_mark()))
-        return False
-
-    def op_tuple1(self) -> bool:
-        self.stack.append((self._pop(),))
-        return False
-
-    def op_tuple2(self) -> bool:
-        b = self._pop()
-        a = self._pop()
-        self.stack.append((a, b))
-        return False
-
-    def op_tuple3(self) -> bool:
-        c = self._pop()
-        b = self._pop()
-        a = self._pop()
-        self.stack.append((a, b, c))
-        return False
-
-    def op_empty_list(self) -> bool:
-        self.stack.append(PList())
-        return False
-
-    def op_list(self) -> bool:
-        self.stack.append(PList(self._pop_mark()))
-        return False
-
-    def op_empty_dict(self) -> bool:
-        self.stack.append(PDict())
-        return False
-
-    def op_dict(self) -> bool:
-        items = self._pop_mark()
-        if len(items) % 2:
-            raise StreamError("odd number of items for DICT")
-        self.stack.append(PDict(list(zip(items[::2], items[1::2], strict=True))))
-        return False
-
-    def op_empty_set(self) -> bool:
-        self.stack.append(PSet())
-        return False
-
-    def op_frozenset(self) -> bool:
-        self.stack.append(PSet(self._pop_mark(), frozen=True))
-        return False
 
     def _extend(self, target: Value, items: list[Value], method: str) -> None:
         if (isinstance(target, PList) and method in ("append", "extend")) or (
@@ -608,40 +288,6 @@ class PickleVM:
             raise StreamError("odd number of items for SETITEMS")
         self._set_items(self._top(), list(zip(items[::2], items[1::2], strict=True)))
         return False
-
-    def op_get(self) -> bool:
-        self._memo_get(_parse_int(self._line()))
-        return False
-
-    def op_binget(self) -> bool:
-        self._memo_get(self.r.read(1)[0])
-        return False
-
-    def op_long_binget(self) -> bool:
-        self._memo_get(struct.unpack("<I", self.r.read(4))[0])
-        return False
-
-    def op_put(self) -> bool:
-        self._memo_put(_parse_int(self._line()))
-        return False
-
-    def op_binput(self) -> bool:
-        self._memo_put(self.r.read(1)[0])
-        return False
-
-    def op_long_binput(self) -> bool:
-        self._memo_put(struct.unpack("<I", self.r.read(4))[0])
-        return False
-
-    def op_memoize(self) -> bool:
-        self.memo[len(self.memo)] = self._top()
-        return False
-
-    def _text_arg(self, what: str) -> str:
-        try:
-            return self._line().decode("utf-8")
-        except UnicodeDecodeError:
-            raise StreamError(f"{what} is not valid UTF-8") from None
 
     def op_global(self) -> bool:
         module = self._text_arg("GLOBAL module name")
@@ -789,18 +435,3 @@ def _is_instance_of(obj: Value, qualname: str) -> bool:
         args = deref(obj.args)
         cls = deref(args[0]) if isinstance(args, tuple) and args else None
     return isinstance(cls, Global) and cls.qualname == qualname
-
-
-def _parse_int(text: bytes) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise StreamError(f"invalid literal for int(): {text[:40]!r}") from None
-
-
-def _py2_string(data: bytes) -> str | bytes:
-    # Python 2 str: the default loader decodes with encoding="ASCII".
-    try:
-        return data.decode("ascii")
-    except UnicodeDecodeError:
-        return data
