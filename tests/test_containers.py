@@ -254,3 +254,9 @@ def test_safetensors_valid_and_invalid(tmp_path: Path) -> None:
     data = bytearray((tmp_path / "ok.safetensors").read_bytes())
     bad = write(tmp_path / "bad.safetensors", bytes(data[:-4]))
     assert "MLG201" in rules_found(scan(bad))
+
+
+def test_zip_inside_a_compressed_stream(tmp_path: Path) -> None:
+    report = scan(write(tmp_path / "m.pt.gz", gzip.compress(_evil_checkpoint("zipgz"))))
+    assert_caught(report, "MLG101", CRIT)
+    assert all(a.complete for a in report.artifacts), describe(report)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -68,6 +71,25 @@ class Source:
             return io.BufferedReader(_Window(self.open(), offset, length, self.seekable), 1 << 16)
 
         return self.child(member, opener, length, self.seekable)
+
+
+@contextmanager
+def seekable(source: Source) -> Iterator[Source]:
+    """``source`` itself if it can seek, else a copy spooled to a temporary file.
+
+    Formats indexed from the end (ZIP) or read member by member (tar) need random access;
+    the decompression limits of the stream being copied bound the spool's size.
+    """
+    if source.seekable and source.size is not None:
+        yield source
+        return
+    with tempfile.TemporaryDirectory(prefix="mlgate-") as tmp:
+        spool = Path(tmp) / "spool"
+        with source.open() as src, spool.open("wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        yield replace(
+            source, opener=lambda: spool.open("rb"), size=spool.stat().st_size, seekable=True
+        )
 
 
 def file_source(path: Path, display: str | None = None) -> Source:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import tarfile
-import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
+from typing import BinaryIO, cast
 
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
 from mlgate.scan.limits import ResourceLimitError
-from mlgate.scan.source import Source
+from mlgate.scan.source import Source, seekable
 
 
 def scan_tar(source: Source, ctx: ScanContext) -> str:
@@ -66,9 +65,8 @@ def _member(
     extracted = archive.extractfile(member)
     if extracted is None:
         return
-    # A streamed (compressed) tar cannot be re-read per member: spool it to a temp file.
-    with tempfile.TemporaryDirectory(prefix="mlgate-tar-") as tmp:
-        spool = Path(tmp) / "member"
-        with spool.open("wb") as out:
-            shutil.copyfileobj(extracted, out, 1 << 20)
-        ctx.scan(source.child(name, lambda: spool.open("rb"), member.size, True))
+    # A streamed (compressed) tar can only be read once, in order: spool each member.
+    stream = cast(BinaryIO, extracted)  # tarfile's member reader is a BufferedReader
+    streamed = source.child(name, lambda: stream, member.size, False)
+    with seekable(streamed) as child:
+        ctx.scan(child)

@@ -15,7 +15,7 @@ from typing import BinaryIO
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
 from mlgate.scan.limits import ResourceLimitError
-from mlgate.scan.source import Source
+from mlgate.scan.source import Source, seekable
 from mlgate.scan.streams import decompressing
 from mlgate.scan.ziputil import ZipDirectory, ZipEntry, ZipFormatError, read_directory
 
@@ -30,9 +30,12 @@ _METHODS = {0: "stored", 8: "deflate"}
 
 def scan_zip(source: Source, ctx: ScanContext) -> str:
     """Scan every member of a ZIP archive the way PyTorch and NumPy would read it."""
-    if source.size is None or not source.seekable:
-        ctx.incomplete(source, "ZIP archive inside a non-seekable stream cannot be indexed")
-        return "zip"
+    with seekable(source) as indexed:
+        return _scan_indexed(indexed, ctx)
+
+
+def _scan_indexed(source: Source, ctx: ScanContext) -> str:
+    assert source.size is not None
     with source.open() as f:
         try:
             directory = read_directory(f, source.size, ctx.limits.max_archive_members)
