@@ -13,9 +13,11 @@ fails: this is a report, not a gate.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import platform
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,7 @@ class Check:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     load = os.getloadavg()[0]  # before this script adds its own
+    source = _source_state()
     out: Path = args.out.resolve()
     sizes = QUICK if args.quick else FULL
     folder = out / ("inputs-quick" if args.quick else "inputs")
@@ -60,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ready, missing = _install(out / "venvs")
     results = _measure_all(inputs, ready, missing, out, args.runs, args.timeout)
     _report(inputs, ready, results, args, load)
+    _source_note(source, _source_state())
     return 0
 
 
@@ -79,6 +83,26 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if args.runs < 1 or args.timeout <= 0:
         parser.error("--runs must be at least 1 and --timeout positive")
     return args
+
+
+def _source_state() -> str:
+    """The mlgate commit under test, with a digest of uncommitted changes under src/."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=False)
+    if head.returncode != 0:
+        return "unknown (not a git checkout)"
+    diff = subprocess.run([*git, "diff", "HEAD", "--", "src"], capture_output=True,
+                          check=False).stdout
+    dirty = f" + uncommitted changes {hashlib.sha256(diff).hexdigest()[:8]}" if diff else ""
+    return head.stdout.strip() + dirty
+
+
+def _source_note(before: str, after: str) -> None:
+    print(f"\nmlgate source: {before}")
+    if after != before:
+        print(f"WARNING: mlgate's source changed during the run (now {after}); "
+              "its figures may mix versions")
 
 
 def _log(message: str) -> None:

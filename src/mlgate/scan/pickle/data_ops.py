@@ -24,6 +24,7 @@ class DataOps:
         self.prog = Program(number=number, start=reader.tell())
         self.stack: list[Value] = []
         self.marks: list[int] = []
+        self.fence = 0  # stack items below the last MARK cannot be popped (C unpickler)
         self.memo: dict[int, Value] = {}
         self.op_offset = 0
         self.prev_offset = 0
@@ -34,24 +35,35 @@ class DataOps:
 
     def _pop(self) -> Value:
         stack = self.stack
-        fence = self.marks[-1] if self.marks else 0
-        if len(stack) <= fence:
+        if len(stack) <= self.fence:
             raise StreamError("unpickling stack underflow")
         return stack.pop()
 
     def _top(self) -> Value:
-        fence = self.marks[-1] if self.marks else 0
-        if len(self.stack) <= fence:
+        stack = self.stack
+        if len(stack) <= self.fence:
             raise StreamError("unpickling stack underflow")
-        return self.stack[-1]
+        return stack[-1]
 
     def _pop_mark(self) -> list[Value]:
-        if not self.marks:
+        marks = self.marks
+        if not marks:
             raise StreamError("could not find MARK")
-        k = self.marks.pop()
-        items = self.stack[k:]
-        del self.stack[k:]
+        k = marks.pop()
+        self.fence = marks[-1] if marks else 0
+        stack = self.stack
+        items = stack[k:]
+        del stack[k:]
         return items
+
+    def _u8(self) -> int:
+        """One argument byte (inlined fast path: it follows most opcodes)."""
+        r = self.r
+        pos = r.pos
+        if pos < len(r.buf):
+            r.pos = pos + 1
+            return r.buf[pos]
+        return r.read(1)[0]
 
     def _line(self) -> bytes:
         line = self.r.readline(MAX_LINE)
@@ -80,12 +92,15 @@ class DataOps:
 
     # ------------------------------------------------------------------ opcodes
     def op_mark(self) -> bool:
-        self.marks.append(len(self.stack))
+        self.fence = len(self.stack)
+        self.marks.append(self.fence)
         return False
 
     def op_pop(self) -> bool:
-        if self.marks and self.marks[-1] == len(self.stack):
-            self.marks.pop()  # C unpickler: POP on an empty fence drops the mark
+        marks = self.marks
+        if marks and marks[-1] == len(self.stack):
+            marks.pop()  # C unpickler: POP on an empty fence drops the mark
+            self.fence = marks[-1] if marks else 0
         else:
             self._pop()
         return False
@@ -126,7 +141,7 @@ class DataOps:
         return False
 
     def op_binint1(self) -> bool:
-        self.stack.append(self.r.read(1)[0])
+        self.stack.append(self._u8())
         return False
 
     def op_binint2(self) -> bool:
@@ -134,7 +149,7 @@ class DataOps:
         return False
 
     def op_long1(self) -> bool:
-        n = self.r.read(1)[0]
+        n = self._u8()
         self.stack.append(int.from_bytes(self.r.read(n), "little", signed=True))
         return False
 
@@ -180,7 +195,7 @@ class DataOps:
         return False
 
     def op_short_binstring(self) -> bool:
-        self.stack.append(_py2_string(self.r.read(self.r.read(1)[0])))
+        self.stack.append(_py2_string(self.r.read(self._u8())))
         return False
 
     def op_unicode(self) -> bool:
@@ -202,7 +217,10 @@ class DataOps:
         return False
 
     def op_short_binunicode(self) -> bool:
-        self._push_text(self.r.read(1)[0])
+        try:
+            self.stack.append(self.r.read(self._u8()).decode("utf-8", "surrogatepass"))
+        except UnicodeDecodeError:
+            raise StreamError("invalid UTF-8 in a unicode string") from None
         return False
 
     def op_binunicode8(self) -> bool:
@@ -214,7 +232,7 @@ class DataOps:
         return False
 
     def op_short_binbytes(self) -> bool:
-        self.stack.append(self.r.read(self.r.read(1)[0]))
+        self.stack.append(self.r.read(self._u8()))
         return False
 
     def op_binbytes8(self) -> bool:
@@ -276,7 +294,7 @@ class DataOps:
         items = self._pop_mark()
         if len(items) % 2:
             raise StreamError("odd number of items for DICT")
-        self.stack.append(PDict(list(zip(items[::2], items[1::2], strict=True))))
+        self.stack.append(PDict(list(zip(items[::2], items[1::2]))))
         return False
 
     def op_empty_set(self) -> bool:
@@ -292,7 +310,11 @@ class DataOps:
         return False
 
     def op_binget(self) -> bool:
-        self._memo_get(self.r.read(1)[0])
+        idx = self._u8()
+        try:
+            self.stack.append(self.memo[idx])
+        except KeyError:
+            raise StreamError(f"Memo value not found at index {idx}") from None
         return False
 
     def op_long_binget(self) -> bool:
@@ -304,7 +326,7 @@ class DataOps:
         return False
 
     def op_binput(self) -> bool:
-        self._memo_put(self.r.read(1)[0])
+        self._memo_put(self._u8())
         return False
 
     def op_long_binput(self) -> bool:
@@ -312,7 +334,11 @@ class DataOps:
         return False
 
     def op_memoize(self) -> bool:
-        self.memo[len(self.memo)] = self._top()
+        stack = self.stack
+        if len(stack) <= self.fence:
+            raise StreamError("unpickling stack underflow")
+        memo = self.memo
+        memo[len(memo)] = stack[-1]
         return False
 
     def _text_arg(self, what: str) -> str:

@@ -37,6 +37,7 @@ from mlgate.scan.pickle.values import (
 from mlgate.scan.reader import ByteReader, TruncatedError
 
 HIGHEST_PROTOCOL = 5
+NO_FRAME = 1 << 127  # frame_end when no frame is open (compares above any offset)
 JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
 
 
@@ -55,7 +56,7 @@ class PickleVM(DataOps):
     ) -> None:
         super().__init__(reader, number, limits)
         self.joblib = joblib
-        self.frame_end: int | None = None
+        self.frame_end = NO_FRAME
         self.table = self._build_table()
 
     # ------------------------------------------------------------------ driver
@@ -82,30 +83,33 @@ class PickleVM(DataOps):
         return prog
 
     def _loop(self) -> None:
+        # Hot path: one iteration per opcode, so state lives in locals where it can.
         r = self.r
         table = self.table
         max_ops = self.limits.max_opcodes
         deadline = self.limits.deadline
         count = 0
+        offset = r.base + r.pos
         while True:
-            pos = r.pos
-            self.prev_offset = self.op_offset
-            self.op_offset = r.base + pos
-            if pos < len(r.buf):
-                op = r.buf[pos]
+            prev, pos, buf = offset, r.pos, r.buf
+            offset = r.base + pos
+            if pos < len(buf):
+                op = buf[pos]
                 r.pos = pos + 1
             else:
                 op = r.read_byte()
                 if op < 0:
+                    self.op_offset = offset
                     raise TruncatedError("stream ended before STOP")
-            if self.frame_end is not None and self.op_offset >= self.frame_end:
-                self._leave_frame(op)
+            self.op_offset = offset
+            if offset >= self.frame_end:
+                self._leave_frame(prev)
             handler = table[op]
             if handler is None:
                 raise StreamError(f"invalid load key {op:#04x}")
             count += 1
             self.index = count
-            if count & 0xFFFF == 0:
+            if not count & 0xFFFF:
                 if count > max_ops:
                     raise LimitError(f"more than {max_ops} opcodes")
                 if deadline is not None and time.monotonic() > deadline:
@@ -115,23 +119,22 @@ class PickleVM(DataOps):
                 return
 
     # ------------------------------------------------------------------ helpers
-    def _leave_frame(self, op: int) -> None:
+    def _leave_frame(self, prev_offset: int) -> None:
         end = self.frame_end
-        assert end is not None
         # The pure-Python unpickler accepts a frame ending between two reads (for instance
         # right after an opcode byte) and rejects a read that the frame end splits.
-        if self.op_offset > end and end != self.prev_offset + 1:
+        if self.op_offset > end and end != prev_offset + 1:
             self._anomaly(
                 "frame",
                 f"an opcode argument crosses the end of the frame at offset {self.frame_end}; "
                 "the pure-Python unpickler rejects this stream, the C unpickler runs it",
             )
-        self.frame_end = None
+        self.frame_end = NO_FRAME
 
     def _check_frame_at_stop(self) -> None:
         end = self.frame_end
         here = self.r.tell()
-        if end is not None and here != end:
+        if end != NO_FRAME and here != end:
             self._anomaly(
                 "frame",
                 f"STOP at offset {here - 1} inside a frame that declares {end - here} more "
@@ -286,7 +289,7 @@ class PickleVM(DataOps):
         items = self._pop_mark()
         if len(items) % 2:
             raise StreamError("odd number of items for SETITEMS")
-        self._set_items(self._top(), list(zip(items[::2], items[1::2], strict=True)))
+        self._set_items(self._top(), list(zip(items[::2], items[1::2])))
         return False
 
     def op_global(self) -> bool:
@@ -395,7 +398,7 @@ class PickleVM(DataOps):
     def op_frame(self) -> bool:
         size = struct.unpack("<Q", self.r.read(8))[0]
         start = self.r.tell()
-        if self.frame_end is not None and start - 9 < self.frame_end:
+        if start - 9 < self.frame_end != NO_FRAME:
             self._anomaly("frame", "a FRAME starts before the previous frame's declared end")
         left = self.r.remaining_known()
         if left is not None and size > left:
@@ -423,7 +426,7 @@ class PickleVM(DataOps):
                 self.r.skip(pad)
             self.r.skip(layout.nbytes)
         self.stack[-1] = Persistent(pid="<joblib array>", index=self.index)
-        self.frame_end = None
+        self.frame_end = NO_FRAME
 
 
 def _is_instance_of(obj: Value, qualname: str) -> bool:
