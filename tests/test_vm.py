@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlgate.scan.pickle.values import Call, Global, PDict, PList, PSet, Value, deref
 from mlgate.scan.pickle.program import Program
+from mlgate.scan.pickle.values import Call, Global, PDict, PList, PSet, Value, deref
 from mlgate.scan.pickle.vm import PickleVM
 from mlgate.scan.reader import ByteReader
 

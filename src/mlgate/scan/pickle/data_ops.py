@@ -294,7 +294,7 @@ class DataOps:
         items = self._pop_mark()
         if len(items) % 2:
             raise StreamError("odd number of items for DICT")
-        self.stack.append(PDict(list(zip(items[::2], items[1::2]))))
+        self.stack.append(PDict(list(zip(items[::2], items[1::2], strict=False))))
         return False
 
     def op_empty_set(self) -> bool:

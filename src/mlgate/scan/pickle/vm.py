@@ -134,7 +134,7 @@ class PickleVM(DataOps):
     def _check_frame_at_stop(self) -> None:
         end = self.frame_end
         here = self.r.tell()
-        if end != NO_FRAME and here != end:
+        if end not in (NO_FRAME, here):
             self._anomaly(
                 "frame",
                 f"STOP at offset {here - 1} inside a frame that declares {end - here} more "
@@ -289,7 +289,7 @@ class PickleVM(DataOps):
         items = self._pop_mark()
         if len(items) % 2:
             raise StreamError("odd number of items for SETITEMS")
-        self._set_items(self._top(), list(zip(items[::2], items[1::2])))
+        self._set_items(self._top(), list(zip(items[::2], items[1::2], strict=False)))
         return False
 
     def op_global(self) -> bool:
