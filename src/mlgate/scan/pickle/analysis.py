@@ -29,7 +29,7 @@ from mlgate.scan.pickle.values import (
     as_text,
     deref,
 )
-from mlgate.scan.source import Source, bytes_source
+from mlgate.scan.source import Source, bytes_source, file_source
 
 MAX_EVIDENCE_CALLS = 5
 MODULE_MARK = "<module>"
@@ -329,8 +329,6 @@ class PickleAnalysis:
             return
         worst: Severity | None = None
         if self.ctx.claim_chained(target):
-            from mlgate.scan.source import file_source  # noqa: PLC0415
-
             child = file_source(target, f"{self.source.location.artifact} -> {target}")
             if loader is Loader.PICKLE:
                 child = child.with_format("pickle")

@@ -402,12 +402,17 @@ CLASS_MODULE_PREFIXES: tuple[str, ...] = (
     "transformers.configuration_utils",
     "transformers.generation.configuration_utils",
     "transformers.debug_utils",
+    "transformers.trainer_pt_utils",
     "accelerate.utils.dataclasses",
     "catboost.",
     "statsmodels.",
 )
 # Functions (any name) from modules that only compute on their arguments.
 FUNCTION_MODULE_PREFIXES: tuple[str, ...] = (
+    # Resolved by TorchScript's C++ unpickler to compiled classes and builtins; no such
+    # Python modules exist, so plain pickle.load cannot import them either.
+    "__torch__.",
+    "torch.jit._pickle.",
     "torch._utils._rebuild_",
     "torch.nn.functional.",
     "sklearn.metrics.",
