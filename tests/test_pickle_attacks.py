@@ -291,3 +291,22 @@ def test_deep_obfuscation_chain_still_resolves(tmp_path: Path) -> None:
             + s(shell("chain")) + b"\x85R.")
     report = scan(write(tmp_path / "m.pkl", data))
     assert any("os.system" in f.message for f in report.findings), describe(report)
+
+
+@pytest.mark.parametrize("target", [
+    # Submodules of denied modules (picklescan CVE-2025-10157 matched module names exactly).
+    ("asyncio.base_subprocess", "BaseSubprocessTransport"),
+    ("asyncio.unix_events", "_UnixSubprocessTransport"),
+    ("subprocess", "_args_from_interpreter_flags"), ("os.path", "expanduser"),
+    ("multiprocessing.util", "spawnv_passfds"), ("distutils.spawn", "spawn"),
+    # Standard-library and library functions that run commands or code.
+    ("uuid", "_get_command_stdout"), ("platform", "_syscmd_file"), ("imaplib", "IMAP4_stream"),
+    ("_osx_support", "_read_output"), ("doctest", "debug_script"), ("idlelib.pyshell", "main"),
+    ("mailcap", "findmatch"), ("ctypes.util", "find_library"), ("site", "addsitedir"),
+    ("pkg_resources", "load_entry_point"), ("venv", "create"), ("copyreg", "add_extension"),
+    ("torch.utils.bottleneck.__main__", "main"), ("torch.testing._internal.common_utils", "shell"),
+    ("torch.serialization", "_load"), ("numpy.lib.format", "read_array"),
+])
+def test_gadget_corpus_is_at_least_high(tmp_path: Path, target: tuple[str, str]) -> None:
+    data = proto(2) + glob0(*target) + s("id") + b"\x85R."
+    assert_caught(scan(write(tmp_path / "m.pkl", data)))

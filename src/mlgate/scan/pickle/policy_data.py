@@ -166,6 +166,13 @@ EXACT_DENY: dict[str, Verdict] = {
     "sys.modules": gadget("exposes every loaded module (reaches os, subprocess...)"),
     "sys.exit": system_access("terminates the loading process"),
     "shelve.open": deserializer(Loader.PICKLE, "opens a pickle-backed database"),
+    "uuid._get_command_stdout": code_execution("runs a command"),
+    "platform._syscmd_file": code_execution("runs a command"),
+    "platform._syscmd_ver": code_execution("runs a command"),
+    "platform.popen": code_execution("runs a shell command"),
+    "imaplib.IMAP4_stream": code_execution("runs a command as its transport"),
+    "ctypes.util.find_library": code_execution("runs compilers and ldconfig"),
+    "numpy.lib.format.read_array": deserializer(Loader.NUMPY, "reads an array file (may unpickle)"),
 }
 
 MODULE_DENY: dict[str, Verdict] = {
@@ -254,6 +261,28 @@ MODULE_DENY: dict[str, Verdict] = {
     "tensorflow.python.ops.script_ops": code_execution("Python callbacks in graphs"),
     "sklearn.datasets": system_access("downloads and reads data files"),
     "torch.distributed": system_access("network communication"),
+    # Standard-library gadgets that run commands or code (scanner-bypass corpora).
+    "_osx_support": code_execution("runs shell commands"),
+    "doctest": code_execution("runs Python source (debug_script)"),
+    "idlelib": code_execution("interactive interpreter (runs source)"),
+    "mailcap": code_execution("runs shell commands"),
+    "test": code_execution("CPython test helpers (run processes and source)"),
+    "venv": code_execution("creates environments and runs pip"),
+    "site": code_execution("adds site dirs (executes .pth files)"),
+    "pkg_resources": code_execution("loads entry points (imports any code)"),
+    "lib2to3": system_access("loads grammar pickles from files"),
+    "tkinter": system_access("GUI toolkit (runs Tcl code)"),
+    "wsgiref": system_access("network server"),
+    "copyreg": gadget("registers reducers and extension codes in the loader"),
+    "copy": gadget("copies objects through their reduce hooks"),
+    "torch.testing": code_execution("test helpers (run processes and source)"),
+    "torch.utils.bottleneck": code_execution("runs scripts"),
+    "torch.utils.benchmark": code_execution("compiles and runs code"),
+    "torch._dynamo": code_execution("compiles and runs generated code"),
+    "torch.onnx": system_access("writes files"),
+    "torch.serialization": system_access("reads and writes checkpoint files"),
+    "numpy.lib.npyio": system_access("reads and writes files"),
+    "numpy.lib.format": system_access("reads array files (may unpickle)"),
 }
 
 EXACT_ALLOW: frozenset[str] = frozenset(
