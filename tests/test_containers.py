@@ -76,6 +76,19 @@ def test_torch_zip_flag_bits_cve_2025_1945(tmp_path: Path) -> None:
     assert "MLG204" in rules_found(report)
 
 
+def test_local_header_name_mismatch_cve_2025_1944(tmp_path: Path) -> None:
+    data = bytearray(_evil_checkpoint("name"))
+    local, _ = _entry_offsets(bytes(data), b"archive/data.pkl")
+    name_at = local + 30
+    data[name_at:name_at + 16] = b"archive/data.txt"  # zipfile raises on the mismatch
+    path = write(tmp_path / "m.pt", bytes(data))
+    with zipfile.ZipFile(path) as z, pytest.raises(zipfile.BadZipFile):
+        z.read("archive/data.pkl")
+    report = scan(path)
+    assert_caught(report, "MLG101", CRIT)
+    assert "MLG204" in rules_found(report)
+
+
 def test_duplicate_entry_names_both_analysed(tmp_path: Path) -> None:
     evil = os_system("dup")
     benign = pickle.dumps({"w": 1}, protocol=2)
