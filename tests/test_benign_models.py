@@ -198,3 +198,18 @@ def test_tiny_transformers_checkpoint(tmp_path: Path) -> None:
     formats = {Path(a.artifact).name: a.format for a in report.artifacts}
     assert formats["pytorch_model.bin"] == "pytorch-zip"
     assert formats["model.safetensors"] == "safetensors"
+
+
+def test_enum_members_pickled_by_getattr(tmp_path: Path) -> None:
+    # Python >= 3.12 pickles Enum members as getattr(Class, 'NAME').
+    from payloads import glob0, proto, s
+
+    member = glob0("builtins", "getattr") + glob0("transformers.trainer_utils",
+                                                   "IntervalStrategy") + s("STEPS") + b"\x86R"
+    path = tmp_path / "e.pkl"
+    path.write_bytes(proto(2) + member + b".")
+    report = scan(path)
+    assert not report.findings, describe(report)
+    called = proto(2) + member + b")R."  # calling it is no longer a plain value
+    path.write_bytes(called)
+    assert scan(path).findings

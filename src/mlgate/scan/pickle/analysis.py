@@ -192,7 +192,7 @@ class PickleAnalysis:
     # ------------------------------------------------------------------ reporting
     def _report_use(self, use: _Use) -> None:
         verdict = use.verdict
-        if verdict.is_safe:
+        if verdict.is_safe or self._is_plain_attribute(use):
             return
         if verdict.category is Category.DESERIALIZER and use.calls:
             for call in use.calls:
@@ -227,10 +227,20 @@ class PickleAnalysis:
         if verdict.category is Category.CODE_EXECUTION:
             self._encoded_code(use)
 
+    def _is_plain_attribute(self, use: _Use) -> bool:
+        """An uncalled public attribute of an allowlisted class (Python 3.12+ pickles Enum
+        members as ``getattr(Class, 'NAME')``): a value, not a callable being reached."""
+        g = use.glob
+        base, _, attr = g.name.rpartition(".")
+        if use.calls or not base or not attr.isidentifier() or attr.startswith("_"):
+            return False
+        return self.ctx.policy.classify(g.module, base).is_safe
+
     def _resolved_safely(self, call: Call) -> bool:
         resolved = call.resolved
         if isinstance(resolved, Global):
-            return self._use(resolved).verdict.is_safe
+            use = self._use(resolved)
+            return use.verdict.is_safe or self._is_plain_attribute(use)
         return isinstance(resolved, Partial | AttrGetter) or (
             resolved is not None and not (isinstance(resolved, Attr | MethodCaller | ModuleRef))
         )
