@@ -125,8 +125,9 @@ class PickleAnalysis:
             self._build(call)
         elif isinstance(target, Attr | MethodCaller):
             self._method_call(call, target)
-        else:
-            self._dynamic(call, f"calls a value computed at load time: {self._show(call)}")
+        elif not (isinstance(target, AttrGetter) and call.resolved is not None):
+            # (an attrgetter applied to a nameable object is a getattr, tracked as resolved)
+            self._dynamic(call, "calls a value computed at load time")
 
     def _effective_target(self, func: Value) -> Value:
         func = deref(func)
