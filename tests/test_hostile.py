@@ -183,3 +183,12 @@ def test_pickle_of_many_protocol_zero_lines(tmp_path: Path) -> None:
     data = pickle.dumps([str(i) for i in range(50_000)], protocol=0)
     report = mlgate.scan(write(tmp_path / "p0.pkl", data), config=Config())
     assert not report.findings
+
+
+@pytest.mark.parametrize("opcode", [b"]", b"}", b"\x8f", b"N\x85"])
+def test_container_flood_hits_the_object_limit(tmp_path: Path, opcode: bytes) -> None:
+    # One opcode byte, ~100 bytes of emulator memory each: bounded by objects, not file size.
+    data = gzip.compress(proto(4) + opcode * 300_000 + b".")
+    report = scan_with(write(tmp_path / "flood.pkl.gz", data), max_objects=100_000)
+    assert_caught(report, "MLG301")
+    assert not all(a.complete for a in report.artifacts)

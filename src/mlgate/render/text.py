@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
-from rich.console import Console
 from rich.markup import escape
 
 from mlgate.findings import Finding, Report, Severity
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _STYLE = {
     Severity.CRITICAL: "bold white on red",
@@ -22,6 +25,8 @@ MAX_EVIDENCE_LINES = 12
 
 def render_text(report: Report, fail_on: Severity, color: bool = False) -> str:
     """The report as terminal text (ANSI colours when ``color``)."""
+    from rich.console import Console  # noqa: PLC0415 - ~25 ms to import; only text output needs it
+
     buf = io.StringIO()
     console = Console(
         file=buf,

@@ -59,7 +59,9 @@ def scan_pickle(source: Source, ctx: ScanContext) -> str:
 
 def read_programs(source: Source, ctx: ScanContext, joblib: bool) -> Reading:
     """Emulate every pickle in ``source`` from its first byte."""
-    limits = VMLimits(ctx.limits.max_opcodes, ctx.limits.max_inline_bytes, ctx.deadline)
+    limits = VMLimits(
+        ctx.limits.max_opcodes, ctx.limits.max_objects, ctx.limits.max_inline_bytes, ctx.deadline
+    )
     programs: list[Program] = []
     reading = Reading(programs, "pickle", is_pickle=True)
     with source.open() as f:

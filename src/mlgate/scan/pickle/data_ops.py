@@ -29,6 +29,9 @@ class DataOps:
         self.op_offset = 0
         self.prev_offset = 0
         self.index = 0  # number of the opcode being executed (1-based)
+        # Containers, tuples and calls created: each costs ~100 bytes for one opcode byte, so
+        # this (not the file size) bounds the emulator's memory. Checked by the driver loop.
+        self.objects = 0
 
     def _anomaly(self, kind: str, message: str) -> None:
         self.prog.anomalies.append(Anomaly(kind, message, self.op_offset, self.index))
@@ -258,16 +261,19 @@ class DataOps:
         return False
 
     def op_tuple(self) -> bool:
+        self.objects += 1
         self.stack.append(tuple(self._pop_mark()))
         return False
 
     def op_tuple1(self) -> bool:
+        self.objects += 1
         self.stack.append((self._pop(),))
         return False
 
     def op_tuple2(self) -> bool:
         b = self._pop()
         a = self._pop()
+        self.objects += 1
         self.stack.append((a, b))
         return False
 
@@ -275,18 +281,22 @@ class DataOps:
         c = self._pop()
         b = self._pop()
         a = self._pop()
+        self.objects += 1
         self.stack.append((a, b, c))
         return False
 
     def op_empty_list(self) -> bool:
+        self.objects += 1
         self.stack.append(PList())
         return False
 
     def op_list(self) -> bool:
+        self.objects += 1
         self.stack.append(PList(self._pop_mark()))
         return False
 
     def op_empty_dict(self) -> bool:
+        self.objects += 1
         self.stack.append(PDict())
         return False
 
@@ -294,14 +304,17 @@ class DataOps:
         items = self._pop_mark()
         if len(items) % 2:
             raise StreamError("odd number of items for DICT")
+        self.objects += 1
         self.stack.append(PDict(list(zip(items[::2], items[1::2], strict=False))))
         return False
 
     def op_empty_set(self) -> bool:
+        self.objects += 1
         self.stack.append(PSet())
         return False
 
     def op_frozenset(self) -> bool:
+        self.objects += 1
         self.stack.append(PSet(self._pop_mark(), frozen=True))
         return False
 

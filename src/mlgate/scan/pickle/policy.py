@@ -92,6 +92,7 @@ def _apply_user(user: UserPolicy, module: str, name: str, builtin: Verdict) -> V
     return builtin
 
 
+@lru_cache(maxsize=8192)
 def normalise_module(module: str) -> str:
     """Map accelerator/legacy module names to the module a reviewer knows."""
     for alias, target in MODULE_ALIASES.items():

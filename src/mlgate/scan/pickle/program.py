@@ -20,6 +20,7 @@ class VMLimits:
     """Bounds on one emulation run."""
 
     max_opcodes: int = 20_000_000
+    max_objects: int = 4_000_000
     max_inline_bytes: int = 1 << 20  # larger arguments become Blobs (kept on disk)
     deadline: float | None = None  # time.monotonic() value
 

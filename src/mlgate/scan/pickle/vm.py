@@ -87,6 +87,7 @@ class PickleVM(DataOps):
         r = self.r
         table = self.table
         max_ops = self.limits.max_opcodes
+        max_objects = self.limits.max_objects
         deadline = self.limits.deadline
         count = 0
         offset = r.base + r.pos
@@ -112,6 +113,8 @@ class PickleVM(DataOps):
             if not count & 0xFFFF:
                 if count > max_ops:
                     raise LimitError(f"more than {max_ops} opcodes")
+                if self.objects > max_objects:
+                    raise LimitError(f"more than {max_objects} containers and calls")
                 if deadline is not None and time.monotonic() > deadline:
                     raise LimitError("time budget exhausted")
             if handler():
@@ -152,6 +155,7 @@ class PickleVM(DataOps):
             pickle_no=self.prog.number,
         )
         self.prog.calls.append(call)
+        self.objects += 1
         call.resolved = gadgets.evaluate(call)
         return call
 
