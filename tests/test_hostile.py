@@ -192,3 +192,22 @@ def test_container_flood_hits_the_object_limit(tmp_path: Path, opcode: bytes) ->
     report = scan_with(write(tmp_path / "flood.pkl.gz", data), max_objects=100_000)
     assert_caught(report, "MLG301")
     assert not all(a.complete for a in report.artifacts)
+
+
+@pytest.mark.parametrize("method", ["__mul__", "zfill", "replace", "join"])
+def test_string_gadgets_cannot_expand_memory(tmp_path: Path, method: str) -> None:
+    text = s("ab" * 50_000)
+    if method == "replace":
+        call = (glob0("builtins", "getattr") + text + s("replace") + b"\x86R"
+                + s("a") + s("x" * 60_000) + b"\x86R")
+    elif method == "join":
+        call = (glob0("builtins", "getattr") + text + s("join") + b"\x86R"
+                + b"]" + b"(" + s("y") * 2000 + b"e" + b"\x85R")
+    else:
+        call = (glob0("builtins", "getattr") + text + s(method) + b"\x86R"
+                + b"J" + struct.pack("<i", 2_000_000_000) + b"\x85R")
+    data = proto(4) + glob0("builtins", "exec") + call + b"\x85R."
+    start = time.monotonic()
+    report = mlgate.scan(write(tmp_path / "m.pkl", data), config=Config())
+    assert time.monotonic() - start < 10
+    assert_caught(report, "MLG101")

@@ -22,37 +22,8 @@ from mlgate.scan.source import Source, file_source
 PICKLE_LABELS = frozenset({"pickle", "joblib", "pytorch-legacy"})
 # Extensions whose format is never a pickle: a pickle behind one is disguised.
 NON_PICKLE_EXTENSIONS = frozenset(
-    [
-        ".safetensors",
-        ".json",
-        ".txt",
-        ".md",
-        ".onnx",
-        ".gguf",
-        ".h5",
-        ".hdf5",
-        ".keras",
-        ".yaml",
-        ".yml",
-        ".csv",
-        ".npy",
-        ".npz",
-        ".zip",
-        ".tar",
-        ".gz",
-        ".msgpack",
-        ".tflite",
-        ".pb",
-        ".png",
-        ".jpg",
-        ".jpeg",
-        ".model.json",
-        ".xml",
-        ".html",
-        ".py",
-        ".ini",
-        ".toml",
-    ]
+    ".safetensors .json .txt .md .onnx .gguf .h5 .hdf5 .keras .yaml .yml .csv .npy .npz .zip "
+    ".tar .gz .msgpack .tflite .pb .png .jpg .jpeg .xml .html .py .ini .toml".split()
 )
 _SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
 

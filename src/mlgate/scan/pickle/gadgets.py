@@ -38,9 +38,11 @@ _TEXT_CODECS = frozenset(
     "utf-8 utf8 ascii latin1 latin-1 iso-8859-1 utf-16 utf-32 raw_unicode_escape "
     "unicode_escape rot13 rot_13 base64 base_64 hex hex_codec base64_codec".split()
 )
+# Methods whose result is at most a few times the size of their operands; anything that can
+# multiply sizes (__mul__, zfill, format, translate) is never evaluated.
 _STR_METHODS = frozenset(
-    "decode encode join replace lower upper strip lstrip rstrip title capitalize swapcase "
-    "format __add__ __mul__ __getitem__ translate zfill".split()
+    "decode encode replace lower upper strip lstrip rstrip title capitalize swapcase "
+    "__add__ __getitem__".split()
 )
 
 
@@ -108,23 +110,30 @@ def _getattr(obj: Value, name_value: Value) -> Value | None:
 def _method(obj: Value, name: str | None, args: tuple[Value, ...]) -> Value | None:
     if name is None:
         return None
-    if isinstance(obj, str | bytes) and name in _STR_METHODS:
-        const = [deref(a) for a in args]
-        if all(isinstance(a, str | bytes | int) for a in const):
-            if name == "join" and len(const) == 1:
-                return None
-            result = getattr(obj, name)(*const)
-            return _bounded(result) if isinstance(result, str | bytes) else None
-    if name == "join" and isinstance(obj, str | bytes) and len(args) == 1:
-        parts = deref(args[0])
-        items = parts.items if isinstance(parts, PList) else parts
-        if isinstance(items, tuple | list):
-            texts = [deref(p) for p in items]
-            if all(isinstance(p, type(obj)) for p in texts):
-                return _bounded(obj.join(texts))  # type: ignore[arg-type]
+    if isinstance(obj, str | bytes):
+        return _text_method(obj, name, [deref(a) for a in args])
     if isinstance(obj, Global | ModuleRef):
         return _getattr(obj, name)
     return None
+
+
+def _text_method(obj: str | bytes, name: str, args: list[Value]) -> Value | None:
+    if name == "join" and len(args) == 1:
+        parts = args[0].items if isinstance(args[0], PList) else args[0]
+        texts = [deref(p) for p in parts] if isinstance(parts, tuple | list) else []
+        if not texts or not all(isinstance(p, type(obj)) for p in texts):
+            return None
+        if sum(map(len, texts)) + len(obj) * len(texts) > MAX_DECODED:  # type: ignore[arg-type]
+            raise _TooBig
+        return obj.join(texts)  # type: ignore[arg-type]
+    if name not in _STR_METHODS or not all(isinstance(a, str | bytes | int) for a in args):
+        return None
+    # replace: each match may grow by len(new), so bound the result before computing it.
+    new = args[1] if name == "replace" and len(args) >= 2 else ""
+    if isinstance(new, str | bytes) and len(obj) * max(1, len(new)) > MAX_DECODED:
+        raise _TooBig
+    result = getattr(obj, name)(*args)
+    return _bounded(result) if isinstance(result, str | bytes) else None
 
 
 def _bounded(value: str | bytes) -> str | bytes:
