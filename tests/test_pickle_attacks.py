@@ -52,6 +52,14 @@ def test_stack_global_names_computed_by_decoding(tmp_path: Path) -> None:
     assert_caught(report, "MLG101", CRIT)
 
 
+def test_stack_global_names_computed_by_concatenation(tmp_path: Path) -> None:
+    module = glob0("operator", "add") + s("o") + s("s") + b"\x86R"
+    data = proto(4) + module + s("system") + b"\x93" + s(shell("concat")) + b"\x85R."
+    report = scan(write(tmp_path / "m.pkl", data))
+    assert any("os.system" in f.message and f.severity is CRIT for f in report.findings), \
+        describe(report)
+
+
 def test_inst_opcode(tmp_path: Path) -> None:
     data = b"(V" + shell("inst").encode() + b"\nios\nsystem\n."
     assert_caught(scan(write(tmp_path / "m.pkl", data)), "MLG101", CRIT)

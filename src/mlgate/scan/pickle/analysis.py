@@ -212,7 +212,7 @@ class PickleAnalysis:
         if g.name == MODULE_MARK:
             shown = f"module {normalise_module(g.module)}"
         message = f"{verb} {shown}: {verdict.reason}"
-        if shown != g.qualname:
+        if shown != g.qualname and g.name != MODULE_MARK:
             message += f" (pickled as {g.qualname})"
         if g.via not in ("GLOBAL", "STACK_GLOBAL", "INST"):
             message += f" (reached through {g.via})"

@@ -203,6 +203,13 @@ def _getitem(args: tuple[Value, ...]) -> Value | None:
     return None
 
 
+def _concat(args: tuple[Value, ...]) -> Value | None:
+    left = deref(args[0]) if len(args) == 2 else None
+    if not isinstance(left, str | bytes):
+        return None
+    return _text_method(left, "__add__", [deref(args[1])])
+
+
 def _global_from_pair(args: tuple[Value, ...]) -> Value | None:
     mod, name = (as_text(a) for a in args[:2])
     if mod is None or name is None:
@@ -250,9 +257,8 @@ _HANDLERS: dict[str, Callable[[tuple[Value, ...]], Value | None]] = {
     "importlib.import_module": _import_module,
     "importlib.__import__": _import,
     "operator.getitem": _getitem,
-    "operator.attrgetter": lambda a: AttrGetter(tuple(a)) if a else None,
-    "operator.methodcaller": lambda a: MethodCaller(a[0], tuple(a[1:])) if a else None,
-    "functools.partial": lambda a: Partial(a[0], tuple(a[1:])) if a else None,
+    "operator.add": _concat,
+    "operator.concat": _concat,
     "numpy._core._ufunc_reconstruct": _global_from_pair,
     "numpy._core._internal._ufunc_reconstruct": _global_from_pair,
     "dill._dill._load_type": _types_member,
