@@ -37,7 +37,7 @@ def dispatch(ctx: ScanContext, source: Source) -> str:
         return "unknown"
     try:
         head = source.head(HEAD)
-        fmt = Format(source.forced_format) if source.forced_format else sniff(head)
+        fmt = Format(source.forced_format) if source.forced_format else sniff(head, source.name)
         label = _guarded(ctx, source, fmt)
         if fmt is Format.PICKLE and not source.forced_format and has_zip_directory(source):
             ctx.add(

@@ -83,6 +83,54 @@ CHAINED_LOAD = _rule(
     "The stream makes the loader read another file as a model or pickle (multi-stage payload).",
 )
 
+# --- model formats other than pickle (issue 3) -----------------------------------
+LAMBDA_CODE = _rule(
+    "MLG110",
+    "embedded-lambda",
+    Severity.CRITICAL,
+    "A Keras Lambda layer (or similar) carries serialized Python code that runs on load.",
+)
+UNSAFE_REFERENCE = _rule(
+    "MLG111",
+    "unsafe-reference",
+    Severity.HIGH,
+    "A model config names a module, class or function outside the framework's safe "
+    "namespaces (Keras safe_mode bypasses, get_file-style gadgets).",
+)
+DANGEROUS_OP = _rule(
+    "MLG112",
+    "dangerous-op",
+    Severity.HIGH,
+    "A graph uses file-system, process or Python-callback operations (ReadFile, WriteFile, "
+    "PyFunc...).",
+)
+CUSTOM_OP = _rule(
+    "MLG113",
+    "custom-op",
+    Severity.MEDIUM,
+    "A graph uses an operator outside the standard set (custom domain, non-builtin op); it "
+    "needs code that is not part of the model file.",
+)
+EXTERNAL_DATA = _rule(
+    "MLG114",
+    "external-data-escape",
+    Severity.HIGH,
+    "A model references external data outside its folder (.., absolute path, symlink).",
+)
+TEMPLATE_INJECTION = _rule(
+    "MLG115",
+    "template-injection",
+    Severity.CRITICAL,
+    "A Jinja2 template reaches Python internals (dunder attributes, globals, os, eval...): "
+    "server-side template injection when the template is rendered.",
+)
+REMOTE_CODE = _rule(
+    "MLG116",
+    "remote-code",
+    Severity.HIGH,
+    "A repository makes from_pretrained(trust_remote_code=True) import its own Python code.",
+)
+
 # --- stream and container integrity ------------------------------------------------
 MALFORMED = _rule(
     "MLG201",
@@ -142,6 +190,13 @@ UNSUPPORTED = _rule(
     "not-analysed",
     Severity.HIGH,
     "The artifact or part of it could not be analysed; it is not known to be safe.",
+)
+RECOGNISED = _rule(
+    "MLG304",
+    "recognised-format",
+    Severity.INFO,
+    "The format was recognised; the message says whether it can carry code and how far it was "
+    "analysed.",
 )
 UNRECOGNISED = _rule(
     "MLG303",

@@ -26,6 +26,13 @@ class Format(Enum):
     TAR = "tar"
     SEVEN_ZIP = "7z"
     SAFETENSORS = "safetensors"
+    HDF5 = "hdf5"
+    GGUF = "gguf"
+    TFLITE = "tflite"
+    PROTOBUF = "protobuf"
+    JSON = "json"
+    MSGPACK = "msgpack"
+    PYTHON = "python"
 
 
 _MAGIC: tuple[tuple[bytes, Format], ...] = (
@@ -36,18 +43,23 @@ _MAGIC: tuple[tuple[bytes, Format], ...] = (
     (b"\xfd7zXZ\x00", Format.XZ),
     (b"7z\xbc\xaf\x27\x1c", Format.SEVEN_ZIP),
     (b"\x04\x22\x4d\x18", Format.LZ4),
+    (b"\x89HDF\r\n\x1a\n", Format.HDF5),
+    (b"GGUF", Format.GGUF),
 )
 
 
-def sniff(head: bytes) -> Format:
+def sniff(head: bytes, name: str = "") -> Format:
     """The reading the file's first bytes call for; PICKLE is the fallback attempt.
 
     Anything that is no other format is tried as a pickle: protocol 0 has no magic bytes,
-    and the pickle handler reports the file as unrecognised if it is not one.
+    and the pickle handler reports the file as unrecognised if it is not one. ``name`` is
+    only a hint for formats without magic bytes (Python source); content still decides.
     """
     for magic, fmt in _MAGIC:
         if head.startswith(magic):
             return fmt
+    if head[4:8] == b"TFL3":
+        return Format.TFLITE
     if head[:3] == b"BZh" and head[4:10] == b"1AY&SY":
         return Format.BZ2
     if len(head) >= 262 and head[257:262] == b"ustar":
@@ -58,7 +70,77 @@ def sniff(head: bytes) -> Format:
         return Format.LZMA
     if _is_safetensors(head):
         return Format.SAFETENSORS
+    return _sniff_headerless(head, name)
+
+
+def _sniff_headerless(head: bytes, name: str) -> Format:
+    """Formats with no magic bytes; each handler falls back to the pickle reading when the
+    content turns out not to be its format, so a wrong guess never skips a pickle."""
+    if head[:1] == b"\x80" and head[1:2] and head[1] <= 5:
+        return Format.PICKLE  # PROTO opcode: also a valid protobuf tag, so test it first
+    stripped = head.lstrip(b" \t\r\n\xef\xbb\xbf")
+    if stripped[:1] in (b"{", b"["):  # neither byte is a pickle opcode
+        return Format.JSON
+    if _is_msgpack_map(head):
+        return Format.MSGPACK
+    if name.endswith(".py") and _is_text(head):
+        return Format.PYTHON
+    if _is_protobuf(head):
+        return Format.PROTOBUF
     return Format.PICKLE
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start >= len(head) - 3  # a character cut by the end of the sample
+    return b"\x00" not in head
+
+
+def _is_msgpack_map(head: bytes) -> bool:
+    # Flax msgpack: a map (fixmap 0x81-0x8f, map16/32) whose first key is a string. A pickle
+    # starting with PROTO is 0x80 followed by a protocol number, which this excludes.
+    if len(head) < 2:
+        return False
+    return (0x81 <= head[0] <= 0x8F or head[0] in (0xDE, 0xDF)) and (
+        0xA0 <= head[1] <= 0xBF or head[1] in (0xD9, 0xDA, 0xDB) or head[0] in (0xDE, 0xDF)
+    )
+
+
+def _is_protobuf(head: bytes) -> bool:
+    """A plausible protobuf message: the first two fields decode with small field numbers."""
+    pos = 0
+    for _ in range(2):
+        if pos >= len(head):
+            return pos > 0
+        tag, pos = _varint(head, pos)
+        field, wire = tag >> 3, tag & 7
+        if tag < 0 or not 1 <= field <= 64 or wire not in (0, 1, 2, 5):
+            return False
+        if wire == 0:
+            value, pos = _varint(head, pos)
+            if value < 0:
+                return False
+        elif wire == 2:
+            length, pos = _varint(head, pos)
+            if length < 0:
+                return False
+            pos += length
+        else:
+            pos += 8 if wire == 1 else 4
+    return True
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """Decode a varint at ``pos``; (-1, pos) when invalid or cut off."""
+    value = shift = 0
+    for i in range(pos, min(pos + 10, len(data))):
+        value |= (data[i] & 0x7F) << shift
+        if data[i] < 0x80:
+            return value, i + 1
+        shift += 7
+    return -1, pos
 
 
 def has_zip_directory(source: Source) -> bool:

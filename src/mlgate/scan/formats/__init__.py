@@ -44,5 +44,14 @@ HANDLERS: dict[Format, Handler] = {
     Format.TAR: scan_tar,
     Format.SEVEN_ZIP: scan_7z,
     Format.SAFETENSORS: scan_safetensors,
+    # Placeholders until their handlers land: today's reading (pickle attempt, then
+    # "unrecognised") so no file is skipped in the meantime.
+    Format.HDF5: scan_pickle,
+    Format.GGUF: scan_pickle,
+    Format.TFLITE: scan_pickle,
+    Format.PROTOBUF: scan_pickle,
+    Format.JSON: scan_pickle,
+    Format.MSGPACK: scan_pickle,
+    Format.PYTHON: scan_pickle,
 }
 assert set(HANDLERS) == set(Format), "every format needs a handler"
