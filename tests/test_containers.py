@@ -263,7 +263,7 @@ def test_safetensors_valid_and_invalid(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
     save_file({"w": torch.ones(2, 3)}, tmp_path / "ok.safetensors")
-    assert not scan(tmp_path / "ok.safetensors").findings
+    assert rules_found(scan(tmp_path / "ok.safetensors")) == {"MLG304"}
     data = bytearray((tmp_path / "ok.safetensors").read_bytes())
     bad = write(tmp_path / "bad.safetensors", bytes(data[:-4]))
     assert "MLG201" in rules_found(scan(bad))
@@ -273,3 +273,20 @@ def test_zip_inside_a_compressed_stream(tmp_path: Path) -> None:
     report = scan(write(tmp_path / "m.pt.gz", gzip.compress(_evil_checkpoint("zipgz"))))
     assert_caught(report, "MLG101", CRIT)
     assert all(a.complete for a in report.artifacts), describe(report)
+
+
+@pytest.mark.parametrize("header", [
+    b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+    b'"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',  # duplicate key
+    b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}',  # shape x dtype != range
+    b'{"a":{"dtype":"X9","shape":[1],"data_offsets":[0,4]}}',  # unknown dtype
+    b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+    b'"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}}',  # overlap
+    b'{"__metadata__":{"k":1},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',
+])
+def test_safetensors_header_violations(tmp_path: Path, header: bytes) -> None:
+    body = b"\x00" * 8
+    data = struct.pack("<Q", len(header)) + header + body
+    report = scan(write(tmp_path / "bad.safetensors", data))
+    assert "MLG201" in rules_found(report), describe(report)
+    assert "MLG304" not in rules_found(report)

@@ -47,14 +47,41 @@ def scan_safetensors(source: Source, ctx: ScanContext) -> str:
         f.read(8)
         raw = f.read(n)
     try:
-        header = json.loads(raw)
+        header = json.loads(raw, object_pairs_hook=_unique_keys)
+    except _DuplicateKeyError as e:
+        ctx.add(
+            rules.MALFORMED,
+            source.location,
+            f"safetensors header repeats the key {e}: readers disagree on which entry wins",
+        )
+        return "safetensors"
     except (ValueError, RecursionError):
         ctx.add(rules.MALFORMED, source.location, "safetensors header is not valid JSON")
         return "safetensors"
     problems = _problems(header, size - 8 - n)
     for problem in problems[:20]:
         ctx.add(rules.MALFORMED, source.location, f"safetensors: {problem}")
+    if not problems:
+        tensors = len(header) - ("__metadata__" in header)
+        ctx.add(
+            rules.RECOGNISED,
+            source.location,
+            f"valid safetensors ({tensors} tensors, header fully checked): no code possible",
+        )
     return "safetensors"
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKeyError(repr(key))
+        seen[key] = value
+    return seen
 
 
 def _problems(header: object, data_size: int) -> list[str]:
