@@ -37,7 +37,7 @@ class ScanContext:
     deadline: float | None = None
     observer: ProgramObserver | None = None
     _incomplete: set[str] = field(default_factory=set)
-    _chained: set[Path] = field(default_factory=set)
+    _chained: set[str] = field(default_factory=set)
 
     def add(
         self,
@@ -89,11 +89,11 @@ class ScanContext:
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
 
-    def claim_chained(self, path: Path) -> bool:
-        """True the first time a chained file is visited (stops load cycles)."""
-        if path in self._chained:
+    def claim_chained(self, key: str) -> bool:
+        """True the first time a chained artifact is visited (stops load cycles)."""
+        if key in self._chained:
             return False
-        self._chained.add(path)
+        self._chained.add(key)
         return True
 
     def at(self, source: Source, offset: int | None = None, index: int | None = None) -> Location:

@@ -36,6 +36,8 @@ class Source:
     folder: Path | None = None
     seekable: bool = True
     forced_format: str | None = None  # the loader's reading, when it is known (pickle.loads)
+    # Resolves a path named inside this artifact to another member of the same archive.
+    siblings: Callable[[str], Source | None] | None = None
 
     def open(self) -> BinaryIO:
         return self.opener()

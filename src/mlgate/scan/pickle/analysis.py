@@ -328,8 +328,8 @@ class PickleAnalysis:
 
     def _chained(self, name: str, loader: Loader, path: str, call: Call) -> None:
         loc = self._loc(call.offset, call.index)
-        target = self._resolve_path(path)
-        if target is None:
+        found = self._chained_source(path)
+        if found is None:
             self.ctx.add(
                 rules.CHAINED_LOAD,
                 loc,
@@ -338,21 +338,29 @@ class PickleAnalysis:
                 self._show(call),
             )
             return
+        key, child = found
         worst: Severity | None = None
-        if self.ctx.claim_chained(target):
-            child = file_source(target, f"{self.source.location.artifact} -> {target}")
-            if loader is Loader.PICKLE:
-                child = child.with_format("pickle")
-            worst = self.ctx.scan(child)
+        if self.ctx.claim_chained(key):
+            worst = self.ctx.scan(child.with_format("pickle") if loader is Loader.PICKLE else child)
         sev = max(worst or Severity.HIGH, Severity.HIGH)
         self.ctx.add(
             rules.CHAINED_LOAD,
             loc,
-            f"{name} loads {target} (multi-stage payload); worst finding in it: "
+            f"{name} loads {key} (multi-stage payload); worst finding in it: "
             f"{worst.name if worst else 'none'}",
             self._show(call),
             sev,
         )
+
+    def _chained_source(self, path: str) -> tuple[str, Source] | None:
+        """The artifact a loader call names: a scanned file on disk or a sibling member."""
+        target = self._resolve_path(path)
+        if target is not None:
+            return str(target), file_source(target, f"{self.source.location.artifact} -> {target}")
+        member = self.source.siblings(path) if self.source.siblings else None
+        if member is None:
+            return None
+        return member.location.artifact, member
 
     def _resolve_path(self, path: str) -> Path | None:
         bases = [p for p in (self.source.folder, *self.ctx.roots) if p is not None]
