@@ -318,3 +318,17 @@ def test_deep_obfuscation_chain_still_resolves(tmp_path: Path) -> None:
 def test_gadget_corpus_is_at_least_high(tmp_path: Path, target: tuple[str, str]) -> None:
     data = proto(2) + glob0(*target) + s("id") + b"\x85R."
     assert_caught(scan(write(tmp_path / "m.pkl", data)))
+
+
+def test_multi_stage_load_of_a_sibling_archive_member(tmp_path: Path) -> None:
+    import zipfile
+
+    stage1 = proto(2) + glob0("pandas", "read_pickle") + s("stage2.dat") + b"\x85R."
+    path = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("model/stage1.pkl", stage1)
+        z.writestr("model/stage2.dat", os_system("sibling"))
+    report = scan(path)
+    chained = [f for f in report.findings if f.rule_id == "MLG109"]
+    assert chained and chained[0].severity is CRIT, describe(report)
+    assert "model/stage2.dat" in chained[0].message

@@ -14,6 +14,7 @@ from mlgate.findings import Finding, Location, Report
 from mlgate.scan import rules
 from mlgate.scan.context import ProgramObserver, ScanContext
 from mlgate.scan.formats import HANDLERS
+from mlgate.scan.hf_repo import analyse_hf_folder
 from mlgate.scan.limits import Limits, ResourceLimitError
 from mlgate.scan.pickle.policy import Policy
 from mlgate.scan.sniff import HEAD, Format, has_zip_directory, sniff
@@ -125,6 +126,7 @@ def _scan_dir(ctx: ScanContext, root: Path) -> None:
                 _scan_file(ctx, Path(folder) / name, root)
         for name in sorted(files):
             _scan_file(ctx, Path(folder) / name, root)
+        analyse_hf_folder(ctx, Path(folder), files)
 
 
 def _scan_file(ctx: ScanContext, path: Path, root: Path) -> None:

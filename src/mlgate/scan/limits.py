@@ -21,6 +21,13 @@ class Limits:
     max_npy_header: int = 1 << 20
     file_seconds: float = 600.0  # time budget per top-level artifact
     crc_check_max_bytes: int = 64 << 20
+    max_model_config_bytes: int = 64 << 20  # Keras config.json / model_config
+    max_config_nodes: int = 2_000_000  # JSON values visited per model config
+    max_hdf5_objects: int = 200_000  # groups and datasets visited per HDF5 file
+    max_hdf5_attribute_bytes: int = 64 << 20  # larger attributes are reported, not read
+    max_proto_memory: int = 1 << 30  # protobuf/flatbuffer read into memory when not mappable
+    max_graph_nodes: int = 2_000_000  # graph nodes/operators visited per model
+    max_graph_depth: int = 32  # nested subgraphs and functions
 
 
 class ResourceLimitError(Exception):

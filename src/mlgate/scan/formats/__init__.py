@@ -6,11 +6,18 @@ from collections.abc import Callable
 
 from mlgate.scan.context import ScanContext
 from mlgate.scan.formats.compressed import scan_compressed
+from mlgate.scan.formats.flax_msgpack import scan_msgpack
+from mlgate.scan.formats.gguf import scan_gguf
+from mlgate.scan.formats.hdf5 import scan_keras_h5
+from mlgate.scan.formats.json_config import scan_json
 from mlgate.scan.formats.numpy import scan_npy
 from mlgate.scan.formats.pickle import scan_pickle
+from mlgate.scan.formats.protobuf import scan_protobuf
+from mlgate.scan.formats.python_source import scan_python
 from mlgate.scan.formats.safetensors import scan_safetensors
 from mlgate.scan.formats.sevenzip import scan_7z
 from mlgate.scan.formats.tar import scan_tar
+from mlgate.scan.formats.tflite import scan_tflite
 from mlgate.scan.formats.zip import scan_zip
 from mlgate.scan.sniff import Format
 from mlgate.scan.source import Source
@@ -46,12 +53,12 @@ HANDLERS: dict[Format, Handler] = {
     Format.SAFETENSORS: scan_safetensors,
     # Placeholders until their handlers land: today's reading (pickle attempt, then
     # "unrecognised") so no file is skipped in the meantime.
-    Format.HDF5: scan_pickle,
-    Format.GGUF: scan_pickle,
-    Format.TFLITE: scan_pickle,
-    Format.PROTOBUF: scan_pickle,
-    Format.JSON: scan_pickle,
-    Format.MSGPACK: scan_pickle,
-    Format.PYTHON: scan_pickle,
+    Format.HDF5: scan_keras_h5,
+    Format.GGUF: scan_gguf,
+    Format.TFLITE: scan_tflite,
+    Format.PROTOBUF: scan_protobuf,
+    Format.JSON: scan_json,
+    Format.MSGPACK: scan_msgpack,
+    Format.PYTHON: scan_python,
 }
 assert set(HANDLERS) == set(Format), "every format needs a handler"

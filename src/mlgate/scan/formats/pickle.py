@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
+from mlgate.scan.formats.recognised import recognise
 from mlgate.scan.pickle.analysis import PickleAnalysis
 from mlgate.scan.pickle.program import Program, VMLimits
 from mlgate.scan.pickle.values import Global
@@ -37,12 +38,7 @@ def scan_pickle(source: Source, ctx: ScanContext) -> str:
     """Analyse every pickle in ``source``; report it unrecognised if it is not a pickle."""
     reading = read_programs(source, ctx, joblib=True)
     if not reading.is_pickle and source.forced_format is None:
-        ctx.add(
-            rules.UNRECOGNISED,
-            source.location,
-            "not a format mlgate analyses (no pickle, archive or known model header)",
-        )
-        return "unknown"
+        return recognise(source, ctx)  # reports UNRECOGNISED only when nothing matches
     PickleAnalysis(ctx, source).run(reading.programs)
     if ctx.observer is not None:
         ctx.observer(source, reading.programs)

@@ -7,9 +7,13 @@ not read at all: a multi-GB checkpoint costs only its pickles.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import zlib
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from typing import BinaryIO
 
 from mlgate.scan import rules
@@ -19,6 +23,8 @@ from mlgate.scan.source import Source, seekable
 from mlgate.scan.streams import decompressing
 from mlgate.scan.ziputil import ZipDirectory, ZipEntry, ZipFormatError, read_directory
 
+# (member naming the file, path it names) -> that member, when the archive holds it
+Resolver = Callable[[str, str], "Source | None"]
 _STORAGE = re.compile(r"(^|/)data/\d+$")
 # Small text records PyTorch's C++ reader parses itself (never unpickled).
 _TORCH_METADATA = re.compile(
@@ -44,6 +50,7 @@ def _scan_indexed(source: Source, ctx: ScanContext) -> str:
             return "zip"
     kind = _kind(directory.entries)
     _report_structure(source, ctx, directory)
+    siblings = _sibling_resolver(source, ctx, directory.entries)
     for entry in directory.entries:
         if entry.is_dir:
             continue
@@ -51,7 +58,7 @@ def _scan_indexed(source: Source, ctx: ScanContext) -> str:
             _STORAGE.search(entry.name) or _TORCH_METADATA.search(entry.name)
         ):
             continue
-        _scan_member(source, ctx, entry, kind)
+        _scan_member(source, ctx, entry, kind, siblings)
     return kind
 
 
@@ -65,6 +72,10 @@ def _kind(entries: list[ZipEntry]) -> str:
         return "pytorch-zip"
     if names and all(n.endswith(".npy") for n in names):
         return "npz"
+    if "config.json" in names and (
+        "metadata.json" in names or "model.weights.h5" in names or len(names) == 1
+    ):
+        return "keras"  # keras.saving reads only config.json before building objects
     return "zip"
 
 
@@ -104,7 +115,9 @@ def _escapes(name: str) -> bool:
     return name.startswith(("/", "\\")) or ".." in parts or bool(re.match(r"^[A-Za-z]:", name))
 
 
-def _scan_member(source: Source, ctx: ScanContext, entry: ZipEntry, kind: str) -> None:
+def _scan_member(
+    source: Source, ctx: ScanContext, entry: ZipEntry, kind: str, siblings: Resolver
+) -> None:
     member_name = entry.name
     if entry.data_offset < 0:
         ctx.incomplete(
@@ -118,16 +131,39 @@ def _scan_member(source: Source, ctx: ScanContext, entry: ZipEntry, kind: str) -
             f"compression method {entry.method} is not supported; member not analysed",
         )
         return
-    window = source.slice(member_name, entry.data_offset, entry.compressed_size)
-    child = window if entry.method == 0 else _inflated(source, ctx, entry, window)
+    child = replace(_member_source(source, ctx, entry), siblings=partial(siblings, member_name))
     if kind in ("torchscript",) and member_name.endswith(".py"):
         from mlgate.scan.formats.torchscript import scan_code_member  # noqa: PLC0415
 
         scan_code_member(child, ctx)
         return
+    if kind == "keras" and member_name == "config.json":
+        from mlgate.scan.formats.keras import scan_config_member  # noqa: PLC0415
+
+        scan_config_member(child, ctx)
+        return
     ctx.scan(child)
     if entry.size <= ctx.limits.crc_check_max_bytes:
         _check_crc(child, ctx, entry)
+
+
+def _member_source(source: Source, ctx: ScanContext, entry: ZipEntry) -> Source:
+    window = source.slice(entry.name, entry.data_offset, entry.compressed_size)
+    return window if entry.method == 0 else _inflated(source, ctx, entry, window)
+
+
+def _sibling_resolver(source: Source, ctx: ScanContext, entries: list[ZipEntry]) -> Resolver:
+    """Finds the member a pickle in this archive names as a file to load (multi-stage)."""
+    by_name = {e.name: e for e in reversed(entries) if e.data_offset >= 0 and not e.is_dir}
+
+    def resolve(member: str, path: str) -> Source | None:
+        for candidate in (posixpath.join(posixpath.dirname(member), path), path):
+            entry = by_name.get(posixpath.normpath(candidate).lstrip("/"))
+            if entry is not None and entry.method in _METHODS:
+                return _member_source(source, ctx, entry)
+        return None
+
+    return resolve
 
 
 def _inflated(source: Source, ctx: ScanContext, entry: ZipEntry, window: Source) -> Source:
