@@ -9,6 +9,10 @@ folder in the same run, and counts how many of the malicious files each tool fla
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported by a builder
+
 import argparse
 import gzip
 import io
@@ -19,10 +23,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import gguf
 import joblib
+import keras
 import numpy as np
+import onnx
 import torch
 from measure import Sample, best_of
+from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import save_file
 from sklearn.linear_model import LogisticRegression
 from tools import MLGATE, Tool, install
@@ -30,7 +38,7 @@ from tools import MLGATE, Tool, install
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "samples"))
 import payloads
 
-CORPUS_VERSION = "1"
+CORPUS_VERSION = "2"
 TOOLS = (
     Tool("mlgate", str(MLGATE),
          lambda exe, d, tmp: [str(exe), "scan", str(d), "--format", "json", "-o",
@@ -74,6 +82,38 @@ def _npz(path: Path, i: int) -> None:
     np.savez(path, a=np.ones(i + 1), b=np.zeros((2, 2)))
 
 
+def _onnx(path: Path, i: int) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
+    weight = numpy_helper.from_array(np.ones((8, 8), dtype=np.float32) * i, "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["y"])]
+    graph = helper.make_graph(nodes, f"g{i}", [x], [y], initializer=[weight])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                    str(path))
+
+
+def _keras(path: Path, i: int) -> None:
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4 + i % 3),
+                              keras.layers.Dense(2)])
+    model.save(path)
+
+
+def _gguf(path: Path, i: int, template: str | None = None) -> None:
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_chat_template(template or CHATML)
+    writer.add_tensor("tok_embd.weight", np.zeros((4, 8 + i), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+SSTI = "{{ self.__init__.__globals__.__builtins__.__import__('os').popen('id').read() }}"
+
+
 def _safetensors(path: Path, i: int) -> None:
     save_file({f"t{k}": np.ones((16, 8 + i % 4), dtype=np.float32) for k in range(4)}, path)
 
@@ -95,6 +135,9 @@ BENIGN: dict[str, tuple[Builder, str, int]] = {
     "npy": (_npy, ".npy", 30),
     "npz": (_npz, ".npz", 20),
     "safetensors": (_safetensors, ".safetensors", 50),
+    "onnx": (_onnx, ".onnx", 30),
+    "keras": (_keras, ".keras", 10),
+    "gguf": (_gguf, ".gguf", 20),
 }
 
 
@@ -124,6 +167,19 @@ def _malicious(folder: Path) -> None:
     # A pickle/zip polyglot: torch.load runs the leading pickle.
     polyglot = payloads.os_system("corpus-poly")[:-1] + b"0N." + buf.getvalue()
     (folder / "polyglot.pt").write_bytes(polyglot)
+    _gguf(folder / "template_injection.gguf", 0, SSTI)
+    _onnx(folder / "external_escape.onnx", 0)
+    _escape_external_data(folder / "external_escape.onnx")
+
+
+def _escape_external_data(path: Path) -> None:
+    model = onnx.load(str(path))  # the benchmark built this file itself
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", "../../../../etc/passwd"
+    onnx.save_model(model, str(path))
 
 
 def flagged(tool: str, report: Path, root: Path) -> tuple[int, int] | None:
@@ -177,5 +233,4 @@ def _row(name: str, s: Sample, files: int, size: int, cells: tuple[str, str]) ->
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("KERAS_BACKEND", "torch")
     sys.exit(main())
