@@ -290,3 +290,16 @@ def test_safetensors_header_violations(tmp_path: Path, header: bytes) -> None:
     report = scan(write(tmp_path / "bad.safetensors", data))
     assert "MLG201" in rules_found(report), describe(report)
     assert "MLG304" not in rules_found(report)
+
+
+def test_seven_zip_symlink_member(tmp_path: Path) -> None:
+    import py7zr
+
+    folder = tmp_path / "d"
+    folder.mkdir()
+    write(folder / "model.pkl", pickle.dumps([1]))
+    (folder / "link").symlink_to("/etc/passwd")
+    with py7zr.SevenZipFile(tmp_path / "m.7z", "w") as z:
+        z.writeall(folder, "d")
+    report = scan(tmp_path / "m.7z")
+    assert any(f.rule_id == "MLG206" and "link" in f.message for f in report.findings)

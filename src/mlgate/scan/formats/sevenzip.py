@@ -36,13 +36,18 @@ def scan_7z(source: Source, ctx: ScanContext) -> str:
             )
             return "7z"
         safe = []
-        for info in infos:
-            name = info.filename
+        for member in archive.files:
+            name = member.filename
             if name.startswith("/") or ".." in PurePosixPath(name).parts:
                 ctx.add(
                     rules.PATH_TRAVERSAL, source.location, f"member {name!r} escapes the archive"
                 )
-            elif not info.is_directory:
+            elif member.is_symlink:
+                # Never extracted: a link could point anywhere on the scanning machine.
+                ctx.add(
+                    rules.PATH_TRAVERSAL, source.location, f"member {name!r} is a symbolic link"
+                )
+            elif not member.is_directory:
                 safe.append(name)
         with tempfile.TemporaryDirectory(prefix="mlgate-7z-") as tmp:
             archive.extract(path=tmp, targets=safe)
