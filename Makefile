@@ -38,6 +38,7 @@ lint: $(FULL)
 bench: $(FULL)
 	$(PY) bench/run.py
 	$(PY) bench/corpus.py
+	$(PY) bench/hashing.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

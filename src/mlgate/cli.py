@@ -9,9 +9,12 @@ import click
 
 from mlgate.api import explain as explain_api
 from mlgate.api import scan as scan_api
+from mlgate.bom.commands import bom as bom_cmd
 from mlgate.config import load_config
 from mlgate.errors import ExitCode, MlgateError
 from mlgate.findings import Severity
+from mlgate.provenance.commands import hash_cmd, verify_cmd
+from mlgate.provenance.sign_commands import keygen_cmd, sign_cmd
 from mlgate.render import RENDERERS, OutputFormat
 from mlgate.scan.rules import ALL_RULES
 
@@ -83,6 +86,14 @@ def list_rules() -> None:
     """List every rule with its id and default severity."""
     lines = [f"{r.id}  {r.severity.name:<8}  {r.name}: {r.description}" for r in ALL_RULES]
     _emit("\n".join(lines) + "\n", None)
+
+
+# Commands of the other pipeline stages are registered below, one line each.
+cli.add_command(bom_cmd)
+cli.add_command(hash_cmd)
+cli.add_command(verify_cmd)
+cli.add_command(sign_cmd)
+cli.add_command(keygen_cmd)
 
 
 def _emit(text: str, output: Path | None) -> None:

@@ -1,0 +1,87 @@
+"""The ``mlgate bom`` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mlgate.bom import build_cyclonedx, build_spdx, to_json
+from mlgate.errors import MlgateError
+from mlgate.findings import Severity
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path, exists=True))
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the BOM here.")
+@click.option("--spdx", is_flag=True, help="Write SPDX 3.0.1 JSON-LD instead of CycloneDX.")
+@click.option(
+    "--cyclonedx-version",
+    type=click.Choice(["1.6", "1.7"]),
+    default="1.6",
+    show_default=True,
+    help="CycloneDX specification version.",
+)
+@click.option("--name", help="Model name (for --source huggingface: ORG/NAME).")
+@click.option(
+    "--source",
+    help="Where the model came from: 'huggingface', https://huggingface.co/ORG/NAME, or a URL.",
+)
+@click.option("--revision", help="Commit or version the model was fetched at.")
+@click.option("--actor", help="Who ingested the model [default: the OS user].")
+@click.option(
+    "--min-severity",
+    type=click.Choice([s.name for s in Severity], case_sensitive=False),
+    default="MEDIUM",
+    show_default=True,
+    help="List scan findings at or above this severity as vulnerabilities.",
+)
+@click.option(
+    "--allow-symlinks", is_flag=True, help="Follow symbolic links that stay inside the model."
+)
+def bom(
+    model: Path,
+    output: Path | None,
+    spdx: bool,
+    cyclonedx_version: str,
+    name: str | None,
+    source: str | None,
+    revision: str | None,
+    actor: str | None,
+    min_severity: str,
+    allow_symlinks: bool,
+) -> None:
+    """Write the ML-BOM of MODEL: CycloneDX JSON (default) or SPDX 3.0.1 JSON-LD.
+
+    The model is hashed and scanned statically; nothing in it is loaded.
+    """
+    threshold = Severity.parse(min_severity)
+    if spdx:
+        doc = build_spdx(
+            model,
+            name=name,
+            source=source,
+            revision=revision,
+            actor=actor,
+            min_severity=threshold,
+            allow_symlinks=allow_symlinks,
+        )
+    else:
+        doc = build_cyclonedx(
+            model,
+            version=cyclonedx_version,
+            name=name,
+            source=source,
+            revision=revision,
+            actor=actor,
+            min_severity=threshold,
+            allow_symlinks=allow_symlinks,
+        )
+    text = to_json(doc)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise MlgateError(f"cannot write {output}: {e}") from e

@@ -1,0 +1,140 @@
+"""CLI commands for OMS signing: ``mlgate sign``, ``mlgate keygen``, and the signature check of
+``mlgate verify`` (``--key`` / ``--certificate-chain`` / ``--signature``).
+
+Option names follow ``model_signing`` where they can (``--signature``, ``--certificate-chain``);
+passwords come from a file (never the command line, where ``ps`` would show them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mlgate.provenance.keys import CURVES, generate_private_key, private_pem, public_pem
+from mlgate.provenance.signing import sign_model, verify_model
+from mlgate.provenance.signing_errors import KeyLoadError
+
+_existing = click.Path(path_type=Path, exists=True, dir_okay=False)
+
+
+def read_password(path: Path | None) -> bytes | None:
+    """The password in ``path`` without its trailing newline, or None when no file is given."""
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise KeyLoadError(f"cannot read password file {path}: {e.strerror or e}") from e
+    return data.removesuffix(b"\n").removesuffix(b"\r")
+
+
+@click.command(name="sign")
+@click.argument("model", type=click.Path(path_type=Path, exists=True))
+@click.option("--key", "key", type=_existing, required=True, help="EC private key (PEM).")
+@click.option("--password-file", type=_existing, help="File holding the key's password.")
+@click.option(
+    "--signature",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the signature [default: MODEL/model.sig, or FILE.sig for a file].",
+)
+@click.option("--certificate", type=_existing, help="The key's certificate (PEM).")
+@click.option(
+    "--certificate-chain",
+    type=_existing,
+    multiple=True,
+    help="Intermediate certificates to ship in the signature (repeatable).",
+)
+@click.option(
+    "--ignore",
+    multiple=True,
+    metavar="PATH",
+    help="Path relative to MODEL to leave out of the signature (repeatable).",
+)
+@click.option("--allow-symlinks", is_flag=True, help="Follow links that stay inside the model.")
+def sign_cmd(
+    model: Path,
+    key: Path,
+    password_file: Path | None,
+    signature: Path | None,
+    certificate: Path | None,
+    certificate_chain: tuple[Path, ...],
+    ignore: tuple[str, ...],
+    allow_symlinks: bool,
+) -> None:
+    """Sign MODEL (a folder or a file) in the OpenSSF Model Signing format."""
+    written = sign_model(
+        model,
+        key,
+        password=read_password(password_file),
+        signature_path=signature,
+        certificate=certificate,
+        certificate_chain=certificate_chain,
+        ignore=ignore,
+        allow_symlinks=allow_symlinks,
+    )
+    click.echo(f"signed {model} -> {written}")
+
+
+@click.command(name="keygen")
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--curve", type=click.Choice(list(CURVES)), default="P-256", show_default=True, help="Curve."
+)
+@click.option("--password-file", type=_existing, help="Encrypt the private key with this.")
+@click.option("--no-password", is_flag=True, help="Write the private key unencrypted.")
+def keygen_cmd(out: Path, curve: str, password_file: Path | None, no_password: bool) -> None:
+    """Generate an EC key pair: OUT (private, encrypted PEM) and OUT.pub (public PEM)."""
+    if password_file is not None and no_password:
+        raise click.UsageError("--password-file and --no-password exclude each other")
+    password = read_password(password_file)
+    if password is None and not no_password:
+        text = click.prompt("Password for the new key", hide_input=True, confirmation_prompt=True)
+        password = str(text).encode("utf-8")
+    if password == b"" and not no_password:
+        raise click.UsageError("empty password; use --no-password for an unencrypted key")
+    key = generate_private_key(curve)
+    pub = out.with_name(out.name + ".pub")
+    try:
+        out.write_bytes(b"")
+        out.chmod(0o600)  # before the key is written: never readable by others
+        out.write_bytes(private_pem(key, password or None))
+        pub.write_bytes(public_pem(key.public_key()))
+    except OSError as e:
+        raise KeyLoadError(f"cannot write key {out}: {e.strerror or e}") from e
+    click.echo(f"wrote {out} (private, {curve}) and {pub} (public)")
+
+
+def signature_check(
+    model: Path,
+    key: Path | None,
+    signature: Path | None,
+    certificate_chain: tuple[Path, ...],
+    allow_symlinks: bool = False,
+) -> tuple[list[str], str]:
+    """The ``verify`` check: (one line per failure, summary when it passed)."""
+    result = verify_model(
+        model,
+        key,
+        signature,
+        trust_chain=certificate_chain,
+        allow_symlinks=allow_symlinks,
+    )
+    return list(result.problems), f"{result.files} file(s) signed by {result.signer}"
+
+
+# Options added to ``mlgate verify`` (provenance/commands.py) for the signature check.
+key_option = click.option(
+    "--key", "key", type=_existing, help="Check the OMS signature against this public key (PEM)."
+)
+signature_option = click.option(
+    "--signature",
+    type=_existing,
+    help="Signature to check [default: MODEL/model.sig, or FILE.sig for a file].",
+)
+chain_option = click.option(
+    "--certificate-chain",
+    type=_existing,
+    multiple=True,
+    help="Trusted root/intermediate certificates (PEM) for a certificate signature.",
+)
