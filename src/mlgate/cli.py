@@ -2,26 +2,47 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
 import click
 
-from mlgate.api import explain as explain_api
-from mlgate.api import scan as scan_api
-from mlgate.bom.commands import bom as bom_cmd
 from mlgate.config import load_config
 from mlgate.errors import ExitCode, MlgateError
 from mlgate.findings import Severity
-from mlgate.provenance.commands import hash_cmd, verify_cmd
-from mlgate.provenance.sign_commands import keygen_cmd, sign_cmd
 from mlgate.render import RENDERERS, OutputFormat
 from mlgate.scan.rules import ALL_RULES
 
 _SEVERITIES = click.Choice([s.name for s in Severity], case_sensitive=False)
 
+# Commands of the other pipeline stages, imported only when invoked: each stage's libraries
+# (cryptography, cyclonedx, the scan engine...) stay out of the others' start-up time.
+_STAGE_COMMANDS = {
+    "bom": "mlgate.bom.commands:bom",
+    "hash": "mlgate.provenance.commands:hash_cmd",
+    "verify": "mlgate.provenance.commands:verify_cmd",
+    "sign": "mlgate.provenance.sign_commands:sign_cmd",
+    "keygen": "mlgate.provenance.sign_commands:keygen_cmd",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _StageGroup(click.Group):
+    """A group whose stage commands are loaded on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_STAGE_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _STAGE_COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, attr = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+
+@click.group(cls=_StageGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mlgate")
 def cli() -> None:
     """mlgate: the gate between untrusted model artifacts and production."""
@@ -64,6 +85,8 @@ def scan(
     Exit status: 0 no finding at or above --fail-on, 1 findings at or above it,
     2 the scan could not be completed.
     """
+    from mlgate.api import scan as scan_api  # noqa: PLC0415 - see _STAGE_COMMANDS
+
     config = load_config(config_path)
     threshold = Severity.parse(fail_on) if fail_on else config.fail_on
     report = scan_api(*paths, config=config)
@@ -78,6 +101,8 @@ def scan(
 @click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True))
 def explain(path: Path, config_path: Path | None) -> None:
     """Show what the pickles in PATH would do when loaded, as pseudo-Python."""
+    from mlgate.api import explain as explain_api  # noqa: PLC0415 - see _STAGE_COMMANDS
+
     _emit(explain_api(path, load_config(config_path)), None)
 
 
@@ -86,14 +111,6 @@ def list_rules() -> None:
     """List every rule with its id and default severity."""
     lines = [f"{r.id}  {r.severity.name:<8}  {r.name}: {r.description}" for r in ALL_RULES]
     _emit("\n".join(lines) + "\n", None)
-
-
-# Commands of the other pipeline stages are registered below, one line each.
-cli.add_command(bom_cmd)
-cli.add_command(hash_cmd)
-cli.add_command(verify_cmd)
-cli.add_command(sign_cmd)
-cli.add_command(keygen_cmd)
 
 
 def _emit(text: str, output: Path | None) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlgate.bom.subject import ModelSubject, gather
-from mlgate.config import Config
 from mlgate.findings import Severity
+
+if TYPE_CHECKING:
+    from mlgate.bom.subject import ModelSubject
+    from mlgate.config import Config
 
 __all__ = ["build_cyclonedx", "build_spdx", "gather"]
 
@@ -81,6 +83,10 @@ def _gather(
     allow_symlinks: bool,
     config: Config | None,
 ) -> ModelSubject:
+    # Imported here: gathering runs the scanner and the hasher, which `import mlgate` and the
+    # other CLI commands should not pay for.
+    from mlgate.bom.subject import gather  # noqa: PLC0415
+
     return gather(
         Path(path),
         name=name,

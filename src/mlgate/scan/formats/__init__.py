@@ -8,7 +8,6 @@ from mlgate.scan.context import ScanContext
 from mlgate.scan.formats.compressed import scan_compressed
 from mlgate.scan.formats.flax_msgpack import scan_msgpack
 from mlgate.scan.formats.gguf import scan_gguf
-from mlgate.scan.formats.hdf5 import scan_keras_h5
 from mlgate.scan.formats.json_config import scan_json
 from mlgate.scan.formats.numpy import scan_npy
 from mlgate.scan.formats.pickle import scan_pickle
@@ -38,6 +37,13 @@ def _codec(name: str) -> Handler:
     return lambda source, ctx: scan_compressed(source, ctx, name)
 
 
+def _hdf5(source: Source, ctx: ScanContext) -> str:
+    # h5py and numpy cost ~240 ms to import; only HDF5 input needs them.
+    from mlgate.scan.formats.hdf5 import scan_keras_h5  # noqa: PLC0415
+
+    return scan_keras_h5(source, ctx)
+
+
 HANDLERS: dict[Format, Handler] = {
     Format.PICKLE: scan_pickle,
     Format.ZIP: scan_zip,
@@ -53,7 +59,7 @@ HANDLERS: dict[Format, Handler] = {
     Format.SAFETENSORS: scan_safetensors,
     # Placeholders until their handlers land: today's reading (pickle attempt, then
     # "unrecognised") so no file is skipped in the meantime.
-    Format.HDF5: scan_keras_h5,
+    Format.HDF5: _hdf5,
     Format.GGUF: scan_gguf,
     Format.TFLITE: scan_tflite,
     Format.PROTOBUF: scan_protobuf,

@@ -1,0 +1,1 @@
+"""Static scan stage: format sniffing, one handler per format, the pickle VM."""

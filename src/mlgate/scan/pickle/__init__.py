@@ -1,0 +1,1 @@
+"""Pickle analysis: symbolic VM, gadget evaluation, policy and findings."""
