@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from mlgate.provenance.keys import CURVES, generate_private_key, private_pem, public_pem
+from mlgate.provenance.signers.pkcs11 import Pkcs11Signer
 from mlgate.provenance.signing import sign_model, verify_model
 from mlgate.provenance.signing_errors import KeyLoadError
 
@@ -31,7 +32,13 @@ def read_password(path: Path | None) -> bytes | None:
 
 @click.command(name="sign")
 @click.argument("model", type=click.Path(path_type=Path, exists=True))
-@click.option("--key", "key", type=_existing, required=True, help="EC private key (PEM).")
+@click.option("--key", "key", type=_existing, help="EC private key (PEM).")
+@click.option(
+    "--pkcs11-uri",
+    metavar="URI",
+    help="Sign with an EC key on a PKCS#11 token (RFC 7512 URI with module-path=).",
+)
+@click.option("--pin-file", type=_existing, help="File holding the PKCS#11 token's user PIN.")
 @click.option("--password-file", type=_existing, help="File holding the key's password.")
 @click.option(
     "--signature",
@@ -54,7 +61,9 @@ def read_password(path: Path | None) -> bytes | None:
 @click.option("--allow-symlinks", is_flag=True, help="Follow links that stay inside the model.")
 def sign_cmd(
     model: Path,
-    key: Path,
+    key: Path | None,
+    pkcs11_uri: str | None,
+    pin_file: Path | None,
     password_file: Path | None,
     signature: Path | None,
     certificate: Path | None,
@@ -63,9 +72,18 @@ def sign_cmd(
     allow_symlinks: bool,
 ) -> None:
     """Sign MODEL (a folder or a file) in the OpenSSF Model Signing format."""
+    if (key is None) == (pkcs11_uri is None):
+        raise click.UsageError("give exactly one of --key and --pkcs11-uri")
+    if pkcs11_uri is None and pin_file is not None:
+        raise click.UsageError("--pin-file needs --pkcs11-uri")
+    if pkcs11_uri is not None and (password_file is not None or certificate is not None):
+        raise click.UsageError("--pkcs11-uri excludes --password-file and --certificate")
+    signer: Path | Pkcs11Signer = (
+        key if key is not None else Pkcs11Signer(str(pkcs11_uri), read_password(pin_file))
+    )
     written = sign_model(
         model,
-        key,
+        signer,
         password=read_password(password_file),
         signature_path=signature,
         certificate=certificate,
