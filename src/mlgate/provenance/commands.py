@@ -19,6 +19,9 @@ from mlgate.errors import ExitCode
 from mlgate.provenance.lock import verify_lock, write_lock
 from mlgate.provenance.manifest import ALGORITHMS, LOCK_FILE, Manifest, hash_model
 from mlgate.provenance.sign_commands import (
+    blob_check,
+    blob_option,
+    bundle_option,
     chain_option,
     key_option,
     signature_check,
@@ -105,6 +108,8 @@ def hash_cmd(
 @key_option
 @signature_option
 @chain_option
+@blob_option
+@bundle_option
 def verify_cmd(
     model: Path,
     lock_path: Path | None,
@@ -112,6 +117,8 @@ def verify_cmd(
     key: Path | None,
     signature: Path | None,
     certificate_chain: tuple[Path, ...],
+    blob: bool,
+    bundle: Path | None,
 ) -> None:
     """Verify MODEL. Exit 0 verified, 1 not verified, 2 could not complete.
 
@@ -121,7 +128,11 @@ def verify_cmd(
     if lock_path is not None:
         checks.append(("lock", lambda: _check_lock(model, lock_path, allow_symlinks)))
     # Further checks (e.g. a signature) are appended here, one option and one entry each.
-    if key is not None or certificate_chain:
+    if blob or bundle is not None:
+        if not blob:
+            raise click.UsageError("--bundle needs --blob")
+        checks.append(("blob", lambda: blob_check(model, key, signature, bundle)))
+    elif key is not None or certificate_chain:
         checks.append(
             (
                 "signature",

@@ -12,6 +12,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from mlgate.provenance.cosign_key import is_cosign_key, load_cosign_private_key
 from mlgate.provenance.signing_errors import KeyLoadError
 
 # Curve name in the CLI -> cryptography curve class; the order is the order of --help.
@@ -63,8 +64,16 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def load_private_key(path: Path, password: bytes | None = None) -> ec.EllipticCurvePrivateKey:
-    """Load a PEM private key (PKCS#8 or SEC1, encrypted or not) usable for OMS signing."""
+    """Load a PEM private key (PKCS#8 or SEC1, encrypted or not) usable for OMS signing.
+
+    cosign's encrypted keys (``ENCRYPTED SIGSTORE PRIVATE KEY``) are read too; their password
+    falls back to ``$COSIGN_PASSWORD`` as in cosign.
+    """
     data = _read(path, "private key")
+    if is_cosign_key(data):
+        cosign_key = load_cosign_private_key(data, password, str(path))
+        check_supported(cosign_key, str(path))
+        return cosign_key
     try:
         key = serialization.load_pem_private_key(data, password)
     except TypeError as e:

@@ -11,7 +11,16 @@ from pathlib import Path
 
 import click
 
-from mlgate.provenance.keys import CURVES, generate_private_key, private_pem, public_pem
+from mlgate.provenance.cosign_key import cosign_private_pem
+from mlgate.provenance.keys import (
+    CURVES,
+    generate_private_key,
+    load_private_key,
+    load_public_key,
+    private_pem,
+    public_pem,
+)
+from mlgate.provenance.signers.cosign_blob import sign_blob, verify_blob
 from mlgate.provenance.signers.pkcs11 import Pkcs11Signer
 from mlgate.provenance.signing import sign_model, verify_model
 from mlgate.provenance.signing_errors import KeyLoadError
@@ -59,6 +68,16 @@ def read_password(path: Path | None) -> bytes | None:
     help="Path relative to MODEL to leave out of the signature (repeatable).",
 )
 @click.option("--allow-symlinks", is_flag=True, help="Follow links that stay inside the model.")
+@click.option(
+    "--blob",
+    is_flag=True,
+    help="Sign the file MODEL as cosign sign-blob does (base64 DER ECDSA in FILE.sig).",
+)
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --blob: also write a Sigstore v0.3 message-signature bundle here.",
+)
 def sign_cmd(
     model: Path,
     key: Path | None,
@@ -70,14 +89,22 @@ def sign_cmd(
     certificate_chain: tuple[Path, ...],
     ignore: tuple[str, ...],
     allow_symlinks: bool,
+    blob: bool,
+    bundle: Path | None,
 ) -> None:
-    """Sign MODEL (a folder or a file) in the OpenSSF Model Signing format."""
+    """Sign MODEL (a folder or a file) in the OpenSSF Model Signing format.
+
+    With --blob, sign the single file MODEL the way ``cosign sign-blob --key`` does.
+    """
     if (key is None) == (pkcs11_uri is None):
         raise click.UsageError("give exactly one of --key and --pkcs11-uri")
     if pkcs11_uri is None and pin_file is not None:
         raise click.UsageError("--pin-file needs --pkcs11-uri")
     if pkcs11_uri is not None and (password_file is not None or certificate is not None):
         raise click.UsageError("--pkcs11-uri excludes --password-file and --certificate")
+    if blob or bundle is not None:
+        _sign_blob(model, key, password_file, signature, bundle, blob)
+        return
     signer: Path | Pkcs11Signer = (
         key if key is not None else Pkcs11Signer(str(pkcs11_uri), read_password(pin_file))
     )
@@ -94,6 +121,26 @@ def sign_cmd(
     click.echo(f"signed {model} -> {written}")
 
 
+def _sign_blob(
+    model: Path,
+    key: Path | None,
+    password_file: Path | None,
+    signature: Path | None,
+    bundle: Path | None,
+    blob: bool,
+) -> None:
+    """``sign --blob``: cosign-style signature (and bundle) of one file with a key file."""
+    if not blob:
+        raise click.UsageError("--bundle needs --blob")
+    if key is None:
+        raise click.UsageError("--blob needs --key (a PEM or cosign private key)")
+    if model.is_dir():
+        raise click.UsageError(f"--blob signs a single file; {model} is a folder")
+    private = load_private_key(key, read_password(password_file))
+    written = sign_blob(model, private, signature, bundle)
+    click.echo(f"signed {model} -> {', '.join(str(p) for p in written)}")
+
+
 @click.command(name="keygen")
 @click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
@@ -101,7 +148,14 @@ def sign_cmd(
 )
 @click.option("--password-file", type=_existing, help="Encrypt the private key with this.")
 @click.option("--no-password", is_flag=True, help="Write the private key unencrypted.")
-def keygen_cmd(out: Path, curve: str, password_file: Path | None, no_password: bool) -> None:
+@click.option(
+    "--cosign",
+    is_flag=True,
+    help="Write OUT in cosign's encrypted format (ENCRYPTED SIGSTORE PRIVATE KEY).",
+)
+def keygen_cmd(
+    out: Path, curve: str, password_file: Path | None, no_password: bool, cosign: bool
+) -> None:
     """Generate an EC key pair: OUT (private, encrypted PEM) and OUT.pub (public PEM)."""
     if password_file is not None and no_password:
         raise click.UsageError("--password-file and --no-password exclude each other")
@@ -109,14 +163,21 @@ def keygen_cmd(out: Path, curve: str, password_file: Path | None, no_password: b
     if password is None and not no_password:
         text = click.prompt("Password for the new key", hide_input=True, confirmation_prompt=True)
         password = str(text).encode("utf-8")
-    if password == b"" and not no_password:
+    if cosign and no_password:
+        password = b""  # cosign's format is always encrypted; cosign allows an empty password
+    elif password == b"" and not no_password:
         raise click.UsageError("empty password; use --no-password for an unencrypted key")
     key = generate_private_key(curve)
     pub = out.with_name(out.name + ".pub")
     try:
         out.write_bytes(b"")
         out.chmod(0o600)  # before the key is written: never readable by others
-        out.write_bytes(private_pem(key, password or None))
+        pem = (
+            cosign_private_pem(key, password or b"")
+            if cosign
+            else private_pem(key, password or None)
+        )
+        out.write_bytes(pem)
         pub.write_bytes(public_pem(key.public_key()))
     except OSError as e:
         raise KeyLoadError(f"cannot write key {out}: {e.strerror or e}") from e
@@ -141,6 +202,20 @@ def signature_check(
     return list(result.problems), f"{result.files} file(s) signed by {result.signer}"
 
 
+def blob_check(
+    blob: Path, key: Path | None, signature: Path | None, bundle: Path | None
+) -> tuple[list[str], str]:
+    """The ``verify --blob`` check: a cosign-style ``.sig`` or bundle against a public key."""
+    if key is None:
+        raise click.UsageError("--blob needs --key (the signer's public key)")
+    if signature is not None and bundle is not None:
+        raise click.UsageError("give --signature or --bundle, not both")
+    if blob.is_dir():
+        raise click.UsageError(f"--blob verifies a single file; {blob} is a folder")
+    result = verify_blob(blob, load_public_key(key), signature, bundle, str(key))
+    return list(result.problems), f"{blob} signed by {result.signer}"
+
+
 # Options added to ``mlgate verify`` (provenance/commands.py) for the signature check.
 key_option = click.option(
     "--key", "key", type=_existing, help="Check the OMS signature against this public key (PEM)."
@@ -155,4 +230,10 @@ chain_option = click.option(
     type=_existing,
     multiple=True,
     help="Trusted root/intermediate certificates (PEM) for a certificate signature.",
+)
+blob_option = click.option(
+    "--blob", is_flag=True, help="MODEL is a single file with a cosign-style blob signature."
+)
+bundle_option = click.option(
+    "--bundle", type=_existing, help="With --blob: the Sigstore bundle to check instead of .sig."
 )
