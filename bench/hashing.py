@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,9 @@ from measure import Sample, best_of, has_gnu_time
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = ROOT / ".venv" / "bin" / "python"
+MODEL_SIGNING = ROOT / ".venv" / "bin" / "model_signing"
+SIGN_MLGATE = "mlgate sign (OMS, sha256)"
+SIGN_REFERENCE = "model_signing sign key (reference)"
 MIB = 1 << 20
 TARGET_RATIO = 1.8
 FLAT_MARGIN_MB = 64.0  # peak RSS on GBs may exceed the tiny-folder baseline by at most this
@@ -83,9 +87,49 @@ def build(folder: Path, layout: Layout) -> list[Path]:
 
 
 def other_contenders(model: Path) -> list[Contender]:
-    """Hook: further tools hashing/signing the same folder (e.g. model-signing). None yet."""
-    del model
-    return []
+    """Signing the same folder: mlgate's OMS signature against model-signing's own.
+
+    model-signing runs from the project venv (a pinned test dependency). Both write the
+    signature outside the folder and use the same unencrypted P-256 key.
+    """
+    key = model.parent / "bench-key.pem"
+    if not key.exists():
+        subprocess.run(
+            [str(PY), "-m", "mlgate", "keygen", "--no-password", str(key)],
+            check=True,
+            capture_output=True,
+        )
+    return [
+        Contender(
+            SIGN_MLGATE,
+            [
+                str(PY),
+                "-m",
+                "mlgate",
+                "sign",
+                str(model),
+                "--key",
+                str(key),
+                "--signature",
+                str(model.parent / "mlgate.sig"),
+            ],
+            2,
+        ),
+        Contender(
+            SIGN_REFERENCE,
+            [
+                str(MODEL_SIGNING),
+                "sign",
+                "key",
+                str(model),
+                "--private_key",
+                str(key),
+                "--signature",
+                str(model.parent / "model-signing.sig"),
+            ],
+            2,
+        ),
+    ]
 
 
 def contenders(model: Path, files: list[Path], layout: Layout) -> list[Contender]:
@@ -180,6 +224,7 @@ def _report(results: list[tuple[Contender, Sample]], total: int, baseline: Sampl
             f"{verdict}  sha256 on 2 workers, {label} = {ratio:.2f}x OpenSSL single core "
             f"(target >= {TARGET_RATIO}x)"
         )
+    _signing_check(results)
     growth = max(s.peak_mb for c, s in results if c.name.startswith("mlgate")) - baseline.peak_mb
     flat = growth <= FLAT_MARGIN_MB
     print(
@@ -187,6 +232,19 @@ def _report(results: list[tuple[Contender, Sample]], total: int, baseline: Sampl
         f"folder baseline (target <= {FLAT_MARGIN_MB:.0f} MB; 128 KiB buffer per worker)"
     )
     print(f"load average at end: {os.getloadavg()[0]:.2f} (other work on the machine skews times)")
+
+
+def _signing_check(results: list[tuple[Contender, Sample]]) -> None:
+    timings = {c.name: s for c, s in results}
+    ours, ref = timings.get(SIGN_MLGATE), timings.get(SIGN_REFERENCE)
+    if ours is None or ref is None or ours.exit_code or ref.exit_code:
+        print("n/a   signing comparison: a signer did not complete")
+        return
+    verdict = "PASS" if ours.seconds < ref.seconds else "FAIL"
+    print(
+        f"{verdict}  signing the folder: mlgate {ours.seconds:.2f} s, model-signing "
+        f"{ref.seconds:.2f} s ({ref.seconds / ours.seconds:.2f}x faster; target: faster)"
+    )
 
 
 if __name__ == "__main__":
