@@ -188,3 +188,15 @@ def test_uri_decoding_and_pin_redaction() -> None:
         Pkcs11Signer("pkcs11:object=k?pin-value=s3cret")  # no module-path
     assert "s3cret" not in str(info.value)
     assert "module-path" in str(info.value)
+
+
+def test_pubkey_exports_the_token_key_for_verification(
+    hsm: Hsm, model: Path, tmp_path: Path
+) -> None:
+    pin = tmp_path / "pin"
+    pin.write_text(PIN + "\n")
+    pub = tmp_path / "exported.pub"
+    uri = hsm.uri(pin=None)
+    assert main(["pubkey", "--pkcs11-uri", uri, "--pin-file", str(pin), "-o", str(pub)]) == 0
+    assert main(["sign", str(model), "--pkcs11-uri", uri, "--pin-file", str(pin)]) == 0
+    assert main(["verify", str(model), "--key", str(pub)]) == ExitCode.CLEAN

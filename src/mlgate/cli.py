@@ -24,6 +24,7 @@ _STAGE_COMMANDS = {
     "verify": "mlgate.provenance.commands:verify_cmd",
     "sign": "mlgate.provenance.sign_commands:sign_cmd",
     "keygen": "mlgate.provenance.sign_commands:keygen_cmd",
+    "pubkey": "mlgate.provenance.sign_commands:pubkey_cmd",
 }
 
 

@@ -237,3 +237,35 @@ blob_option = click.option(
 bundle_option = click.option(
     "--bundle", type=_existing, help="With --blob: the Sigstore bundle to check instead of .sig."
 )
+
+
+@click.command(name="pubkey")
+@click.option("--key", "key", type=_existing, help="EC private key (PEM or cosign format).")
+@click.option("--password-file", type=_existing, help="File holding the key's password.")
+@click.option("--pkcs11-uri", help="An EC key on a PKCS#11 token (RFC 7512 URI).")
+@click.option("--pin-file", type=_existing, help="File holding the PKCS#11 token's user PIN.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the PEM here instead of standard output.",
+)
+def pubkey_cmd(
+    key: Path | None,
+    password_file: Path | None,
+    pkcs11_uri: str | None,
+    pin_file: Path | None,
+    output: Path | None,
+) -> None:
+    """Export the public key (PEM) that `mlgate verify --key` needs for a signing key."""
+    if (key is None) == (pkcs11_uri is None):
+        raise click.UsageError("give exactly one of --key and --pkcs11-uri")
+    if key is not None:
+        pem = public_pem(load_private_key(key, read_password(password_file)).public_key())
+    else:
+        pem = Pkcs11Signer(str(pkcs11_uri), read_password(pin_file)).public_pem()
+    if output is None:
+        click.echo(pem.decode("ascii"), nl=False)
+    else:
+        output.write_bytes(pem)
+        click.echo(f"public key written to {output}")
