@@ -95,6 +95,7 @@ def sign_cmd(
     """Sign MODEL (a folder or a file) in the OpenSSF Model Signing format.
 
     With --blob, sign the single file MODEL the way ``cosign sign-blob --key`` does.
+    Sigstore keyless signing (Fulcio/Rekor) is not supported yet (docs/signing.md).
     """
     if (key is None) == (pkcs11_uri is None):
         raise click.UsageError("give exactly one of --key and --pkcs11-uri")
