@@ -53,3 +53,15 @@ def write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+def proto_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field encoded by hand (for messages the protobuf library
+    cannot build: missing classes, or nesting deeper than it allows)."""
+    length, out = len(payload), bytearray()
+    while True:
+        out.append((length & 0x7F) | (0x80 if length > 0x7F else 0))
+        length >>= 7
+        if not length:
+            break
+    return bytes([number << 3 | 2]) + bytes(out) + payload

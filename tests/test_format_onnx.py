@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from factories import assert_benign, assert_caught, describe, rules_found, scan, write
+from factories import assert_benign, assert_caught, describe, proto_field, rules_found, scan, write
 from onnx import TensorProto, helper, numpy_helper
 
 from mlgate import Severity
@@ -151,23 +151,12 @@ def test_truncated_model_is_malformed(tmp_path: Path, cut: int) -> None:
     assert rules_found(report) & {"MLG201", "MLG302", "MLG303"}, describe(report)
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field, by hand (too deep for the protobuf library)."""
-    length, out = len(payload), bytearray()
-    while True:
-        out.append((length & 0x7F) | (0x80 if length > 0x7F else 0))
-        length >>= 7
-        if not length:
-            break
-    return bytes([number << 3 | 2]) + bytes(out) + payload
-
-
 def test_deep_nesting_is_bounded(tmp_path: Path) -> None:
     graph = _graph([helper.make_node("Relu", ["x"], ["y"])]).SerializeToString()
     for _ in range(60):
-        attr = _field(1, b"then_branch") + b"\xa0\x01\x05" + _field(6, graph)
-        graph = _field(1, _field(4, b"If") + _field(5, attr))
-    data = b"\x08\x08" + _field(7, graph) + _field(8, b"\x10\x11")
+        attr = proto_field(1, b"then_branch") + b"\xa0\x01\x05" + proto_field(6, graph)
+        graph = proto_field(1, proto_field(4, b"If") + proto_field(5, attr))
+    data = b"\x08\x08" + proto_field(7, graph) + proto_field(8, b"\x10\x11")
     report = scan(write(tmp_path / "m.onnx", data))
     assert_caught(report, "MLG301")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from factories import assert_benign, assert_caught, describe, rules_found, scan, write
+from factories import assert_benign, assert_caught, describe, proto_field, rules_found, scan, write
 from tensorboard.compat.proto import (
     attr_value_pb2,
     function_pb2,
@@ -14,17 +14,6 @@ from tensorboard.compat.proto import (
     meta_graph_pb2,
     node_def_pb2,
 )
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field (SavedModel/SavedMetadata have no class here)."""
-    length, out = len(payload), bytearray()
-    while True:
-        out.append((length & 0x7F) | (0x80 if length > 0x7F else 0))
-        length >>= 7
-        if not length:
-            break
-    return bytes([number << 3 | 2]) + bytes(out) + payload
 
 
 def _node(name: str, op: str, **attrs: bytes) -> node_def_pb2.NodeDef:
@@ -68,7 +57,7 @@ def _saved_model(graph: graph_pb2.GraphDef, assets: tuple[str, ...] = ()) -> byt
     meta.saver_def.filename_tensor_name = "saver_filename:0"
     for name in assets:
         meta.asset_file_def.add(filename=name).tensor_info.name = "asset:0"
-    return b"\x08\x01" + _field(2, meta.SerializeToString())
+    return b"\x08\x01" + proto_field(2, meta.SerializeToString())
 
 
 def test_benign_saved_model(tmp_path: Path) -> None:
@@ -122,15 +111,16 @@ def test_vocab_table_is_low(tmp_path: Path) -> None:
 
 def test_keras_metadata_lambda(tmp_path: Path) -> None:
     layer = b'{"class_name": "Lambda", "config": {"function": ["4wEAAAAAAAAA"]}}'
-    obj = b"\x08\x01" + _field(2, b"root.layer-1") + _field(3, b"_tf_keras_layer")
-    data = _field(1, obj + _field(4, layer))
+    obj = b"\x08\x01" + proto_field(2, b"root.layer-1") + proto_field(3, b"_tf_keras_layer")
+    data = proto_field(1, obj + proto_field(4, layer))
     assert_caught(scan(write(tmp_path / "keras_metadata.pb", data)), "MLG112")
-    dense = _field(1, b"\x08\x01" + _field(3, b"_tf_keras_layer") + _field(4, b'{"a": 1}'))
+    layer_meta = proto_field(3, b"_tf_keras_layer") + proto_field(4, b'{"a": 1}')
+    dense = proto_field(1, b"\x08\x01" + layer_meta)
     assert_benign(scan(write(tmp_path / "k2" / "keras_metadata.pb", dense)))
 
 
 def test_fingerprint_is_recognised(tmp_path: Path) -> None:
-    data = b"\x08\x95\x9a\xef\x3a\x10\x01\x18\x02\x20\x03\x28\x04" + _field(6, b"\x08\x01")
+    data = b"\x08\x95\x9a\xef\x3a\x10\x01\x18\x02\x20\x03\x28\x04" + proto_field(6, b"\x08\x01")
     report = scan(write(tmp_path / "fingerprint.pb", data))
     assert_benign(report)
     assert [a.format for a in report.artifacts] == ["tf-fingerprint"]
@@ -164,5 +154,5 @@ def test_keras_metadata_legacy_lambda_config(tmp_path: Path) -> None:
         b'"function": ["4wEAAAAAAAAAAAAAAAEAAAACAAAAQwAAAHM=", null, null], '
         b'"function_type": "lambda", "module": "__main__"}}'
     )
-    data = _field(1, b"\x08\x02" + _field(3, b"_tf_keras_layer") + _field(4, layer))
+    data = proto_field(1, b"\x08\x02" + proto_field(3, b"_tf_keras_layer") + proto_field(4, layer))
     assert_caught(scan(write(tmp_path / "keras_metadata.pb", data)))

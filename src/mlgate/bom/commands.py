@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import click
@@ -56,27 +57,16 @@ def bom(
     The model is hashed and scanned statically; nothing in it is loaded.
     """
     threshold = Severity.parse(min_severity)
-    if spdx:
-        doc = build_spdx(
-            model,
-            name=name,
-            source=source,
-            revision=revision,
-            actor=actor,
-            min_severity=threshold,
-            allow_symlinks=allow_symlinks,
-        )
-    else:
-        doc = build_cyclonedx(
-            model,
-            version=cyclonedx_version,
-            name=name,
-            source=source,
-            revision=revision,
-            actor=actor,
-            min_severity=threshold,
-            allow_symlinks=allow_symlinks,
-        )
+    build = partial(build_cyclonedx, version=cyclonedx_version) if not spdx else build_spdx
+    doc = build(
+        model,
+        name=name,
+        source=source,
+        revision=revision,
+        actor=actor,
+        min_severity=threshold,
+        allow_symlinks=allow_symlinks,
+    )
     text = to_json(doc)
     if output is None:
         click.echo(text, nl=False)
