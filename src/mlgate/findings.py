@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
+from pathlib import Path
 
 
 class Severity(IntEnum):
@@ -117,3 +118,13 @@ def _sort_key(f: Finding) -> tuple[str, int, int, int]:
         f.location.offset if f.location.offset is not None else -1,
         f.location.opcode_index if f.location.opcode_index is not None else -1,
     )
+
+
+def relative_finding(finding: Finding, root: Path) -> Finding:
+    """The finding with its path relative to the model at ``root``, naming no host paths."""
+    base = root if root.is_dir() else root.parent
+    try:
+        rel = Path(finding.location.path).relative_to(base).as_posix()
+    except ValueError:
+        return finding
+    return replace(finding, location=replace(finding.location, path=rel))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from packageurl import PackageURL
 from mlgate.api import scan
 from mlgate.bom.model_card import ModelCard, read_model_card
 from mlgate.config import Config
-from mlgate.findings import Finding, Severity
+from mlgate.findings import Finding, Severity, relative_finding
 from mlgate.provenance.manifest import Manifest, hash_model
 
 SIGNATURE_NAME = "model.sig"  # the OMS default inside a model folder
@@ -84,7 +84,7 @@ def gather(
     manifest = hash_model(path, algorithm=algorithm, allow_symlinks=allow_symlinks)
     report = scan(path, config=config)
     findings = tuple(
-        _relative(f, path) for f in report.sorted_findings() if f.severity >= min_severity
+        relative_finding(f, path) for f in report.sorted_findings() if f.severity >= min_severity
     )
     return ModelSubject(
         path=path,
@@ -124,16 +124,6 @@ def _hub_repo(source: str | None, name: str | None) -> tuple[str | None, str | N
     if source.strip().lower() in _HF_NAMES and name:
         return name, None
     return None, None
-
-
-def _relative(finding: Finding, root: Path) -> Finding:
-    """The finding with its path relative to the model, so the BOM names no host paths."""
-    base = root if root.is_dir() else root.parent
-    try:
-        rel = Path(finding.location.path).relative_to(base).as_posix()
-    except ValueError:
-        return finding
-    return replace(finding, location=replace(finding.location, path=rel))
 
 
 def _signature(path: Path) -> Signature | None:

@@ -1,0 +1,150 @@
+"""Ingest: stage a source, store its files as blobs, record a quarantined version.
+
+Order matters for crash safety. Blobs are written first (each atomically); the version, its
+files and its audit entry are then recorded in one transaction. A process killed before
+that commit leaves only unreferenced blobs, which ``registry check`` reports and
+``--repair`` removes; killed after it, a complete quarantined record exists. Nothing is
+ever recorded half-way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlgate.registry.blobs import BlobStore
+from mlgate.registry.errors import IngestRefused
+from mlgate.registry.sources import (
+    SourceError,
+    SourceLimits,
+    StagedSource,
+    parse_source,
+    stage_huggingface,
+    stage_local,
+)
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+_HEAD_BYTES = 512
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A staged file once it is in the blob store."""
+
+    path: str
+    digest: str
+    size: int
+    format: str
+
+
+@dataclass(frozen=True)
+class HubOptions:
+    """How to reach a Hugging Face-compatible hub for ``hf://`` sources."""
+
+    endpoint: str = "https://huggingface.co"
+    token: str | None = None
+
+
+def stage(spec: str, hub: HubOptions, staging_root: Path, limits: SourceLimits) -> StagedSource:
+    """Validate and fetch the source named by ``spec`` (a path or ``hf://org/name@rev``)."""
+    kind, args = parse_source(spec)
+    try:
+        if kind == "local":
+            return stage_local(Path(args["path"]), limits)
+        staging = staging_root / uuid.uuid4().hex
+        staging.mkdir(parents=True)
+        return stage_huggingface(
+            hub.endpoint,
+            args["repo_id"],
+            args["revision"],
+            staging=staging,
+            token=hub.token,
+            limits=limits,
+            repo_type=args["repo_type"],
+        )
+    except SourceError as e:
+        raise IngestRefused(f"cannot ingest {spec}: {e}") from e
+
+
+def default_name(staged: StagedSource) -> str:
+    """The model's name when none is given: the repo id, else the file or folder name."""
+    if staged.repo_id:
+        return staged.repo_id
+    path = Path(staged.uri)
+    return path.stem if staged.single_file else path.name
+
+
+def check_name(name: str) -> str:
+    """Model names are ``name`` or ``org/name`` of letters, digits, ``.``, ``_``, ``-``."""
+    if len(name) > 200 or not _NAME.fullmatch(name) or ".." in name:
+        raise IngestRefused(
+            f"invalid model name {name!r}: use letters, digits, '.', '_', '-' "
+            "and at most one '/' (org/name)"
+        )
+    return name
+
+
+def store_files(staged: StagedSource, blobs: BlobStore) -> list[StoredFile]:
+    """Copy every staged file into the blob store, checking it did not change meanwhile."""
+    stored = []
+    for item in staged.files:
+        blob = blobs.put_file(item.local, max_bytes=item.size)
+        if blob.size != item.size:
+            raise IngestRefused(f"{item.path} changed while it was being stored; try again")
+        if item.expected_sha256 and blob.digest != item.expected_sha256:
+            raise IngestRefused(f"{item.path}: content does not match the hub's SHA-256")
+        fmt = _format(blobs, blob.digest, item.path)
+        stored.append(StoredFile(item.path, blob.digest, blob.size, fmt))
+    return stored
+
+
+def _format(blobs: BlobStore, digest: str, name: str) -> str:
+    """First guess from the content; the scan replaces it with what it found."""
+    from mlgate.scan.sniff import sniff  # noqa: PLC0415  (scan engine loads lazily)
+
+    with blobs.path(digest).open("rb") as f:
+        head = f.read(_HEAD_BYTES)
+    if not head:
+        return "empty"
+    return sniff(head, name).value
+
+
+def content_digest(files: Sequence[StoredFile]) -> str:
+    """One digest for a version's content: SHA-256 of its sorted (path, digest, size) list."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.path):
+        h.update(f"{f.path}\0{f.digest}\0{f.size}\n".encode())
+    return h.hexdigest()
+
+
+def discard_staging(staged: StagedSource, staging_root: Path) -> None:
+    """Remove a hub download's staging copy once its blobs are stored."""
+    if staged.kind == "local" or not staged.files:
+        return
+    first = staged.files[0]
+    top = first.local
+    for _ in Path(first.path).parts:
+        top = top.parent
+    if top.parent == staging_root:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def read_license(view: Path) -> str | None:
+    """The licence the model card or config declares, if any (nothing is executed)."""
+    from mlgate.bom.model_card import read_model_card  # noqa: PLC0415
+
+    try:
+        return read_model_card(view).license
+    except (OSError, ValueError):
+        return None
+
+
+def formats_json(files: Sequence[StoredFile]) -> str:
+    """The distinct formats of a version, as stored."""
+    return json.dumps(sorted({f.format for f in files}))

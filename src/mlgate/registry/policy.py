@@ -1,0 +1,81 @@
+"""Registry policy: stored in the registry itself and changed only by an admin (audited).
+
+A policy that lived in each caller's working directory could be loosened by whoever runs
+the command; the registry's own copy applies to everyone.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from mlgate.errors import ConfigError
+from mlgate.findings import Severity
+
+
+@dataclass(frozen=True)
+class RegistryPolicy:
+    """What the registry enforces on every version.
+
+    ``auto_reject_at``: a scan finding at or above this severity rejects the version
+    automatically (None: reviewers decide). ``required_approvals``: distinct approvers
+    needed. ``separation_of_duties``: the ingester's approval never suffices on its own.
+    ``convert_on_ingest``: pickle weights are converted to safetensors for publication.
+    ``checkpoint_every``: the audit log is signed every this many entries.
+    """
+
+    auto_reject_at: Severity | None = Severity.HIGH
+    required_approvals: int = 1
+    separation_of_duties: bool = True
+    convert_on_ingest: bool = False
+    checkpoint_every: int = 50
+
+    def to_json(self) -> str:
+        """Stored form."""
+        data: dict[str, Any] = asdict(self)
+        data["auto_reject_at"] = self.auto_reject_at.name if self.auto_reject_at else None
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RegistryPolicy:
+        """Inverse of :meth:`to_json`."""
+        return _build(json.loads(text), "stored policy")
+
+
+def load_policy(path: Path) -> RegistryPolicy:
+    """Read a ``[registry]`` table from a TOML file (``registry.toml`` / ``policy.toml``)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read policy: {e}") from e
+    table = data.get("registry", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [registry] must be a table")
+    return _build({k.replace("-", "_"): v for k, v in table.items()}, str(path))
+
+
+def _build(data: dict[str, Any], where: str) -> RegistryPolicy:
+    known = {f.name for f in fields(RegistryPolicy)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown registry policy keys {unknown}")
+    values = dict(data)
+    level = values.get("auto_reject_at", RegistryPolicy.auto_reject_at)
+    if isinstance(level, str):
+        try:
+            values["auto_reject_at"] = None if level.lower() == "off" else Severity.parse(level)
+        except ValueError as e:
+            raise ConfigError(f"{where}: auto-reject-at: {e}") from e
+    elif level is not None and not isinstance(level, Severity):
+        raise ConfigError(f'{where}: auto-reject-at must be a severity name or "off"')
+    for name in ("required_approvals", "checkpoint_every"):
+        value = values.get(name, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{where}: {name.replace('_', '-')} must be a positive integer")
+    for name in ("separation_of_duties", "convert_on_ingest"):
+        if not isinstance(values.get(name, False), bool):
+            raise ConfigError(f"{where}: {name.replace('_', '-')} must be true or false")
+    return RegistryPolicy(**values)
