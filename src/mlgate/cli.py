@@ -25,6 +25,20 @@ _STAGE_COMMANDS = {
     "sign": "mlgate.provenance.sign_commands:sign_cmd",
     "keygen": "mlgate.provenance.sign_commands:keygen_cmd",
     "pubkey": "mlgate.provenance.sign_commands:pubkey_cmd",
+    "registry": "mlgate.registry.commands:registry_cmd",
+    "ingest": "mlgate.registry.commands:ingest_cmd",
+    "rescan": "mlgate.registry.commands:rescan_cmd",
+    "approve": "mlgate.registry.commands:approve_cmd",
+    "reject": "mlgate.registry.commands:reject_cmd",
+    "publish": "mlgate.registry.commands:publish_cmd",
+    "deprecate": "mlgate.registry.commands:deprecate_cmd",
+    "revoke": "mlgate.registry.commands:revoke_cmd",
+    "alias": "mlgate.registry.commands:alias_cmd",
+    "rollback": "mlgate.registry.commands:rollback_cmd",
+    "pull": "mlgate.registry.commands:pull_cmd",
+    "models": "mlgate.registry.commands:models_cmd",
+    "audit": "mlgate.registry.commands:audit_cmd",
+    "admit": "mlgate.gate.commands:admit_cmd",
 }
 
 

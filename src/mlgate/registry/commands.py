@@ -1,0 +1,481 @@
+"""CLI of the registry stage: ``registry``, ``ingest``, review and publication commands,
+``models``, ``pull`` and ``audit``. Each parses its options, calls :class:`Registry` and
+renders the result; exit 0 done, 1 the model was rejected or a check failed, 2 error."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from mlgate.errors import ExitCode
+from mlgate.registry.ingest import HubOptions
+from mlgate.registry.lifecycle import State
+from mlgate.registry.policy import load_policy
+from mlgate.registry.records import Version
+from mlgate.registry.service import Registry, init_registry, open_registry
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def registry_options(func: F) -> F:
+    """``--data-dir``, ``--registry`` and ``--as``, shared by every registry command."""
+    func = click.option(
+        "--as",
+        "actor",
+        envvar="MLGATE_ACTOR",
+        metavar="USER",
+        help="Act as USER [env MLGATE_ACTOR; default: the OS user].",
+    )(func)
+    func = click.option(
+        "--registry",
+        "url",
+        envvar="MLGATE_REGISTRY",
+        metavar="URL",
+        help="Database URL, e.g. postgresql+psycopg://host/db "
+        "[env MLGATE_REGISTRY; default: SQLite in the data dir].",
+    )(func)
+    return click.option(
+        "--data-dir",
+        envvar="MLGATE_HOME",
+        default=".mlgate",
+        show_default=True,
+        type=click.Path(path_type=Path),
+        help="Blob store (and SQLite database) folder [env MLGATE_HOME].",
+    )(func)
+
+
+def _open(data_dir: Path, url: str | None, actor: str | None) -> Registry:
+    return open_registry(data_dir, url, actor)
+
+
+def _json_option(func: F) -> F:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Output format.",
+    )(func)
+
+
+# -- registry administration ---------------------------------------------------------------
+
+
+@click.group(name="registry")
+def registry_cmd() -> None:
+    """Create, migrate, check and administer the registry."""
+
+
+@registry_cmd.command(name="init")
+@registry_options
+@click.option(
+    "--signing-key",
+    metavar="PEM|PKCS11-URI",
+    help="Organisation signing key [default: generate DATA_DIR/keys/org.pem].",
+)
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path, exists=True),
+    help="TOML file with a [registry] policy table.",
+)
+def init_cmd(
+    data_dir: Path,
+    url: str | None,
+    actor: str | None,
+    signing_key: str | None,
+    policy_file: Path | None,
+) -> None:
+    """Create the registry; the acting user becomes its first admin."""
+    policy = load_policy(policy_file) if policy_file else None
+    registry = init_registry(data_dir, url, admin=actor, signing_key=signing_key, policy=policy)
+    key = registry.org_key()
+    click.echo(f"registry ready in {data_dir} (admin: {registry.actor})")
+    click.echo(f"organisation key: {key.signer.description}")
+
+
+@registry_cmd.command(name="migrate")
+@registry_options
+def migrate_cmd(data_dir: Path, url: str | None, actor: str | None) -> None:
+    """Upgrade the database schema to this mlgate's version."""
+    from mlgate.registry.database import make_engine, migrate, sqlite_url  # noqa: PLC0415
+
+    revision = migrate(make_engine(url or sqlite_url(data_dir)))
+    click.echo(f"schema at revision {revision}")
+
+
+@registry_cmd.command(name="check")
+@registry_options
+@click.option("--deep", is_flag=True, help="Re-hash every blob.")
+@click.option("--repair", is_flag=True, help="Remove orphan blobs older than an hour.")
+def check_cmd(data_dir: Path, url: str | None, actor: str | None, deep: bool, repair: bool) -> None:
+    """Report orphan blobs and inconsistent records (exit 1 on any inconsistency)."""
+    from mlgate.registry.check import check_registry  # noqa: PLC0415
+
+    report = check_registry(_open(data_dir, url, actor), deep=deep, repair=repair)
+    for line in (*report.problems, *report.orphans, *report.repaired):
+        click.echo(line)
+    click.echo(
+        f"{report.versions} versions, {report.blobs} blobs: {len(report.problems)} "
+        f"inconsistencies, {len(report.orphans)} leftovers"
+    )
+    sys.exit(ExitCode.CLEAN if report.consistent else ExitCode.UNSAFE)
+
+
+@registry_cmd.command(name="user")
+@registry_options
+@click.argument("name")
+@click.option(
+    "--role",
+    "roles",
+    required=True,
+    metavar="ROLE[,ROLE]",
+    help="reader, publisher, reviewer, admin.",
+)
+def user_cmd(data_dir: Path, url: str | None, actor: str | None, name: str, roles: str) -> None:
+    """Create or update a user (admin only)."""
+    _open(data_dir, url, actor).add_user(name, roles)
+    click.echo(f"{name}: {roles}")
+
+
+@registry_cmd.command(name="users")
+@registry_options
+def users_cmd(data_dir: Path, url: str | None, actor: str | None) -> None:
+    """List users and roles."""
+    for name, roles in _open(data_dir, url, actor).users().items():
+        click.echo(f"{name}: {','.join(roles)}")
+
+
+@registry_cmd.command(name="policy")
+@registry_options
+@click.option(
+    "--set",
+    "policy_file",
+    type=click.Path(path_type=Path, exists=True),
+    help="Replace the policy with the [registry] table of this TOML file.",
+)
+def policy_cmd(
+    data_dir: Path, url: str | None, actor: str | None, policy_file: Path | None
+) -> None:
+    """Show (or, as admin, replace) the registry policy."""
+    registry = _open(data_dir, url, actor)
+    if policy_file:
+        registry.set_policy(load_policy(policy_file))
+    click.echo(json.dumps(json.loads(registry.policy.to_json()), indent=2))
+
+
+# -- lifecycle ------------------------------------------------------------------------------
+
+
+@click.command(name="ingest")
+@registry_options
+@click.argument("source")
+@click.option("--name", help="Model name [default: repo id, or file/folder name].")
+@click.option("--owner", help="Owning team or person [default: the acting user].")
+@click.option(
+    "--endpoint",
+    envvar="HF_ENDPOINT",
+    default="https://huggingface.co",
+    show_default=True,
+    help="Hub URL for hf://ORG/NAME[@REV] sources [env HF_ENDPOINT].",
+)
+@click.option("--token", envvar="HF_TOKEN", help="Hub access token [env HF_TOKEN].")
+@click.option("--no-scan", is_flag=True, help="Only quarantine; scan later with `mlgate rescan`.")
+def ingest_cmd(
+    data_dir: Path,
+    url: str | None,
+    actor: str | None,
+    source: str,
+    name: str | None,
+    owner: str | None,
+    endpoint: str,
+    token: str | None,
+    no_scan: bool,
+) -> None:
+    """Quarantine SOURCE (a file, a folder or hf://ORG/NAME@REV), scan it, apply policy.
+
+    Exit 1 when the policy rejects it.
+    """
+    registry = _open(data_dir, url, actor)
+    version = registry.ingest(
+        source, name=name, owner=owner, scan=not no_scan, hub=HubOptions(endpoint, token)
+    )
+    _echo_outcome(registry, version)
+    sys.exit(ExitCode.UNSAFE if version.state is State.REJECTED else ExitCode.CLEAN)
+
+
+@click.command(name="rescan")
+@registry_options
+@click.argument("ref")
+def rescan_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str) -> None:
+    """Scan a quarantined (or re-scan a scanned) version. Exit 1 when policy rejects it."""
+    registry = _open(data_dir, url, actor)
+    version = registry.scan(ref)
+    _echo_outcome(registry, version)
+    sys.exit(ExitCode.UNSAFE if version.state is State.REJECTED else ExitCode.CLEAN)
+
+
+def _echo_outcome(registry: Registry, version: Version) -> None:
+    files = len(version.files)
+    click.echo(
+        f"{version.ref}: {version.state.value} (risk: {version.risk}; {files} files, "
+        f"{version.size} bytes, from {version.source.uri}"
+        + (f" at {version.source.revision}" if version.source.revision else "")
+        + ")"
+    )
+    for decision in version.decisions:
+        click.echo(f"  {decision.decision} by {decision.actor}: {decision.reason}")
+    pending = registry.pending_reason(version)
+    if pending:
+        click.echo(f"  {pending}")
+
+
+def _reason_option(func: F) -> F:
+    return click.option("--reason", required=True, help="Why (recorded in the audit log).")(func)
+
+
+@click.command(name="approve")
+@registry_options
+@click.argument("ref")
+@_reason_option
+def approve_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, reason: str) -> None:
+    """Approve a scanned version (reviewer)."""
+    registry = _open(data_dir, url, actor)
+    _echo_outcome(registry, registry.approve(ref, reason))
+
+
+@click.command(name="reject")
+@registry_options
+@click.argument("ref")
+@_reason_option
+def reject_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, reason: str) -> None:
+    """Reject a scanned version (reviewer)."""
+    registry = _open(data_dir, url, actor)
+    _echo_outcome(registry, registry.reject(ref, reason))
+
+
+@click.command(name="publish")
+@registry_options
+@click.argument("ref")
+@click.option("--alias", help="Point this alias (e.g. production) at the version.")
+def publish_cmd(
+    data_dir: Path, url: str | None, actor: str | None, ref: str, alias: str | None
+) -> None:
+    """Sign an approved version with the organisation key, attach its ML-BOM, publish it."""
+    registry = _open(data_dir, url, actor)
+    version = registry.publish(ref, alias=alias)
+    _echo_outcome(registry, version)
+    click.echo(
+        f"  signed by {version.signed_by}; BOM attached"
+        + (f"; {alias} -> {version.ref}" if alias else "")
+    )
+
+
+@click.command(name="deprecate")
+@registry_options
+@click.argument("ref")
+@_reason_option
+def deprecate_cmd(
+    data_dir: Path, url: str | None, actor: str | None, ref: str, reason: str
+) -> None:
+    """Deprecate a published version (still served)."""
+    registry = _open(data_dir, url, actor)
+    _echo_outcome(registry, registry.deprecate(ref, reason))
+
+
+@click.command(name="revoke")
+@registry_options
+@click.argument("ref")
+@_reason_option
+def revoke_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, reason: str) -> None:
+    """Revoke a version; aliases on it fall back to the previous published version."""
+    registry = _open(data_dir, url, actor)
+    version = registry.revoke(ref, reason)
+    _echo_outcome(registry, version)
+    for summary in registry.models():
+        if summary.name == version.model:
+            for alias, number in sorted(summary.aliases.items()):
+                click.echo(f"  {alias} -> {version.model}@{number}")
+
+
+@click.command(name="alias")
+@registry_options
+@click.argument("name")
+@click.argument("alias")
+@click.argument("version")
+def alias_cmd(
+    data_dir: Path, url: str | None, actor: str | None, name: str, alias: str, version: str
+) -> None:
+    """Point ALIAS of model NAME at published VERSION."""
+    target = _open(data_dir, url, actor).set_alias(name, alias, version)
+    click.echo(f"{name}@{alias} -> {target.ref}")
+
+
+@click.command(name="rollback")
+@registry_options
+@click.argument("name")
+@click.option("--alias", default="production", show_default=True)
+@click.option("--to", "to", metavar="VERSION", help="Target version [default: the previous].")
+def rollback_cmd(
+    data_dir: Path, url: str | None, actor: str | None, name: str, alias: str, to: str | None
+) -> None:
+    """Move an alias back to the version it pointed at before."""
+    target = _open(data_dir, url, actor).rollback(name, alias, to)
+    click.echo(f"{name}@{alias} -> {target.ref}")
+
+
+@click.command(name="pull")
+@registry_options
+@click.argument("ref")
+@click.argument("dest", type=click.Path(path_type=Path))
+def pull_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, dest: Path) -> None:
+    """Download a published version (files + model.sig) into DEST; recorded per file."""
+    version = _open(data_dir, url, actor).pull(ref, dest)
+    click.echo(f"{version.ref}: {len(version.files)} files written to {dest}")
+
+
+# -- inventory ------------------------------------------------------------------------------
+
+
+@click.group(name="models")
+def models_cmd() -> None:
+    """Inventory: list models, show a version, show a model's history."""
+
+
+@models_cmd.command(name="list")
+@registry_options
+@_json_option
+def list_cmd(data_dir: Path, url: str | None, actor: str | None, fmt: str) -> None:
+    """Every model and version with its state and risk."""
+    summaries = _open(data_dir, url, actor).models()
+    if fmt == "json":
+        click.echo(json.dumps([v.summary() for m in summaries for v in m.versions], indent=2))
+        return
+    for m in summaries:
+        for v in m.versions:
+            aliases = f" [{', '.join(v.aliases)}]" if v.aliases else ""
+            click.echo(
+                f"{v.ref:<40} {v.state.value:<12} risk={v.risk:<10} "
+                f"{v.ingested_by} {v.ingested_at[:19]}{aliases}"
+            )
+
+
+@models_cmd.command(name="show")
+@registry_options
+@_json_option
+@click.argument("ref")
+def show_cmd(data_dir: Path, url: str | None, actor: str | None, fmt: str, ref: str) -> None:
+    """Everything recorded about one version."""
+    version = _open(data_dir, url, actor).show(ref)
+    if fmt == "json":
+        click.echo(json.dumps(version.to_json(), indent=2))
+        return
+    s = version.source
+    lines = [
+        f"{version.ref}  {version.state.value}  risk={version.risk}",
+        f"  source:   {s.uri}" + (f" @ {s.revision}" if s.revision else ""),
+        f"  owner:    {version.owner}; ingested by {version.ingested_by} at {version.ingested_at}",
+        f"  content:  {version.content_digest} ({version.size} bytes; "
+        f"{', '.join(version.formats)})",
+        f"  licence:  {version.license or 'not declared'}",
+        f"  signed:   {version.signed_by or 'no'}; BOM: {'yes' if version.bom else 'no'}",
+    ]
+    lines += [
+        f"  file      {f.path}  sha256:{f.digest}  {f.size}  {f.format}" for f in version.files
+    ]
+    lines += [f"  {d.decision:<9} {d.actor}: {d.reason} ({d.at[:19]})" for d in version.decisions]
+    lines += [f"  download  {d.path} by {d.actor} ({d.at[:19]})" for d in version.downloads]
+    click.echo("\n".join(lines))
+
+
+@models_cmd.command(name="history")
+@registry_options
+@click.argument("name")
+def history_cmd(data_dir: Path, url: str | None, actor: str | None, name: str) -> None:
+    """Every state change of every version of model NAME."""
+    for change in _open(data_dir, url, actor).history(name):
+        click.echo(
+            f"{change.at[:19]}  {name}@{change.version}  {change.from_state or '-'} -> "
+            f"{change.to_state}  by {change.actor}: {change.reason}"
+        )
+
+
+# -- audit ----------------------------------------------------------------------------------
+
+
+@click.group(name="audit")
+def audit_cmd() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit_cmd.command(name="verify")
+@registry_options
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(path_type=Path, exists=True),
+    help="Trusted organisation public key [default: the one the registry recorded].",
+)
+@click.option(
+    "--file",
+    "export",
+    type=click.Path(path_type=Path, exists=True),
+    help="Verify an exported log (JSON lines) instead of the registry's.",
+)
+def audit_verify_cmd(
+    data_dir: Path, url: str | None, actor: str | None, key_path: Path | None, export: Path | None
+) -> None:
+    """Check the hash chain and the signed checkpoints; report the first bad entry."""
+    from mlgate.registry import audit  # noqa: PLC0415
+    from mlgate.registry.orgkey import read_public_key  # noqa: PLC0415
+
+    key = read_public_key(key_path) if key_path else None
+    if export is not None:
+        if key is None:
+            raise click.UsageError("--file needs --key (the organisation public key)")
+        entries, points = audit.read_export(export)
+        result = audit.verify_log(entries, points, key)
+    else:
+        result = _open(data_dir, url, actor).audit_verify(key)
+    for problem in result.problems:
+        click.echo(f"FAIL {problem}")
+    if result.ok:
+        click.echo(
+            f"audit log intact: {result.entries} entries, {result.checkpoints} signed "
+            "checkpoints verified"
+        )
+    else:
+        click.echo(f"audit log TAMPERED: first bad entry {result.first_bad}")
+    sys.exit(ExitCode.CLEAN if result.ok else ExitCode.UNSAFE)
+
+
+@audit_cmd.command(name="export")
+@registry_options
+@click.option("--out", type=click.Path(path_type=Path), help="File to write [default: stdout].")
+def audit_export_cmd(data_dir: Path, url: str | None, actor: str | None, out: Path | None) -> None:
+    """Export the log as JSON lines (entries, then checkpoints)."""
+    lines = _open(data_dir, url, actor).audit_export()
+    if out is None:
+        for line in lines:
+            click.echo(line)
+        return
+    tmp = out.with_name(out.name + ".part")
+    with tmp.open("w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line + "\n")
+    os.replace(tmp, out)
+
+
+@audit_cmd.command(name="checkpoint")
+@registry_options
+def audit_checkpoint_cmd(data_dir: Path, url: str | None, actor: str | None) -> None:
+    """Sign the current head of the log now (admin)."""
+    point = _open(data_dir, url, actor).audit_checkpoint()
+    click.echo(f"checkpoint at entry {point.seq}: {point.head_hash}")
