@@ -12,6 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "samples"))
 
 import payloads
 
+pytest_plugins = ["registry_support"]
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if not hasattr(session.config, "workerinput"):  # controller (or single process) only

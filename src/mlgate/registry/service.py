@@ -638,13 +638,15 @@ class Registry:
     def audit_verify(self, public_key: Any = None) -> audit.AuditVerification:
         """Verify the audit chain and its checkpoints (against ``public_key``, else the
         public key the registry recorded at set-up)."""
+        key = public_key if public_key is not None else self.org_public_key()
         with self._read(Action.READ) as conn:
-            if public_key is None:
-                pem = store.get_setting(conn, _PUBLIC_KEY)
-                public_key = public_key_from_pem(pem, "registry key") if pem else None
-            return audit.verify_log(
-                audit.read_entries(conn), audit.read_checkpoints(conn), public_key
-            )
+            return audit.verify_log(audit.read_entries(conn), audit.read_checkpoints(conn), key)
+
+    def org_public_key(self) -> Any:
+        """The organisation public key recorded at set-up (None if there is none)."""
+        with database.read_transaction(self.engine) as conn:
+            pem = store.get_setting(conn, _PUBLIC_KEY)
+        return public_key_from_pem(pem, "registry key") if pem else None
 
     def audit_export(self) -> Iterator[str]:
         """The audit log as JSON lines."""

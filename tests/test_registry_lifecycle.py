@@ -1,0 +1,84 @@
+"""Registry lifecycle on both backends: quarantine, scan, review, publish, aliases."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+from registry_support import as_user
+
+from mlgate.registry.errors import PermissionDenied, TransitionRefused
+from mlgate.registry.lifecycle import State
+
+
+def _safetensors(path: Path) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, str(path))
+
+
+@pytest.fixture
+def benign(tmp_path: Path) -> Path:
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny\n")
+    _safetensors(folder / "model.safetensors")
+    return folder
+
+
+@pytest.fixture
+def malicious(tmp_path: Path) -> Path:
+    import payloads
+
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    (folder / "pytorch_model.bin").write_bytes(payloads.os_system("registry-evil"))
+    return folder
+
+
+def test_benign_model_goes_from_quarantine_to_production(registry, benign: Path) -> None:
+    pat, rita = as_user(registry, "pat"), as_user(registry, "rita")
+    version = pat.ingest(benign, name="org/tiny")
+    assert version.state is State.SCANNED
+    assert version.risk in {"none", "info", "low"}
+    assert version.license == "apache-2.0"
+    assert {f.path for f in version.files} == {"config.json", "README.md", "model.safetensors"}
+    assert rita.approve("org/tiny@1", "weights only").state is State.APPROVED
+    published = pat.publish("org/tiny@1", alias="production")
+    assert published.state is State.PUBLISHED
+    assert published.signature and published.bom
+    assert published.aliases == ("production",)
+    history = [(h.from_state, h.to_state) for h in registry.history("org/tiny")]
+    assert history == [(None, "quarantined"), ("quarantined", "scanned"),
+                       ("scanned", "approved"), ("approved", "published")]
+    assert registry.audit_verify().ok
+
+
+def test_malicious_model_is_auto_rejected_and_never_served(registry, malicious: Path,
+                                                           tmp_path: Path) -> None:
+    pat, rita = as_user(registry, "pat"), as_user(registry, "rita")
+    version = pat.ingest(malicious, name="org/evil")
+    assert version.state is State.REJECTED
+    assert version.decisions[0].actor == "mlgate-policy"
+    assert "MLG" in version.decisions[0].reason
+    with pytest.raises(TransitionRefused, match="only a scanned version can be approved"):
+        rita.approve("org/evil@1", "looks fine to me")
+    with pytest.raises(TransitionRefused, match="only published versions are served"):
+        pat.pull("org/evil@1", tmp_path / "out")
+
+
+def test_roles_and_separation_of_duties(registry, benign: Path) -> None:
+    pat, rob = as_user(registry, "pat"), as_user(registry, "rob")
+    with pytest.raises(PermissionDenied, match="rob \\(reader\\) may not ingest"):
+        rob.ingest(benign)
+    registry.add_user("pat", "publisher,reviewer")
+    pat.ingest(benign, name="tiny")
+    version = pat.approve("tiny@1", "I ingested it and I like it")
+    assert version.state is State.SCANNED  # the ingester's approval alone is not enough
+    assert "separation of duties" in (pat.pending_reason(version) or "")
+    assert as_user(registry, "rita").approve("tiny@1", "second pair of eyes").state \
+        is State.APPROVED
