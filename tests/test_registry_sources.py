@@ -360,6 +360,21 @@ def test_hub_too_many_siblings_refused_before_download(hub: HubServer, tmp_path:
     assert not any("/resolve/" in r.path for r in hub.requests)
 
 
+def test_hub_listing_larger_than_the_limits_allow(hub: HubServer, tmp_path: Path) -> None:
+    hub.add_repo("org/tiny", TINY)
+
+    def bloat(listing: Listing) -> None:
+        listing["padding"] = "x" * 2 * 1024**2
+
+    hub.patch_listing("org/tiny", bloat)
+    refused_hub(
+        hub,
+        tmp_path,
+        r"repo org/tiny: answer from .* is over \d+ bytes",
+        limits=SourceLimits(max_files=10),
+    )
+
+
 def test_hub_declared_sizes_over_limits(hub: HubServer, tmp_path: Path) -> None:
     hub.add_repo("org/tiny", TINY)
     refused_hub(

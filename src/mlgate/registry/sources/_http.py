@@ -118,7 +118,9 @@ def network_error(e: BaseException, url: str, timeout: float, subject: str) -> S
     return SourceError(f"{subject}: cannot reach {url}: {text}")
 
 
-def read_limited(response: http.client.HTTPResponse, limit: int, url: str, timeout: float) -> bytes:
+def read_limited(
+    response: http.client.HTTPResponse, limit: int, url: str, timeout: float, subject: str
+) -> bytes:
     """The whole body, refused once it passes ``limit`` bytes (a listing cannot flood memory)."""
     chunks: list[bytes] = []
     total = 0
@@ -126,8 +128,8 @@ def read_limited(response: http.client.HTTPResponse, limit: int, url: str, timeo
         while chunk := response.read(64 * 1024):
             total += len(chunk)
             if total > limit:
-                raise SourceError(f"answer from {url} is larger than {limit} bytes; refused")
+                raise SourceError(f"{subject}: answer from {url} is over {limit} bytes; refused")
             chunks.append(chunk)
     except (OSError, http.client.HTTPException) as e:
-        raise network_error(e, url, timeout, "reading the answer") from e
+        raise network_error(e, url, timeout, subject) from e
     return b"".join(chunks)

@@ -120,7 +120,7 @@ def _list(
     try:
         with open_url(url, token=token, timeout=limits.timeout, subject=subject) as response:
             cap = 1024**2 + limits.max_files * (limits.max_path_length + _LISTING_BYTES_PER_FILE)
-            body = read_limited(response, cap, url, limits.timeout)
+            body = read_limited(response, cap, url, limits.timeout, subject)
     except HttpStatusError as e:
         if e.error_code == "RevisionNotFound":
             raise SourceError(
