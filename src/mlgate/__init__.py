@@ -20,11 +20,13 @@ if TYPE_CHECKING:
     import os
 
     from mlgate.config import Config, load_config
+    from mlgate.convert import load
     from mlgate.provenance import hash_model, sign_model, verify_model
 
 _LAZY = {
     "Config": ("mlgate.config", "Config"),
     "load_config": ("mlgate.config", "load_config"),
+    "load": ("mlgate.convert", "load"),
     "hash_model": ("mlgate.provenance", "hash_model"),
     "sign_model": ("mlgate.provenance", "sign_model"),
     "verify_model": ("mlgate.provenance", "verify_model"),
@@ -43,6 +45,7 @@ __all__ = [
     "Severity",
     "bom",
     "hash_model",
+    "load",
     "load_config",
     "scan",
     "sign_model",

@@ -20,6 +20,7 @@ _SEVERITIES = click.Choice([s.name for s in Severity], case_sensitive=False)
 # (cryptography, cyclonedx, the scan engine...) stay out of the others' start-up time.
 _STAGE_COMMANDS = {
     "bom": "mlgate.bom.commands:bom",
+    "convert": "mlgate.convert.commands:convert_cmd",
     "hash": "mlgate.provenance.commands:hash_cmd",
     "verify": "mlgate.provenance.commands:verify_cmd",
     "sign": "mlgate.provenance.sign_commands:sign_cmd",

@@ -219,6 +219,15 @@ SUSPICIOUS_SOURCE = _rule(
     "Source code carried by the artifact reaches process, file, network or dynamic-code APIs.",
 )
 
+# --- conversion (mlgate convert / mlgate.load) ----------------------------------------------
+CONVERSION_REFUSED = _rule(
+    "MLG501",
+    "conversion-refused",
+    Severity.HIGH,
+    "The checkpoint holds something other than tensors, arrays and plain containers; "
+    "converting or loading it would run code from the file, so it was refused.",
+)
+
 ALL_RULES: tuple[Rule, ...] = (
     CODE_EXECUTION,
     SYSTEM_ACCESS,
@@ -249,5 +258,6 @@ ALL_RULES: tuple[Rule, ...] = (
     UNRECOGNISED,
     EMBEDDED_CODE,
     SUSPICIOUS_SOURCE,
+    CONVERSION_REFUSED,
 )
 RULES_BY_ID: dict[str, Rule] = {r.id: r for r in ALL_RULES}

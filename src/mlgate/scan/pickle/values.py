@@ -78,6 +78,9 @@ class Persistent:
 
     pid: Value
     index: int
+    # joblib arrays only: the NumpyArrayWrapper it replaces and where its raw bytes start.
+    wrapper: Value = None
+    data_offset: int | None = None
 
 
 @dataclass(eq=False, slots=True)

@@ -416,6 +416,7 @@ class PickleVM(DataOps):
         layout = gadgets.joblib_array_layout(state)
         if layout is None:
             raise StreamError("joblib array wrapper with a state mlgate cannot size")
+        data_offset = None
         if layout.has_object:
             # joblib calls pickle.load on the same stream: a whole nested pickle follows.
             nested = PickleVM(self.r, number=self.prog.number, limits=self.limits, joblib=True)
@@ -428,8 +429,10 @@ class PickleVM(DataOps):
             if layout.aligned:
                 pad = self.r.read(1)[0]
                 self.r.skip(pad)
+            data_offset = self.r.tell()
             self.r.skip(layout.nbytes)
-        self.stack[-1] = Persistent(pid="<joblib array>", index=self.index)
+        wrapper = self.stack[-1]
+        self.stack[-1] = Persistent("<joblib array>", self.index, wrapper, data_offset)
         self.frame_end = NO_FRAME
 
 

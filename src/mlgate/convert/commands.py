@@ -1,0 +1,65 @@
+"""The ``mlgate convert`` command: parse, call :func:`convert_model`, render, exit."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from mlgate.convert.errors import ConversionRefused
+from mlgate.convert.model import ConversionResult, convert_model
+from mlgate.errors import ExitCode
+from mlgate.findings import Report, Severity
+from mlgate.render import RENDERERS, OutputFormat
+
+
+@click.command(name="convert")
+@click.argument("src", type=click.Path(path_type=Path, exists=True))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice([f.value for f in OutputFormat]),
+    default="text",
+    show_default=True,
+    help="Output format of the findings when the conversion is refused.",
+)
+def convert_cmd(src: Path, dst: Path, fmt: str) -> None:
+    """Convert the checkpoint SRC (or every checkpoint of the model folder SRC) to safetensors.
+
+    Nothing in SRC is run: pickles are rebuilt by mlgate's restricted reconstruction, which
+    honours only tensors, arrays and plain containers. Exit status: 0 converted, 1 refused
+    (the findings say why; nothing written), 2 could not be completed.
+    """
+    try:
+        result = convert_model(src, dst)
+    except ConversionRefused as e:
+        report = Report(targets=(str(src),), findings=e.findings)
+        text = RENDERERS[OutputFormat(fmt)](report, Severity.INFO, False)
+        click.echo(f"mlgate: conversion refused: {e}", err=True)
+        click.echo(text, nl=not text.endswith("\n"))
+        sys.exit(ExitCode.UNSAFE)
+    click.echo(summary(result), nl=False)
+    sys.exit(ExitCode.CLEAN)
+
+
+def summary(result: ConversionResult) -> str:
+    """What was written, one line per file."""
+    lines = []
+    for f in result.converted:
+        tied = f", {len(f.aliases)} tied name(s) deduplicated" if f.aliases else ""
+        lines.append(
+            f"converted {f.source} ({f.kind}) -> {f.destination}: {f.tensors} tensors, "
+            f"{f.tensor_bytes} bytes{tied}"
+        )
+    lines += [f"kept {p}: its safetensors counterpart is already there" for p in result.superseded]
+    if result.copied:
+        lines.append(f"copied {len(result.copied)} other file(s) unchanged")
+    if result.index is not None:
+        lines.append(f"wrote index {result.index}")
+    lines.append(
+        f"total: {result.tensors} tensors, {result.tensor_bytes} bytes, "
+        f"{result.deduplicated} deduplicated"
+    )
+    return "\n".join(lines) + "\n"
