@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from mlgate.errors import ExitCode
+from mlgate.registry.errors import RegistryError
 from mlgate.registry.ingest import HubOptions
 from mlgate.registry.lifecycle import State
 from mlgate.registry.policy import load_policy
@@ -393,6 +394,27 @@ def show_cmd(data_dir: Path, url: str | None, actor: str | None, fmt: str, ref: 
     lines += [f"  {d.decision:<9} {d.actor}: {d.reason} ({d.at[:19]})" for d in version.decisions]
     lines += [f"  download  {d.path} by {d.actor} ({d.at[:19]})" for d in version.downloads]
     click.echo("\n".join(lines))
+
+
+@models_cmd.command(name="bom")
+@registry_options
+@click.argument("ref")
+@click.option("--out", type=click.Path(path_type=Path), help="File to write [default: stdout].")
+def bom_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, out: Path | None) -> None:
+    """The CycloneDX ML-BOM attached to a published version."""
+    version = _open(data_dir, url, actor).show(ref)
+    if version.bom is None:
+        raise RegistryError(f"{version.ref} has no BOM: it is generated when it is published")
+    text = json.dumps(version.bom, indent=2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+    components = len(version.bom.get("components", []))
+    click.echo(
+        f"{version.ref}: CycloneDX {version.bom.get('specVersion')} ML-BOM "
+        f"({components} components) written to {out}"
+    )
 
 
 @models_cmd.command(name="history")
