@@ -170,8 +170,11 @@ def _checkpoint_bytes(seq: int, head_hash: str, at: str) -> bytes:
 
 def read_entries(conn: Connection) -> Iterator[AuditEntry]:
     """Every entry in ``seq`` order, streamed."""
-    rows = conn.execution_options(yield_per=1000).execute(
-        select(schema.audit_entries).order_by(schema.audit_entries.c.seq)
+    # Per statement: Connection.execution_options() would switch the caller's whole
+    # connection to server-side cursors, and a later UPDATE on it fails on PostgreSQL.
+    rows = conn.execute(
+        select(schema.audit_entries).order_by(schema.audit_entries.c.seq),
+        execution_options={"yield_per": 1000},
     )
     for row in rows:
         yield AuditEntry(
