@@ -7,8 +7,10 @@ older than a grace period, so that an ingest still in flight never loses its blo
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -52,6 +54,7 @@ def check_registry(
     report = CheckReport()
     with database.read_transaction(registry.engine) as conn:
         referenced = _check_versions(conn, registry, report, deep)
+        contents = set(conn.execute(select(t.versions.c.content_digest)).scalars())
         _check_aliases(conn, report)
     report.problems.extend(f"audit log: {p}" for p in registry.audit_verify().problems)
     present = set(registry.blobs.digests())
@@ -67,7 +70,28 @@ def check_registry(
         if repair and tmp.stat().st_mtime < stale:
             tmp.unlink(missing_ok=True)
             report.repaired.append(f"removed {tmp.name}")
+    _check_scratch(registry, contents, report, repair, stale)
     return report
+
+
+def _check_scratch(
+    registry: Registry, contents: set[str], report: CheckReport, repair: bool, stale: float
+) -> None:
+    """Scratch folders and views a killed ingest, scan or publish left behind: their hard
+    links would keep removed orphan blobs' bytes on disk for good."""
+    root = registry.data_dir
+    leftovers = [p for name in ("tmp", "staging") for p in _children(root / name)]
+    leftovers += [p for p in _children(root / "views") if p.name not in contents]
+    for path in leftovers:
+        rel = path.relative_to(root).as_posix()
+        report.orphans.append(f"leftover {rel} (interrupted ingest, scan or publish)")
+        if repair and path.lstat().st_mtime < stale:
+            shutil.rmtree(path, ignore_errors=True)
+            report.repaired.append(f"removed {rel}")
+
+
+def _children(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
 def _check_versions(
