@@ -61,7 +61,12 @@ def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
 
 def test_model_lifecycle_through_the_cli(cli: Cli, models: dict[str, Path], tmp_path: Path) -> None:
     assert cli("registry", "users") == ExitCode.CLEAN
-    assert cli.out.splitlines() == ["alice: admin", "pat: publisher", "rita: reviewer", "rob: reader"]
+    assert cli.out.splitlines() == [
+        "alice: admin",
+        "pat: publisher",
+        "rita: reviewer",
+        "rob: reader",
+    ]
 
     assert cli("ingest", models["v1"], "--name", "org/tiny", actor="pat") == ExitCode.CLEAN
     assert cli.out.startswith("org/tiny@1: scanned (risk: ")
