@@ -37,6 +37,7 @@ bench: $(FULL)
 	$(PY) bench/run.py
 	$(PY) bench/corpus.py
 	$(PY) bench/hashing.py
+	$(PY) bench/convert.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,6 @@ from mlgate.convert.errors import ConversionRefused
 from mlgate.convert.model import ConversionResult, convert_model
 from mlgate.errors import ExitCode
 from mlgate.findings import Report, Severity
-from mlgate.render import RENDERERS, OutputFormat
 
 
 @click.command(name="convert")
@@ -20,7 +19,7 @@ from mlgate.render import RENDERERS, OutputFormat
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice([f.value for f in OutputFormat]),
+    type=click.Choice(["text", "json", "sarif"]),
     default="text",
     show_default=True,
     help="Output format of the findings when the conversion is refused.",
@@ -35,6 +34,8 @@ def convert_cmd(src: Path, dst: Path, fmt: str) -> None:
     try:
         result = convert_model(src, dst)
     except ConversionRefused as e:
+        from mlgate.render import RENDERERS, OutputFormat  # noqa: PLC0415 - refusals only
+
         report = Report(targets=(str(src),), findings=e.findings)
         text = RENDERERS[OutputFormat(fmt)](report, Severity.INFO, False)
         click.echo(f"mlgate: conversion refused: {e}", err=True)

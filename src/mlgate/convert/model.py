@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlgate.convert.errors import ConversionError, ConversionRefused
+from mlgate.convert.numpy_src import MAGIC as NPY_MAGIC
 from mlgate.convert.safetensors_writer import FilePlan, plan_file, write_file
 from mlgate.convert.sources import ZIP_MAGIC, read_checkpoint
 from mlgate.findings import Finding
-from mlgate.scan.formats.numpy import MAGIC as NPY_MAGIC
 from mlgate.scan.ziputil import ZipFormatError, read_directory
 
 WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".npy", ".npz")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import struct
 import zlib
 from pathlib import Path
@@ -13,10 +14,11 @@ from mlgate.convert.reconstruct import strided
 from mlgate.convert.refs import ByteSource, Checkpoint, DeflatedRange, FileRange, Node
 from mlgate.findings import Finding, Location, Severity
 from mlgate.scan import rules
-from mlgate.scan.formats.numpy import MAGIC, NUMPY_MAX_HEADER, _parse_header
 from mlgate.scan.ziputil import ZipEntry
 
 DEFLATED = 8
+MAGIC = b"\x93NUMPY"
+NUMPY_MAX_HEADER = 10_000  # numpy.load's own limit
 _HEAD_READ = 16 + NUMPY_MAX_HEADER
 
 
@@ -75,8 +77,8 @@ def _header(path: Path, name: str, head: bytes) -> tuple[DType, tuple[int, ...],
         raise ConversionError(f"{path}: {name} is not a .npy array")
     fmt, start = ("<H", 10) if head[6] == 1 else ("<I", 12)
     header_len = struct.unpack_from(fmt, head, 8)[0]
-    header = _parse_header(head[start : start + header_len])
-    if header is None or header_len > NUMPY_MAX_HEADER:
+    header = _literal(head[start : start + header_len]) if header_len <= NUMPY_MAX_HEADER else None
+    if not isinstance(header, dict):
         raise ConversionError(f"{path}: {name} has an invalid .npy header")
     descr, shape, fortran = header.get("descr"), header.get("shape"), header.get("fortran_order")
     if isinstance(descr, str) and descr.lstrip("<>|=").startswith("O"):
@@ -95,3 +97,11 @@ def _header(path: Path, name: str, head: bytes) -> tuple[DType, tuple[int, ...],
     if len(shape) > 64:
         raise ConversionError(f"{path}: {name} has {len(shape)} dimensions")
     return dtype, shape, fortran is True, start + header_len
+
+
+def _literal(raw: bytes) -> object:
+    """The header's Python literal (``ast.literal_eval`` evaluates literals only, never code)."""
+    try:
+        return ast.literal_eval(raw.decode("latin-1"))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mlgate.convert.errors import ConversionError
+from mlgate.convert.numpy_src import MAGIC as NPY_MAGIC
 from mlgate.convert.numpy_src import read_npy, read_npz
 from mlgate.convert.reconstruct import reconstruct
 from mlgate.convert.refs import Checkpoint
 from mlgate.convert.torch_ckpt import LEGACY_MAGIC, read_torch_legacy, read_torch_zip, zip_members
 from mlgate.findings import Location
-from mlgate.scan.formats.numpy import MAGIC as NPY_MAGIC
 from mlgate.scan.pickle.program import VMLimits
 from mlgate.scan.pickle.vm import PickleVM
 from mlgate.scan.reader import ByteReader
