@@ -13,6 +13,7 @@ import shutil
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,57 @@ class Registry:
         with self._write(Action.INGEST) as conn:
             number = self._record_ingest(conn, model, owner or self.actor, staged, stored, digest)
         version = self.show(f"{model}@{number}")
-        return self.scan(version.ref) if scan else version
+        if not scan:
+            return version
+        version = self.scan(version.ref)
+        if self.policy.convert_on_ingest and version.state is State.SCANNED:
+            return self._convert(version)
+        return version
+
+    def _convert(self, original: Version) -> Version:
+        """Ingest the safetensors conversion of ``original`` as the next version."""
+        from mlgate.registry.conversion import checkpoints_in, convert_view  # noqa: PLC0415
+
+        view = self.view(original.content_digest, original.files)
+        if not checkpoints_in(view):
+            return original
+        scratch = self._scratch()
+        try:
+            outcome = convert_view(view, scratch)
+            if outcome.folder is None:
+                with self._write(Action.INGEST) as conn:
+                    self._audit(conn, "convert", original.ref, {"refused": outcome.reason})
+                return original
+            staged = stage(str(outcome.folder), HubOptions(), scratch, SourceLimits())
+            stored = store_files(staged, self.blobs)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        with self._write(Action.INGEST) as conn:
+            row = self._row(conn, original.ref)
+            source = replace(
+                staged,
+                kind="converted",
+                uri=original.source.uri,
+                repo_id=original.source.repo_id,
+                revision=original.source.revision,
+                requested_revision=original.source.requested_revision,
+            )
+            number = self._record_ingest(
+                conn,
+                original.model,
+                original.owner,
+                source,
+                stored,
+                content_digest(stored),
+                converted_from=row.id,
+            )
+            self._audit(
+                conn,
+                "convert",
+                original.ref,
+                {"into": f"{original.model}@{number}", "result": outcome.reason},
+            )
+        return self.scan(f"{original.model}@{number}")
 
     def _record_ingest(
         self,
@@ -154,6 +205,7 @@ class Registry:
         staged: Any,
         stored: list[StoredFile],
         digest: str,
+        converted_from: int | None = None,
     ) -> int:
         row = conn.execute(select(t.models).where(t.models.c.name == model)).first()
         if row is None:
@@ -184,6 +236,7 @@ class Registry:
                 ingested_at=store.now(),
                 ingested_by=self.actor,
                 risk="unscanned",
+                converted_from=converted_from,
             ),
         )
         for f in stored:
@@ -201,8 +254,9 @@ class Registry:
             conn.execute(
                 t.blobs.insert().values(digest=f.digest, size=f.size, created_at=store.now())
             )
+        origin = f"converted from version {converted_from}" if converted_from else staged.uri
         store.record_state(
-            conn, version_id, None, State.QUARANTINED, self.actor, f"ingested from {staged.uri}"
+            conn, version_id, None, State.QUARANTINED, self.actor, f"ingested from {origin}"
         )
         self._audit(
             conn,
@@ -377,6 +431,7 @@ class Registry:
         check_transition(version.ref, version.state, State.PUBLISHED)
         key = self.org_key()
         view = self.view(version.content_digest, version.files)
+        self._refuse_pickles(version, view)
         sig_path = self._scratch() / "model.sig"
         try:
             sign_model(view, key.signer, signature_path=sig_path)
@@ -410,6 +465,28 @@ class Registry:
             if alias:
                 self._point_alias(conn, row.model_id, alias, row.id, version.model)
         return self.show(version.ref)
+
+    def _refuse_pickles(self, version: Version, view: Path) -> None:
+        """Under convert-on-ingest, only versions without pickle checkpoints are published."""
+        if not self.policy.convert_on_ingest:
+            return
+        from mlgate.registry.conversion import checkpoints_in  # noqa: PLC0415
+
+        pickles = checkpoints_in(view)
+        if not pickles:
+            return
+        successors = [
+            v
+            for m in self.models()
+            if m.name == version.model
+            for v in m.versions
+            if v.converted_from == version.number
+        ]
+        hint = f"; publish its conversion {successors[0].ref}" if successors else ""
+        raise TransitionRefused(
+            f"policy convert-on-ingest: {version.ref} holds pickle checkpoints "
+            f"({', '.join(pickles)}) and is kept for audit only{hint}"
+        )
 
     def deprecate(self, ref: str, reason: str) -> Version:
         """Mark a published version deprecated: still served, no new aliases."""
