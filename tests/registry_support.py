@@ -30,7 +30,7 @@ def postgres_available() -> bool:
     try:
         with _admin_engine().connect() as conn:
             conn.exec_driver_sql("SELECT 1")
-    except Exception as e:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception as e:
         if REQUIRE_PG:
             pytest.fail(f"PostgreSQL is required (MLGATE_REQUIRE_POSTGRES=1) but: {e}")
         return False
