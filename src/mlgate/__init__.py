@@ -21,12 +21,17 @@ if TYPE_CHECKING:
 
     from mlgate.config import Config, load_config
     from mlgate.convert import load
+    from mlgate.gate import admit
     from mlgate.provenance import hash_model, sign_model, verify_model
+    from mlgate.registry import init_registry, open_registry
 
 _LAZY = {
     "Config": ("mlgate.config", "Config"),
     "load_config": ("mlgate.config", "load_config"),
     "load": ("mlgate.convert", "load"),
+    "admit": ("mlgate.gate", "admit"),
+    "open_registry": ("mlgate.registry", "open_registry"),
+    "init_registry": ("mlgate.registry", "init_registry"),
     "hash_model": ("mlgate.provenance", "hash_model"),
     "sign_model": ("mlgate.provenance", "sign_model"),
     "verify_model": ("mlgate.provenance", "verify_model"),
@@ -43,10 +48,13 @@ __all__ = [
     "Report",
     "ScanError",
     "Severity",
+    "admit",
     "bom",
     "hash_model",
+    "init_registry",
     "load",
     "load_config",
+    "open_registry",
     "scan",
     "sign_model",
     "verify_model",
