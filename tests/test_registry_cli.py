@@ -8,9 +8,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from registry_models import BENIGN_FILES, write_benign, write_malicious
+from registry_models import BENIGN_FILES, Cli, init_cli, write_benign, write_malicious
 
-from mlgate.cli import main
 from mlgate.errors import ExitCode
 from mlgate.provenance.signing import verify_model
 
@@ -25,38 +24,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-class Cli:
-    """Runs ``mlgate`` against one data dir and keeps what it printed."""
-
-    def __init__(self, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.data_dir = data_dir
-        self.capsys = capsys
-        self.out = self.err = ""
-
-    def __call__(self, *args: str | Path, actor: str = "alice") -> int:
-        argv = [str(a) for a in args]
-        code = main([*argv, "--data-dir", str(self.data_dir), "--as", actor])
-        self.out, self.err = self.capsys.readouterr()
-        return code
-
-    def raw(self, *args: str | Path) -> int:
-        code = main([str(a) for a in args])
-        self.out, self.err = self.capsys.readouterr()
-        return code
-
-
 @pytest.fixture
 def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """An initialised registry with pat (publisher), rita (reviewer) and rob (reader)."""
-    for name in ("MLGATE_ACTOR", "MLGATE_HOME", "MLGATE_REGISTRY", "HF_ENDPOINT", "HF_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    run = Cli(tmp_path / "home", capsys)
-    assert run("registry", "init") == ExitCode.CLEAN
-    assert f"registry ready in {run.data_dir} (admin: alice)" in run.out
-    for user, role in (("pat", "publisher"), ("rita", "reviewer"), ("rob", "reader")):
-        assert run("registry", "user", user, "--role", role) == ExitCode.CLEAN
-    return run
+    return init_cli(tmp_path, capsys, monkeypatch)
 
 
 def test_model_lifecycle_through_the_cli(cli: Cli, models: dict[str, Path], tmp_path: Path) -> None:

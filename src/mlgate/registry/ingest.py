@@ -54,22 +54,32 @@ class HubOptions:
 def stage(spec: str, hub: HubOptions, staging_root: Path, limits: SourceLimits) -> StagedSource:
     """Validate and fetch the source named by ``spec`` (a path or ``hf://org/name@rev``)."""
     kind, args = parse_source(spec)
+    staging: Path | None = None
     try:
         if kind == "local":
-            return stage_local(Path(args["path"]), limits)
-        staging = staging_root / uuid.uuid4().hex
-        staging.mkdir(parents=True)
-        return stage_huggingface(
-            hub.endpoint,
-            args["repo_id"],
-            args["revision"],
-            staging=staging,
-            token=hub.token,
-            limits=limits,
-            repo_type=args["repo_type"],
-        )
-    except SourceError as e:
-        raise IngestRefused(f"cannot ingest {spec}: {e}") from e
+            staged = stage_local(Path(args["path"]), limits)
+        else:
+            staging = staging_root / uuid.uuid4().hex
+            staging.mkdir(parents=True)
+            staged = stage_huggingface(
+                hub.endpoint,
+                args["repo_id"],
+                args["revision"],
+                staging=staging,
+                token=hub.token,
+                limits=limits,
+                repo_type=args["repo_type"],
+            )
+        if not staged.files:  # fail closed: an empty version would be scanned "clean"
+            raise SourceError("it has no files")
+    except BaseException as e:
+        # The source removes what it downloaded, not the folder made for it here.
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(e, SourceError):
+            raise IngestRefused(f"cannot ingest {spec}: {e}") from e
+        raise
+    return staged
 
 
 def default_name(staged: StagedSource) -> str:
