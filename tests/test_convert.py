@@ -133,6 +133,7 @@ def test_non_contiguous_views_and_offsets(tmp_path: Path) -> None:
         "stepped": base[:, ::3],
         "permuted": cube.permute(2, 0, 1),
         "expanded": random_tensor(torch.bfloat16, (1, 4), 2).expand(3, 4),
+        "expanded_inner": random_tensor(torch.uint8, (4, 1), 3).expand(4, 3),
         "scalar": base[1, 2],
         "empty": base[:0],
         "narrow_row": base[4],
@@ -465,3 +466,28 @@ def test_truncated_and_damaged_files_fail_cleanly(tmp_path: Path) -> None:
         with pytest.raises(ConversionError):
             convert_model(tmp_path / name, out / f"{name}.safetensors")
     assert list(out.iterdir()) == []
+
+
+def test_mutated_pickles_never_crash_nor_leave_files(tmp_path: Path) -> None:
+    """Random byte flips in data.pkl: a conversion, a refusal or an error, nothing else."""
+    import random
+
+    good = tmp_path / "good.pt"
+    torch.save({"a": torch.randn(3, 4), "b": torch.arange(6).reshape(2, 3).t(), "n": 3}, good)
+    raw = good.read_bytes()
+    with zipfile.ZipFile(good) as z:
+        info = z.getinfo("good/data.pkl")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    rng = random.Random(6)
+    out = tmp_path / "out"
+    out.mkdir()
+    for i in range(300):
+        data = bytearray(raw)
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(start, start + info.file_size)] = rng.randrange(256)
+        (tmp_path / "m.pt").write_bytes(data)
+        try:
+            convert_model(tmp_path / "m.pt", out / f"{i}.safetensors")
+        except (ConversionError, ConversionRefused):
+            assert not (out / f"{i}.safetensors").exists()
+    assert not [p for p in out.iterdir() if p.suffix == ".part"]

@@ -192,7 +192,10 @@ def _gather(buf: memoryview, view: View) -> Iterator[bytes]:
         held = 0
         for index in product(*(range(d) for d in outer)):
             start = base + sum(i * s for i, s in zip(index, outer_stride, strict=True))
-            row = elems[start : start + span : inner_stride].tobytes()
+            if inner_stride:
+                row = elems[start : start + span : inner_stride].tobytes()
+            else:  # an expanded (broadcast) dimension repeats one element
+                row = elems[start : start + 1].tobytes() * inner
             pending.append(row)
             held += len(row)
             if held >= CHUNK:

@@ -265,9 +265,10 @@ class _Evaluator:
         out: dict[Node, Node] = {}
         for k, v in pairs:
             key = self.node(k)
-            if not isinstance(key, str | int | float | bool | bytes | tuple) and key is not None:
-                raise ConversionError(f"a dictionary key of type {type(key).__name__}")
-            out[key] = self.node(v)
+            try:
+                out[key] = self.node(v)
+            except TypeError:  # an unhashable key (a list...): the real loader fails too
+                raise ConversionError(f"a dictionary key of type {type(key).__name__}") from None
         return out
 
     def _call(self, call: Call) -> Node:
