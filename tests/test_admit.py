@@ -107,16 +107,17 @@ def test_changed_copy_is_refused(registry, published: Path, capsys, change: str)
         (published / "extra.py").write_text("print('hi')\n")
     else:
         weights.unlink()
-    assert _admit(registry, published) == 1
-    out = _lines(capsys)
-    assert "FAIL digests: no match" in out and "FAIL signature: not verified" in out
-    assert "FAIL registry: unknown model" in out and "REFUSED" in out
-    assert _admit(registry, published, "--expect", f"{MODEL}@production") == 1
     named = {
         "tampered": "modified: model.safetensors",
         "added": "added: extra.py",
         "removed": "missing: model.safetensors",
     }[change]
+    assert _admit(registry, published) == 1
+    out = _lines(capsys)
+    assert f"FAIL digests: no exact match; closest is {MODEL}@1" in out
+    assert named in out and "FAIL signature: not verified" in out
+    assert "FAIL registry: unknown model" in out and "REFUSED" in out
+    assert _admit(registry, published, "--expect", f"{MODEL}@production") == 1
     assert named in _lines(capsys)
 
 

@@ -121,19 +121,22 @@ class _Context:
     policy: AdmitPolicy
     registry: Registry | None
     lock: Path | None
-    matched: list[Version] = field(default_factory=list)
-    matched_done: bool = False
+    matched: list[Version] | None = None
+    digests: dict[str, str] | None = None
+
+    def actual(self) -> dict[str, str]:
+        """The model's files: path -> SHA-256 (hashed once)."""
+        if self.digests is None:
+            from mlgate.provenance.manifest import hash_model  # noqa: PLC0415
+
+            self.digests = {f.path: f.digest for f in hash_model(self.model).files}
+        return self.digests
 
     def versions(self) -> list[Version]:
         """Registry versions whose files are exactly the model's (computed once)."""
-        if not self.matched_done:
-            from mlgate.provenance.manifest import hash_model  # noqa: PLC0415
-
+        if self.matched is None:
             assert self.registry is not None
-            manifest = hash_model(self.model)
-            digests = {f.path: f.digest for f in manifest.files}
-            self.matched = self.registry.find_by_content(digests)
-            self.matched_done = True
+            self.matched = self.registry.find_by_content(self.actual())
         return self.matched
 
     def expected(self) -> Version | None:
@@ -180,18 +183,19 @@ def _check_digests(ctx: _Context) -> CheckResult:
         return CheckResult(
             "digests", True, f"every file matches registry version {ctx.versions()[0].ref}"
         )
+    closest = ctx.registry.closest_version(ctx.actual())
+    if closest is None:
+        return CheckResult(
+            "digests", False, "no match", ("no registry version shares any file with it",)
+        )
+    compared = _compare_with_version(ctx, closest)
     return CheckResult(
-        "digests",
-        False,
-        "no match",
-        ("the files match no registry version exactly (modified, added or removed files)",),
+        "digests", False, f"no exact match; closest is {closest.ref}", compared.failures
     )
 
 
 def _compare_with_version(ctx: _Context, expected: Version) -> CheckResult:
-    from mlgate.provenance.manifest import hash_model  # noqa: PLC0415
-
-    actual = {f.path: f.digest for f in hash_model(ctx.model).files}
+    actual = ctx.actual()
     pinned = {f.path: f.digest for f in expected.files}
     failures = [
         f"modified: {p}" for p in sorted(pinned.keys() & actual.keys()) if pinned[p] != actual[p]

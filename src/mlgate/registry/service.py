@@ -676,6 +676,32 @@ class Registry:
                     found.append(store.to_version(conn, row, row.name, detail=False))
             return found
 
+    def closest_version(self, digests: Mapping[str, str]) -> Version | None:
+        """The version sharing the most (path, SHA-256) pairs with ``digests`` (newest on a
+        tie), to name what differs when nothing matches exactly; None if nothing is shared."""
+        pairs = set(digests.items())
+        if not pairs:
+            return None
+        with self._read(Action.READ) as conn:
+            rows = conn.execute(
+                select(t.files.c.version_id, t.files.c.path, t.files.c.digest).where(
+                    t.files.c.digest.in_(sorted({d for _, d in pairs}))
+                )
+            ).all()
+            shared: dict[int, int] = {}
+            for r in rows:
+                if (r.path, r.digest) in pairs:
+                    shared[r.version_id] = shared.get(r.version_id, 0) + 1
+            if not shared:
+                return None
+            candidates = conn.execute(
+                select(t.versions, t.models.c.name)
+                .join(t.models, t.models.c.id == t.versions.c.model_id)
+                .where(t.versions.c.id.in_(sorted(shared)))
+            ).all()
+            best = max(candidates, key=lambda r: (shared[r.id], State(r.state) in SERVED, r.id))
+            return store.to_version(conn, best, best.name, detail=True)
+
     # -- queries ------------------------------------------------------------------------
 
     def show(self, ref: str) -> Version:
