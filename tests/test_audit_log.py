@@ -164,29 +164,34 @@ def forge_chain_and_checkpoints(conn: Connection) -> None:
         conn.execute(POINTS.update().where(POINTS.c.seq == seq).values(head_hash=new[seq]))
 
 
-@pytest.mark.parametrize(
-    ("change", "first_bad", "message"),
-    [
-        (edit_details, 4, "entry 4: content does not match its hash (edited)"),
-        (edit_actor, 7, "entry 7: content does not match its hash (edited)"),
-        (delete_middle, 8, "entry 8: expected entry 7 here (entries deleted or reordered)"),
-        (swap_seq, 7, "entry 7: does not follow entry 6 (chain broken)"),
-        (truncate, 8, "checkpoint at entry 9: the log ends at entry 7 (truncated)"),
-        (copy_signature, 6, "checkpoint at entry 6: signature does not verify"),
-        (garble_signature, 9, "checkpoint at entry 9: signature does not verify"),
-        (forge_chain, 6, "checkpoint at entry 6: entry hash differs from the signed one"),
-        (forge_chain_and_checkpoints, 6, "checkpoint at entry 6: signature does not verify"),
-    ],
-)
-def test_tampering_is_reported_at_the_first_bad_entry(
-    logged, change: Callable[[Connection], None], first_bad: int, message: str
-) -> None:
-    assert logged.audit_verify().ok
-    tamper(logged, change)
+TAMPERING = [
+    (edit_details, 4, "entry 4: content does not match its hash (edited)"),
+    (edit_actor, 7, "entry 7: content does not match its hash (edited)"),
+    (delete_middle, 8, "entry 8: expected entry 7 here (entries deleted or reordered)"),
+    (swap_seq, 7, "entry 7: does not follow entry 6 (chain broken)"),
+    (truncate, 8, "checkpoint at entry 9: the log ends at entry 7 (truncated)"),
+    (copy_signature, 6, "checkpoint at entry 6: signature does not verify"),
+    (garble_signature, 9, "checkpoint at entry 9: signature does not verify"),
+    (forge_chain, 6, "checkpoint at entry 6: entry hash differs from the signed one"),
+    (forge_chain_and_checkpoints, 6, "checkpoint at entry 6: signature does not verify"),
+]
+
+
+def test_tampering_is_reported_at_the_first_bad_entry(logged) -> None:
+    key = logged.org_public_key()
+    for change, first_bad, message in TAMPERING:
+        # Each change is verified inside its own transaction, then rolled back: one
+        # database serves every case.
+        with logged.engine.connect() as conn, conn.begin() as txn:
+            change(conn)
+            result = audit.verify_log(audit.read_entries(conn), audit.read_checkpoints(conn), key)
+            txn.rollback()
+        got = (change.__name__, result.ok, result.first_bad, result.problems[:1])
+        assert got == (change.__name__, False, first_bad, (message,))
+    assert logged.audit_verify().ok  # every change was rolled back
+    tamper(logged, edit_details)  # committed: what Registry.audit_verify reads
     result = logged.audit_verify()
-    assert not result.ok
-    assert result.first_bad == first_bad
-    assert result.problems[0] == message
+    assert (result.ok, result.first_bad) == (False, 4)
 
 
 def test_entries_after_the_last_checkpoint_rely_on_the_chain_alone(logged) -> None:
