@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from mlgate.gate.admit import AdmitPolicy, AdmitResult, CheckResult, admit, load_admit_policy
+from mlgate.gate.admission import AdmitPolicy, AdmitResult, CheckResult, admit, load_admit_policy
 
 __all__ = ["AdmitPolicy", "AdmitResult", "CheckResult", "admit", "load_admit_policy"]

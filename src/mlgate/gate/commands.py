@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from mlgate.errors import ExitCode
-from mlgate.gate.admit import CHECKS, AdmitPolicy, admit, load_admit_policy
+from mlgate.gate.admission import CHECKS, AdmitPolicy, admit, load_admit_policy
 from mlgate.registry.commands import registry_options
 
 
