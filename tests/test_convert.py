@@ -491,3 +491,21 @@ def test_mutated_pickles_never_crash_nor_leave_files(tmp_path: Path) -> None:
         except (ConversionError, ConversionRefused):
             assert not (out / f"{i}.safetensors").exists()
     assert not [p for p in out.iterdir() if p.suffix == ".part"]
+
+
+def test_folder_keeps_existing_safetensors_and_converts_into_a_folder(tmp_path: Path) -> None:
+    src = tmp_path / "model"
+    src.mkdir()
+    torch.save({"w": torch.ones(2)}, src / "pytorch_model.bin")
+    (src / "model.safetensors").write_bytes(b"kept as it is")
+    np.savez_compressed(src / "extra.npz", f=np.asfortranarray(np.arange(6.0).reshape(2, 3)))
+    result = convert_model(src, tmp_path / "out")
+    assert result.superseded == (src / "pytorch_model.bin",)
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == b"kept as it is"
+    extra = load_file(tmp_path / "out" / "extra.safetensors")["f"].numpy()
+    assert np.array_equal(extra, np.arange(6.0).reshape(2, 3))
+    single = tmp_path / "single"
+    single.mkdir()
+    assert convert_model(src / "pytorch_model.bin", single).converted[0].destination == (
+        single / "model.safetensors"
+    )

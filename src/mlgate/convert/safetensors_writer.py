@@ -104,7 +104,10 @@ def _header(entries: list[Entry], metadata: dict[str, str]) -> bytes:
             "data_offsets": [pos, pos + e.view.nbytes],
         }
         pos += e.view.nbytes
-    raw = json.dumps(table, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    try:
+        raw = json.dumps(table, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates in a pickled name: not valid UTF-8
+        raise ConversionError("a tensor name or value is not valid Unicode text") from None
     raw += b" " * (-len(raw) % 8)
     if len(raw) > MAX_HEADER:
         raise ConversionError(f"the safetensors header would be {len(raw)} bytes, too large")
