@@ -457,6 +457,8 @@ def test_truncated_and_damaged_files_fail_cleanly(tmp_path: Path) -> None:
         "no-end.pt": raw[:-30],
         "legacy-cut.pt": legacy.read_bytes()[:-50],
         "garbage.bin": b"\x80\x04\x95" + b"\xff" * 40,
+        "huge-count.pkl": b"\x80\x04\x8e" + struct.pack("<Q", 2**62) + b"\0" * 8,
+        "huge-frame.pkl": b"\x80\x04\x95" + struct.pack("<Q", 2**63) + b"}.",
         "npy-cut.npy": np.lib.format.magic(1, 0) + struct.pack("<H", 20) + b"{'descr': '<f4',",
     }
     out = tmp_path / "out"

@@ -10,7 +10,7 @@ import click
 from mlgate.convert.errors import ConversionRefused
 from mlgate.convert.model import ConversionResult, convert_model
 from mlgate.errors import ExitCode
-from mlgate.findings import Report, Severity
+from mlgate.findings import ArtifactResult, Report, Severity
 
 
 @click.command(name="convert")
@@ -36,8 +36,12 @@ def convert_cmd(src: Path, dst: Path, fmt: str) -> None:
     except ConversionRefused as e:
         from mlgate.render import RENDERERS, OutputFormat  # noqa: PLC0415 - refusals only
 
-        report = Report(targets=(str(src),), findings=e.findings)
-        text = RENDERERS[OutputFormat(fmt)](report, Severity.INFO, False)
+        artifacts = tuple(
+            ArtifactResult(path, "checkpoint", complete=True)
+            for path in dict.fromkeys(f.location.path for f in e.findings)
+        )
+        report = Report(targets=(str(src),), findings=e.findings, artifacts=artifacts)
+        text = RENDERERS[OutputFormat(fmt)](report, Severity.LOW, False)
         click.echo(f"mlgate: conversion refused: {e}", err=True)
         click.echo(text, nl=not text.endswith("\n"))
         sys.exit(ExitCode.UNSAFE)
