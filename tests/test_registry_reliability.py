@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -132,11 +133,16 @@ _KILL_POINTS = 7  # per mode, 0% .. 100% of a measured full ingest
 
 
 def _crash_model(folder: Path, seed: int) -> Path:
-    """Four files of 3 MiB (fresh random bytes, so every ingest writes new blobs)."""
+    """config.json and three 3 MiB safetensors shards of fresh random weights, so every
+    ingest writes new blobs and the scan finds plain tensors (never random "pickles")."""
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"model_type": "bert", "seed": seed}))
+    size = 3 * 1024 * 1024
+    header = json.dumps({"w": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}})
+    encoded = header.encode() + b" " * (-len(header) % 8)
     for i in range(3):
-        (folder / f"shard-{i}.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+        data = struct.pack("<Q", len(encoded)) + encoded + os.urandom(size)
+        (folder / f"shard-{i}.safetensors").write_bytes(data)
     return folder
 
 
