@@ -12,6 +12,7 @@ import importlib
 import json
 import struct
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,13 +53,14 @@ def load(
         size = path.stat().st_size
     except OSError as e:
         raise ConversionError(f"cannot read {path}: {e.strerror or e}") from e
-    if looks_like_safetensors(head, size):
-        tree, sources, aliases = _read_safetensors(path, size)
-    else:
-        ckpt = read_checkpoint(path)
-        tree, sources, aliases = ckpt.tree, ckpt.storages, {}
-    with Reader() as reader:
-        result = _Materialiser(reader, sources, make).node(tree)
+    with ExitStack() as cleanup:  # deletes the decompressed copy of a compressed joblib file
+        if looks_like_safetensors(head, size):
+            tree, sources, aliases = _read_safetensors(path, size)
+        else:
+            ckpt = read_checkpoint(path, cleanup)
+            tree, sources, aliases = ckpt.tree, ckpt.storages, {}
+        with Reader() as reader:
+            result = _Materialiser(reader, sources, make).node(tree)
     if isinstance(result, dict):
         for alias, kept in aliases.items():
             if kept in result:

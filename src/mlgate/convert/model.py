@@ -14,6 +14,7 @@ import shutil
 import struct
 import tempfile
 from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,20 +95,26 @@ def convert_model(src: Path | str, dst: Path | str) -> ConversionResult:
         raise ConversionError(f"{dst} already exists; remove it or choose another destination")
     if not dst.parent.is_dir():
         raise ConversionError(f"destination folder {dst.parent} does not exist")
-    kind, file_plan = _plan(src)
-    write_file(file_plan, dst)
+    with ExitStack() as cleanup:  # deletes decompressed copies of compressed joblib files
+        kind, file_plan = _plan(src, cleanup, dst.parent)
+        write_file(file_plan, dst)
     done = ConvertedFile(
         src, dst, kind, len(file_plan.entries), file_plan.data_bytes, file_plan.aliases
     )
     return ConversionResult(src, dst, (done,))
 
 
-def _plan(path: Path) -> tuple[str, FilePlan]:
-    ckpt = read_checkpoint(path)
-    return ckpt.kind, plan_file(ckpt, path.stat().st_size)
+def _plan(path: Path, cleanup: ExitStack, scratch: Path) -> tuple[str, FilePlan]:
+    ckpt = read_checkpoint(path, cleanup, scratch)
+    return ckpt.kind, plan_file(ckpt, max(path.stat().st_size, ckpt.expanded_size))
 
 
 def _convert_folder(src: Path, dst: Path) -> ConversionResult:
+    with ExitStack() as cleanup:  # deletes decompressed copies of compressed joblib files
+        return _convert_folder_in(src, dst, cleanup)
+
+
+def _convert_folder_in(src: Path, dst: Path, cleanup: ExitStack) -> ConversionResult:
     if dst.exists() and not (dst.is_dir() and not any(dst.iterdir())):
         raise ConversionError(f"{dst} already exists and is not an empty folder")
     if dst.resolve().is_relative_to(src.resolve()):
@@ -116,7 +123,7 @@ def _convert_folder(src: Path, dst: Path) -> ConversionResult:
     weights = [p for p in files if is_checkpoint(src / p)]
     indexes = [p for p in files if p.name.endswith(INDEX_SUFFIXES)]
     others = [p for p in files if p not in weights and p not in indexes]
-    plans = _plan_all(src, weights)
+    plans = _plan_all(src, weights, cleanup, dst.resolve().parent)
     outputs = {p: p.parent / output_name(p.name) for p in weights}
     existing = set(others)
     superseded = [p for p in weights if outputs[p] in existing]
@@ -148,12 +155,14 @@ def _convert_folder(src: Path, dst: Path) -> ConversionResult:
     )
 
 
-def _plan_all(src: Path, weights: list[Path]) -> dict[Path, tuple[str, FilePlan]]:
+def _plan_all(
+    src: Path, weights: list[Path], cleanup: ExitStack, scratch: Path
+) -> dict[Path, tuple[str, FilePlan]]:
     plans: dict[Path, tuple[str, FilePlan]] = {}
     findings: list[Finding] = []
     for rel in weights:
         try:
-            plans[rel] = _plan(src / rel)
+            plans[rel] = _plan(src / rel, cleanup, scratch)
         except ConversionRefused as e:
             findings.extend(e.findings)
     if findings:

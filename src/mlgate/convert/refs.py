@@ -91,3 +91,4 @@ class Checkpoint:
     kind: str  # "pytorch-zip", "pytorch-legacy", "pickle", "joblib", "npy", "npz"
     tree: Node
     storages: dict[str, ByteSource]
+    expanded_size: int = 0  # size of the decompressed copy read (compressed joblib), else 0
