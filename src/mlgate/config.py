@@ -97,3 +97,15 @@ def _limits(table: object) -> Limits:
             raise ValueError(f"limit {key!r} must be a positive number")
         changes[names[key]] = value
     return replace(Limits(), **changes)
+
+
+def read_policy_table(path: Path, name: str) -> dict[str, Any]:
+    """The ``[name]`` table of a TOML policy file (empty when absent)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read policy: {e}") from e
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{name}] must be a table")
+    return table

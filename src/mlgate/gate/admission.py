@@ -14,12 +14,12 @@ trusted key, unreachable database) fails with a line saying why.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlgate.config import read_policy_table
 from mlgate.errors import ConfigError, MlgateError
 from mlgate.findings import Severity
 
@@ -68,13 +68,7 @@ class AdmitResult:
 
 def load_admit_policy(path: Path) -> AdmitPolicy:
     """Read the ``[admit]`` table of a TOML policy file (key paths relative to it)."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read policy: {e}") from e
-    table = data.get("admit", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: [admit] must be a table")
+    table = read_policy_table(path, "admit")
     unknown = sorted(set(table) - {"fail-on", "require", "trusted-keys", "expect"})
     if unknown:
         raise ConfigError(f"{path}: unknown [admit] keys {unknown}")

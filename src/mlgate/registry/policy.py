@@ -7,11 +7,11 @@ the command; the registry's own copy applies to everyone.
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from mlgate.config import read_policy_table
 from mlgate.errors import ConfigError
 from mlgate.findings import Severity
 
@@ -47,13 +47,7 @@ class RegistryPolicy:
 
 def load_policy(path: Path) -> RegistryPolicy:
     """Read a ``[registry]`` table from a TOML file (``registry.toml`` / ``policy.toml``)."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read policy: {e}") from e
-    table = data.get("registry", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: [registry] must be a table")
+    table = read_policy_table(path, "registry")
     return _build({k.replace("-", "_"): v for k, v in table.items()}, str(path))
 
 
