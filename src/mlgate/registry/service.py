@@ -142,8 +142,11 @@ class Registry:
         finally:
             discard_staging(staged, staging_root)
         digest = content_digest(stored)
+        licence = read_license(self.view(digest, stored))
         with self._write(Action.INGEST) as conn:
-            number = self._record_ingest(conn, model, owner or self.actor, staged, stored, digest)
+            number = self._record_ingest(
+                conn, model, owner or self.actor, staged, stored, digest, licence
+            )
         version = self.show(f"{model}@{number}")
         if not scan:
             return version
@@ -170,6 +173,8 @@ class Registry:
             stored = store_files(staged, self.blobs)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        digest = content_digest(stored)
+        licence = read_license(self.view(digest, stored))
         with self._write(Action.INGEST) as conn:
             row = self._row(conn, original.ref)
             source = replace(
@@ -186,7 +191,8 @@ class Registry:
                 original.owner,
                 source,
                 stored,
-                content_digest(stored),
+                digest,
+                licence,
                 converted_from=row.id,
             )
             self._audit(
@@ -205,6 +211,7 @@ class Registry:
         staged: Any,
         stored: list[StoredFile],
         digest: str,
+        licence: str | None,
         converted_from: int | None = None,
     ) -> int:
         row = conn.execute(select(t.models).where(t.models.c.name == model)).first()
@@ -215,7 +222,6 @@ class Registry:
         else:
             model_id = row.id
         number = store.next_number(conn, model_id)
-        view = self.view(digest, stored)
         version_id = store.insert_id(
             conn,
             t.versions.insert().values(
@@ -231,7 +237,7 @@ class Registry:
                 size=sum(f.size for f in stored),
                 file_count=len(stored),
                 formats=formats_json(stored),
-                license=read_license(view),
+                license=licence,
                 owner=owner,
                 ingested_at=store.now(),
                 ingested_by=self.actor,
@@ -475,14 +481,12 @@ class Registry:
         pickles = checkpoints_in(view)
         if not pickles:
             return
-        successors = [
-            v
-            for m in self.models()
-            if m.name == version.model
-            for v in m.versions
-            if v.converted_from == version.number
-        ]
-        hint = f"; publish its conversion {successors[0].ref}" if successors else ""
+        with self._read(Action.READ) as conn:
+            row = self._row(conn, version.ref)
+            successor = conn.execute(
+                select(t.versions.c.number).where(t.versions.c.converted_from == row.id)
+            ).scalar()
+        hint = f"; publish its conversion {version.model}@{successor}" if successor else ""
         raise TransitionRefused(
             f"policy convert-on-ingest: {version.ref} holds pickle checkpoints "
             f"({', '.join(pickles)}) and is kept for audit only{hint}"
@@ -557,12 +561,20 @@ class Registry:
             raise TransitionRefused(
                 f"{name}@{row.number} is {row.state}: only a published version can be {alias}"
             )
+        self._move_alias(conn, model_id, alias, version_id)
+        self._audit(conn, action, f"{name}@{alias}", {"version": row.number})
+
+    def _move_alias(
+        self, conn: Connection, model_id: int, alias: str, version_id: int | None
+    ) -> None:
+        """Point ``alias`` at ``version_id`` (None: remove it) and record it in its history."""
         conn.execute(
             t.aliases.delete().where(t.aliases.c.model_id == model_id, t.aliases.c.alias == alias)
         )
-        conn.execute(
-            t.aliases.insert().values(model_id=model_id, alias=alias, version_id=version_id)
-        )
+        if version_id is not None:
+            conn.execute(
+                t.aliases.insert().values(model_id=model_id, alias=alias, version_id=version_id)
+            )
         conn.execute(
             t.alias_history.insert().values(
                 model_id=model_id,
@@ -572,7 +584,6 @@ class Registry:
                 at=store.now(),
             )
         )
-        self._audit(conn, action, f"{name}@{alias}", {"version": row.number})
 
     def _previous_target(
         self, conn: Connection, model_id: int, alias: str, current: int
@@ -600,20 +611,7 @@ class Registry:
             if target is not None:
                 self._point_alias(conn, model_id, alias, target, str(name), action="fallback")
                 continue
-            conn.execute(
-                t.aliases.delete().where(
-                    t.aliases.c.model_id == model_id, t.aliases.c.alias == alias
-                )
-            )
-            conn.execute(
-                t.alias_history.insert().values(
-                    model_id=model_id,
-                    alias=alias,
-                    version_id=None,
-                    actor=self.actor,
-                    at=store.now(),
-                )
-            )
+            self._move_alias(conn, model_id, alias, None)
             self._audit(conn, "unalias", f"{name}@{alias}", {"reason": "version revoked"})
 
     # -- consumers ----------------------------------------------------------------------
