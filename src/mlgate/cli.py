@@ -109,7 +109,14 @@ def scan(
     use_color = color if color is not None else (output is None and sys.stdout.isatty())
     text = RENDERERS[OutputFormat(fmt)](report, threshold, use_color and fmt == "text")
     _emit(text, output)
-    sys.exit(ExitCode.UNSAFE if report.at_or_above(threshold) else ExitCode.CLEAN)
+    if not report.complete:
+        skipped = sum(not a.complete for a in report.artifacts)
+        click.echo(
+            f"mlgate: error: {skipped} artifact(s) not fully analysed (see the findings); "
+            "the scan is incomplete, so the model is not known to be safe",
+            err=True,
+        )
+    sys.exit(report.exit_code(threshold))
 
 
 @cli.command()

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from pathlib import Path
 
+from mlgate.errors import ExitCode
+
 
 class Severity(IntEnum):
     """How bad a finding is; ordered so that ``max()`` gives the worst."""
@@ -91,6 +93,20 @@ class Report:
     def max_severity(self) -> Severity | None:
         """The worst severity found, or None when there are no findings."""
         return max((f.severity for f in self.findings), default=None)
+
+    @property
+    def complete(self) -> bool:
+        """True when every artifact was fully analysed; False when anything was cut short,
+        unreadable or not understood (each such artifact carries a finding saying why)."""
+        return all(a.complete for a in self.artifacts)
+
+    def exit_code(self, fail_on: Severity) -> ExitCode:
+        """The verdict every consumer shares (CLI, JSON ``passed``, SARIF): ERROR when the
+        analysis is incomplete, whatever else was found (fail closed: not known to be safe),
+        UNSAFE when a finding is at or above ``fail_on``, CLEAN otherwise."""
+        if not self.complete:
+            return ExitCode.ERROR
+        return ExitCode.UNSAFE if self.at_or_above(fail_on) else ExitCode.CLEAN
 
     def at_or_above(self, threshold: Severity) -> tuple[Finding, ...]:
         """Findings whose severity is ``threshold`` or worse."""

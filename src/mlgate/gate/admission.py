@@ -144,10 +144,15 @@ def _check_scan(ctx: _Context) -> CheckResult:
 
     report = scan(ctx.model)
     blocking = report.at_or_above(ctx.policy.fail_on)
-    incomplete = [a.artifact for a in report.artifacts if not a.complete]
     failures = [f"{f.severity.name} {f.rule_id} {f.location}: {f.message}" for f in blocking]
-    failures += [f"not fully analysed: {a}" for a in incomplete if not blocking]
-    summary = f"{len(report.artifacts)} artifacts, no finding at or above {ctx.policy.fail_on.name}"
+    # Incomplete always refuses, findings or not: the part not analysed may hold the payload.
+    failures += [f"not fully analysed: {a.artifact}" for a in report.artifacts if not a.complete]
+    threshold = ctx.policy.fail_on.name
+    summary = f"{len(report.artifacts)} artifacts, no finding at or above {threshold}"
+    if not report.complete:
+        summary = "incomplete: not every file could be analysed"
+    elif blocking:
+        summary = f"{len(blocking)} finding(s) at or above {threshold}"
     return CheckResult("scan", not failures, summary, tuple(failures))
 
 

@@ -202,25 +202,34 @@ def ingest_cmd(
 ) -> None:
     """Quarantine SOURCE (a file, a folder or hf://ORG/NAME@REV), scan it, apply policy.
 
-    Exit 1 when the policy rejects it.
+    Exit 1 when the policy rejects it, 2 when the scan was incomplete and not rejected.
     """
     registry = _open(data_dir, url, actor)
     version = registry.ingest(
         source, name=name, owner=owner, scan=not no_scan, hub=HubOptions(endpoint, token)
     )
     _echo_outcome(registry, version)
-    sys.exit(ExitCode.UNSAFE if version.state is State.REJECTED else ExitCode.CLEAN)
+    sys.exit(_scan_exit(version))
 
 
 @click.command(name="rescan")
 @registry_options
 @click.argument("ref")
 def rescan_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str) -> None:
-    """Scan a quarantined (or re-scan a scanned) version. Exit 1 when policy rejects it."""
+    """Scan a quarantined (or re-scan a scanned) version. Exit 1 when policy rejects it,
+    2 when the scan was incomplete and not rejected."""
     registry = _open(data_dir, url, actor)
     version = registry.scan(ref)
     _echo_outcome(registry, version)
-    sys.exit(ExitCode.UNSAFE if version.state is State.REJECTED else ExitCode.CLEAN)
+    sys.exit(_scan_exit(version))
+
+
+def _scan_exit(version: Version) -> ExitCode:
+    """1 when policy rejected the version; 2 when its scan was incomplete and policy left it
+    for review (auto-reject off): never 0 for a model not fully analysed."""
+    if version.state is State.REJECTED:
+        return ExitCode.UNSAFE
+    return ExitCode.ERROR if version.risk == "incomplete" else ExitCode.CLEAN
 
 
 def _echo_outcome(registry: Registry, version: Version) -> None:

@@ -297,7 +297,7 @@ class Registry:
             if Path(a.artifact).is_relative_to(view)
         }
         worst = report.max_severity
-        incomplete = not all(a.complete for a in report.artifacts)
+        incomplete = not report.complete
         risk = "incomplete" if incomplete else (worst.name.lower() if worst is not None else "none")
         with self._write(Action.SCAN) as conn:
             row = self._row(conn, version.ref)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from mlgate import __version__
+from mlgate.errors import ExitCode
 from mlgate.findings import Finding, Report, Severity
 from mlgate.scan.rules import RULES_BY_ID
 
@@ -22,14 +23,16 @@ def report_to_dict(report: Report, fail_on: Severity) -> dict[str, Any]:
         "schema": SCHEMA,
         "mlgate_version": __version__,
         "targets": list(report.targets),
+        "complete": report.complete,
+        "exit_code": int(report.exit_code(fail_on)),
         "summary": {
             "artifacts": len(report.artifacts),
             "findings": len(report.findings),
             "by_severity": counts,
             "max_severity": worst.name if worst is not None else None,
             "fail_on": fail_on.name,
-            "passed": not report.at_or_above(fail_on),
-            "complete": all(a.complete for a in report.artifacts),
+            "passed": report.exit_code(fail_on) is ExitCode.CLEAN,
+            "complete": report.complete,
         },
         "artifacts": [
             {"artifact": a.artifact, "format": a.format, "complete": a.complete, "size": a.size}

@@ -45,11 +45,31 @@ def render_sarif(report: Report) -> str:
                         "rules": [_rule(r) for r in ALL_RULES],
                     }
                 },
+                "invocations": [_invocation(report)],
                 "results": [_result(f, index) for f in report.sorted_findings()],
             }
         ],
     }
     return json.dumps(log, indent=2)
+
+
+def _invocation(report: Report) -> dict[str, Any]:
+    """SARIF 3.20: ``executionSuccessful`` is false when the analysis is incomplete, with one
+    error notification per artifact not fully analysed, so a dashboard never shows a partial
+    scan as a clean one (the findings say why each one was cut short)."""
+    notes = [
+        {
+            "level": "error",
+            "message": {"text": f"not fully analysed ({a.format}): not known to be safe"},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(a.artifact)}}}],
+        }
+        for a in report.artifacts
+        if not a.complete
+    ]
+    invocation: dict[str, Any] = {"executionSuccessful": report.complete}
+    if notes:
+        invocation["toolExecutionNotifications"] = notes
+    return invocation
 
 
 def _rule(rule: Any) -> dict[str, Any]:

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import lzma
 import os
+import stat
 import traceback
 import zlib
 from dataclasses import replace
 from pathlib import Path
 
 from mlgate.errors import ScanError
-from mlgate.findings import Finding, Location, Report
+from mlgate.findings import ArtifactResult, Finding, Location, Report, Severity
 from mlgate.scan import rules
 from mlgate.scan.context import ProgramObserver, ScanContext
 from mlgate.scan.formats import HANDLERS
 from mlgate.scan.hf_repo import analyse_hf_folder
 from mlgate.scan.limits import Limits, ResourceLimitError
 from mlgate.scan.pickle.policy import Policy
-from mlgate.scan.sniff import HEAD, Format, has_zip_directory, sniff
+from mlgate.scan.sniff import HEAD, Format, has_zip_directory, is_lfs_pointer, sniff
 from mlgate.scan.source import Source, file_source
 
 PICKLE_LABELS = frozenset({"pickle", "joblib", "pytorch-legacy"})
@@ -26,7 +28,17 @@ NON_PICKLE_EXTENSIONS = frozenset(
     ".safetensors .json .txt .md .onnx .gguf .h5 .hdf5 .keras .yaml .yml .csv .npy .npz .zip "
     ".tar .gz .msgpack .tflite .pb .png .jpg .jpeg .xml .html .py .ini .toml".split()
 )
-_SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
+# File names that claim to be model weights or graphs (an empty one is not what it claims).
+MODEL_EXTENSIONS = tuple(
+    ".bin .pt .pth .pkl .pickle .ckpt .joblib .dill .npy .npz .pdparams .safetensors .onnx "
+    ".gguf .ggml .h5 .hdf5 .keras .pb .tflite .msgpack .model .mar .nemo .pte".split()
+)
+
+# Findings that mean their artifact was not fully analysed.
+_INCOMPLETE_RULES = frozenset(
+    r.id
+    for r in (rules.LIMIT_EXCEEDED, rules.UNSUPPORTED, rules.UNREADABLE, rules.NOT_REGULAR_FILE)
+)
 
 
 def dispatch(ctx: ScanContext, source: Source) -> str:
@@ -38,6 +50,16 @@ def dispatch(ctx: ScanContext, source: Source) -> str:
         return "unknown"
     try:
         head = source.head(HEAD)
+        if not head:
+            return _empty(ctx, source)
+        if is_lfs_pointer(head, source.size):
+            ctx.add(
+                rules.LFS_POINTER,
+                source.location,
+                "a Git LFS pointer, not the file's content: the real file was never fetched "
+                "(git lfs pull) and was not analysed",
+            )
+            return "git-lfs-pointer"
         fmt = Format(source.forced_format) if source.forced_format else sniff(head, source.name)
         label = _guarded(ctx, source, fmt)
         if fmt is Format.PICKLE and not source.forced_format and has_zip_directory(source):
@@ -57,6 +79,19 @@ def dispatch(ctx: ScanContext, source: Source) -> str:
     if label in PICKLE_LABELS:
         _check_extension(ctx, source)
     return label
+
+
+def _empty(ctx: ScanContext, source: Source) -> str:
+    # An empty model file is a broken or swapped model (the loader fails, or loads whatever
+    # replaces it later); an empty __init__.py or .gitkeep is ordinary.
+    model = source.name.lower().endswith(MODEL_EXTENSIONS)
+    ctx.add(
+        rules.EMPTY_FILE,
+        source.location,
+        "empty file: nothing to analyse" + ("; a model file cannot be empty" if model else ""),
+        severity=None if model else Severity.LOW,
+    )
+    return "empty"
 
 
 def _guarded(ctx: ScanContext, source: Source, fmt: Format) -> str:
@@ -95,56 +130,151 @@ def scan_paths(
     limits: Limits,
     observer: ProgramObserver | None = None,
 ) -> Report:
-    """Scan files and folders (recursively) and collect one report."""
+    """Scan files and folders (recursively) and collect one report.
+
+    Fails closed: whatever cannot be listed, opened or read, and whatever is not a regular
+    file, is a finding that marks the report incomplete; a path holding nothing to analyse
+    is a finding too. Only a path that does not exist at all raises :class:`ScanError`.
+    """
     for path in paths:
-        if not path.exists() and not path.is_symlink():
-            raise ScanError(f"{path}: no such file or directory")
+        _require_exists(path)
     roots = tuple(p.resolve() for p in paths)
     ctx = ScanContext(
         policy=policy, limits=limits, dispatch=dispatch, roots=roots, observer=observer
     )
     for path in paths:
-        if path.is_dir() and not path.is_symlink():
-            _scan_dir(ctx, path)
-        else:
-            _scan_file(ctx, path, path.resolve().parent)
+        _scan_target(ctx, path)
     return Report(
         targets=tuple(str(p) for p in paths),
         findings=tuple(ctx.findings),
-        artifacts=tuple(ctx.artifacts),
+        artifacts=_artifact_results(ctx),
     )
 
 
+def _artifact_results(ctx: ScanContext) -> tuple[ArtifactResult, ...]:
+    """The artifacts, each marked incomplete when a finding says it was cut short, whichever
+    handler reported it: "complete" next to a limit finding would read as a pass. An artifact
+    cut short before it was listed (nesting too deep) is added as incomplete."""
+    cut = {f.location.artifact for f in ctx.findings if f.rule_id in _INCOMPLETE_RULES}
+    results = [replace(a, complete=False) if a.artifact in cut else a for a in ctx.artifacts]
+    listed = {a.artifact for a in results}
+    results += [ArtifactResult(name, "unknown", complete=False) for name in sorted(cut - listed)]
+    return tuple(results)
+
+
+def _require_exists(path: Path) -> None:
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ScanError(f"{path}: no such file or directory") from None
+    except OSError:
+        pass  # it exists but cannot be looked at (e.g. its folder is not searchable): a finding
+
+
+def _scan_target(ctx: ScanContext, path: Path) -> None:
+    """One path given by the user. A link given by name is followed: the user and the loader
+    both mean its target (Hugging Face cache snapshots are links into ``blobs/``)."""
+    mark = len(ctx.artifacts)
+    try:
+        info = path.stat()
+    except OSError as e:
+        _unreadable(ctx, path, e)
+        return
+    if stat.S_ISDIR(info.st_mode):
+        _scan_dir(ctx, path)
+    else:
+        _scan_entry(ctx, path, info, path.resolve().parent)
+    if len(ctx.artifacts) == mark:
+        ctx.add(
+            rules.NOTHING_SCANNED,
+            Location(path=str(path)),
+            "nothing to analyse here: no regular file (an empty scan is not a clean one)",
+        )
+
+
 def _scan_dir(ctx: ScanContext, root: Path) -> None:
-    for folder, dirs, files in os.walk(root, followlinks=False):
+    """Walk everything a loader could reach, version-control folders (.git...) included: a
+    pickle under .git/ is one ``torch.load`` away. Listing errors are findings, not skips."""
+
+    def on_error(error: OSError) -> None:
+        _unreadable(ctx, Path(error.filename) if error.filename else root, error)
+
+    for folder, dirs, files in os.walk(root, onerror=on_error, followlinks=False):
         dirs.sort()
         for name in list(dirs):
-            if name in _SKIP_DIRS:
+            if (Path(folder) / name).is_symlink():
                 dirs.remove(name)
-            elif (Path(folder) / name).is_symlink():
-                dirs.remove(name)
-                _scan_file(ctx, Path(folder) / name, root)
+                _scan_child(ctx, Path(folder) / name, root)
         for name in sorted(files):
-            _scan_file(ctx, Path(folder) / name, root)
+            _scan_child(ctx, Path(folder) / name, root)
         analyse_hf_folder(ctx, Path(folder), files)
 
 
-def _scan_file(ctx: ScanContext, path: Path, root: Path) -> None:
-    if path.is_symlink():
-        target = path.resolve()
-        inside = any(target == r or r in target.parents for r in (root.resolve(), *ctx.roots))
-        if not inside:
-            ctx.add(
-                rules.PATH_TRAVERSAL,
-                Location(path=str(path)),
-                f"symbolic link to {target}, outside the scanned folder; a loader follows it",
-            )
-        return
-    if not path.is_file():
-        return
-    ctx.start_deadline()
+def _scan_child(ctx: ScanContext, path: Path, root: Path) -> None:
     try:
-        source = file_source(path, str(path))
+        info = path.lstat()
     except OSError as e:
-        raise ScanError(f"{path}: {e}") from e
-    ctx.scan(source)
+        _unreadable(ctx, path, e)
+        return
+    _scan_entry(ctx, path, info, root)
+
+
+def _scan_entry(ctx: ScanContext, path: Path, info: os.stat_result, root: Path) -> None:
+    """Scan one file system entry according to its type (``info``, taken without following
+    links inside a walk). Special files are reported and never opened."""
+    mode = info.st_mode
+    if stat.S_ISLNK(mode):
+        _check_link(ctx, path, root)
+    elif stat.S_ISREG(mode):
+        ctx.start_deadline()
+        try:
+            source = file_source(path, str(path))
+        except OSError as e:
+            _unreadable(ctx, path, e)
+            return
+        ctx.scan(source)
+    elif stat.S_ISDIR(mode):  # listed as a file, a folder now: it changed during the scan
+        _unreadable(ctx, path, OSError(errno.EISDIR, "became a folder during the scan"))
+    else:
+        kind = _special_kind(mode)
+        ctx.add(
+            rules.NOT_REGULAR_FILE,
+            Location(path=str(path)),
+            f"a {kind}, not a regular file: never opened, so what a loader reads from it "
+            "was not analysed",
+        )
+        ctx.artifacts.append(ArtifactResult(str(path), kind, complete=False))
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+def _check_link(ctx: ScanContext, path: Path, root: Path) -> None:
+    """A link inside a scanned folder: its target is scanned where it lives, if it lives
+    inside the scanned tree; a link out of it is a finding (the loader follows it)."""
+    target = path.resolve()
+    inside = any(target == r or r in target.parents for r in (root.resolve(), *ctx.roots))
+    if not inside:
+        ctx.add(
+            rules.PATH_TRAVERSAL,
+            Location(path=str(path)),
+            f"symbolic link to {target}, outside the scanned folder; a loader follows it",
+        )
+
+
+def _unreadable(ctx: ScanContext, path: Path, error: OSError) -> None:
+    """Record that ``path`` could not be listed or read: a finding and an incomplete artifact."""
+    reason = error.strerror or str(error)
+    ctx.add(
+        rules.UNREADABLE,
+        Location(path=str(path)),
+        f"could not be read ({reason}); what it holds was not analysed",
+    )
+    ctx.artifacts.append(ArtifactResult(str(path), "unreadable", complete=False))

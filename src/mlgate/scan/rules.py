@@ -228,6 +228,43 @@ CONVERSION_REFUSED = _rule(
     "converting or loading it would run code from the file, so it was refused.",
 )
 
+# --- completeness of the scanned tree (issue 10: the driver fails closed) -------------------
+UNREADABLE = _rule(
+    "MLG305",
+    "unreadable",
+    Severity.HIGH,
+    "A file or folder could not be listed or read (permissions, I/O error, changed during the "
+    "scan); what it holds was not analysed.",
+)
+NOT_REGULAR_FILE = _rule(
+    "MLG306",
+    "not-a-regular-file",
+    Severity.HIGH,
+    "A FIFO, socket or device stands where a file should be; it was never opened (a FIFO blocks, "
+    "a device streams without end), so what a loader would read from it was not analysed.",
+)
+EMPTY_FILE = _rule(
+    "MLG307",
+    "empty-file",
+    Severity.HIGH,
+    "The file is empty: there is nothing to analyse, and a model file named like this is not the "
+    "model it claims to be (HIGH for model file names, LOW otherwise).",
+)
+LFS_POINTER = _rule(
+    "MLG308",
+    "git-lfs-pointer",
+    Severity.HIGH,
+    "A Git LFS pointer stands where a model file should be: the real content was never fetched, "
+    "so what a deployment eventually loads in its place was not analysed.",
+)
+NOTHING_SCANNED = _rule(
+    "MLG309",
+    "nothing-scanned",
+    Severity.HIGH,
+    "The path given holds no file to analyse (empty folder, or only links and special files); "
+    "an empty scan is not a clean one.",
+)
+
 ALL_RULES: tuple[Rule, ...] = (
     CODE_EXECUTION,
     SYSTEM_ACCESS,
@@ -259,5 +296,10 @@ ALL_RULES: tuple[Rule, ...] = (
     EMBEDDED_CODE,
     SUSPICIOUS_SOURCE,
     CONVERSION_REFUSED,
+    UNREADABLE,
+    NOT_REGULAR_FILE,
+    EMPTY_FILE,
+    LFS_POINTER,
+    NOTHING_SCANNED,
 )
 RULES_BY_ID: dict[str, Rule] = {r.id: r for r in ALL_RULES}

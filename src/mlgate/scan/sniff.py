@@ -143,6 +143,22 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
     return -1, pos
 
 
+# Git LFS pointer files (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md): a short
+# text "version <spec url>\noid sha256:<hex>\nsize <n>\n" committed in place of the content.
+# "hawser" is the spec's pre-release name, still accepted by git-lfs.
+_LFS_VERSIONS = (
+    b"version https://git-lfs.github.com/spec/",
+    b"version https://hawser.github.com/spec/",
+)
+LFS_POINTER_MAX = 1024  # the spec caps pointer files below 1024 bytes
+
+
+def is_lfs_pointer(head: bytes, size: int | None) -> bool:
+    """True when the file is a Git LFS pointer: the real weights were never fetched."""
+    small = size is not None and size < LFS_POINTER_MAX
+    return small and head.startswith(_LFS_VERSIONS) and b"\noid " in head
+
+
 def has_zip_directory(source: Source) -> bool:
     """True when the file ends like a ZIP archive (polyglot check for non-ZIP heads)."""
     return find_eocd(source.tail(22 + 65535), strict=True) >= 0

@@ -7,9 +7,11 @@ without ever holding the parent in memory.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -98,7 +100,21 @@ def file_source(path: Path, display: str | None = None) -> Source:
     """An artifact stored in a regular file."""
     size = path.stat().st_size
     loc = Location(path=display or str(path))
-    return Source(loc, lambda: open(path, "rb"), size, path.name, path.parent)
+    return Source(loc, lambda: _open_regular(path), size, path.name, path.parent)
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Open ``path`` for reading only if it is (still) a regular file. A FIFO swapped in after
+    the scan looked at the entry would block ``open`` forever (time-of-check gap): O_NONBLOCK
+    makes that open return at once, and the fstat on the open descriptor refuses it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (changed during the scan)", str(path))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def bytes_source(parent: Source, member: str, data: bytes) -> Source:
