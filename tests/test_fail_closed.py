@@ -14,6 +14,7 @@ import os
 import pickle
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -29,8 +30,11 @@ from factories import describe, rules_found, scan, write
 from payloads import benign_state_dict, os_system
 
 import mlgate
+from mlgate.bom import build_cyclonedx
 from mlgate.cli import main
-from mlgate.errors import ExitCode
+from mlgate.convert.errors import ConversionError
+from mlgate.convert.model import convert_model
+from mlgate.errors import ExitCode, UnreadableInputError
 from mlgate.findings import Severity
 from mlgate.scan import rules
 from mlgate.scan.engine import scan_paths
@@ -40,6 +44,7 @@ from mlgate.scan.source import file_source
 
 SRC = Path(mlgate.__file__).resolve().parents[1]
 SARIF_SCHEMA = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"
+DEEP_JSON = b'{"a":' * 100_000 + b"1" + b"}" * 100_000  # json.loads: RecursionError
 LFS_POINTER = (
     b"version https://git-lfs.github.com/spec/v1\n"
     b"oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
@@ -357,3 +362,81 @@ def test_pickle_under_a_version_control_folder_is_scanned(tmp_path: Path, hidden
 
     hits = [f for f in report.findings if f.rule_id == rules.CODE_EXECUTION.id]
     assert [f.location.path for f in hits] == [str(tmp_path / "model" / hidden)], describe(report)
+
+
+# --- 5. parser exceptions never escape a public entry point ----------------------------------
+
+
+def safetensors_with_header(header: bytes) -> bytes:
+    return struct.pack("<Q", len(header)) + header
+
+
+def test_folder_nested_a_thousand_deep_is_walked_not_a_recursion_error(tmp_path: Path) -> None:
+    """os.walk recursed once per level: 1200 nested folders raised RecursionError out of
+    ``mlgate.scan`` (a traceback at the CLI), and the pickle at the bottom went unseen."""
+    root = folder = tmp_path / "model"
+    root.mkdir()
+    for _ in range(1200):  # one level at a time: mkdir(parents=True) recurses too
+        folder = folder / "a"
+        folder.mkdir()
+    write(folder / "evil.pkl", os_system("fc-deep-folder"))
+    try:
+        report = scan(root)
+        code = main(["scan", str(root)])
+    finally:
+        while folder != tmp_path:  # iteratively: shutil.rmtree recurses as deep
+            shutil.rmtree(folder)
+            folder = folder.parent
+
+    assert rules.CODE_EXECUTION.id in rules_found(report), describe(report)
+    assert code == ExitCode.UNSAFE
+
+
+def test_load_of_a_deeply_nested_safetensors_header_raises_a_conversion_error(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path / "model.safetensors", safetensors_with_header(DEEP_JSON))
+
+    with pytest.raises(ConversionError, match="nested too deeply") as caught:
+        mlgate.load(path, framework="numpy")
+
+    assert str(path) in str(caught.value)
+
+
+def test_convert_of_a_deeply_nested_index_exits_2_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model"
+    write(model / "pytorch_model.bin.index.json", DEEP_JSON)
+    write(model / "config.json", b'{"model_type": "bert"}')
+
+    with pytest.raises(ConversionError, match="nested too deeply"):
+        convert_model(model, tmp_path / "out1")
+    code = main(["convert", str(model), str(tmp_path / "out2")])
+
+    assert code == ExitCode.ERROR
+    assert "nested too deeply" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("config.json", DEEP_JSON),
+        ("README.md", b"---\n" + b"[" * 20_000 + b"\n---\n"),  # YAML front matter
+        ("model.safetensors", safetensors_with_header(DEEP_JSON)),  # parameter count
+    ],
+)
+def test_bom_of_deeply_nested_metadata_exits_2_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: bytes
+) -> None:
+    model = tmp_path / "model"
+    write(model / "weights.safetensors", safetensors_with_header(b"{}"))
+    write(model / name, content)
+
+    with pytest.raises(UnreadableInputError, match="nested too deeply"):
+        build_cyclonedx(model)
+    code = main(["bom", str(model), "--spdx"])
+
+    assert code == ExitCode.ERROR
+    assert "nested too deeply" in capsys.readouterr().err

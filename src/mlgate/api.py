@@ -6,11 +6,13 @@ import os
 from pathlib import Path
 
 from mlgate.config import Config, load_config
+from mlgate.errors import ScanError, public_entry
 from mlgate.findings import Report
 from mlgate.scan.engine import scan_paths
 from mlgate.scan.pickle.policy import Policy
 
 
+@public_entry(ScanError)
 def scan(*paths: str | os.PathLike[str], config: Config | None = None) -> Report:
     """Statically scan model files or folders; nothing in them is loaded or executed.
 
@@ -20,6 +22,7 @@ def scan(*paths: str | os.PathLike[str], config: Config | None = None) -> Report
     return scan_paths([Path(p) for p in paths], Policy(cfg.policy), cfg.limits)
 
 
+@public_entry(ScanError)
 def explain(path: str | os.PathLike[str], config: Config | None = None) -> str:
     """Pseudo-Python of every pickle found in ``path`` (archives and nesting included)."""
     from mlgate.scan.pickle.explain import explain_programs  # noqa: PLC0415

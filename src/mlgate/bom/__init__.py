@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlgate.errors import UnreadableInputError, public_entry
 from mlgate.findings import Severity
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ def to_json(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
+# Reading the model (hash, scan, model card) is where hostile input can break a parser.
+@public_entry(UnreadableInputError)
 def _gather(
     path: str | os.PathLike[str],
     name: str | None,

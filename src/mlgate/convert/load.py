@@ -22,12 +22,13 @@ from mlgate.convert.layout import Reader, plan
 from mlgate.convert.refs import ByteSource, FileRange, Node, TensorRef
 from mlgate.convert.safetensors_writer import MAX_HEADER, META_TIED
 from mlgate.convert.sources import looks_like_safetensors, read_checkpoint
-from mlgate.errors import MlgateError
+from mlgate.errors import MlgateError, public_entry
 
 Framework = Literal["auto", "numpy", "torch"]
 MakeArray = Callable[[bytearray, DType, tuple[int, ...]], Any]
 
 
+@public_entry(ConversionError)
 def load(
     path: Path | str,
     *,

@@ -22,6 +22,7 @@ from mlgate.convert.errors import ConversionError, ConversionRefused
 from mlgate.convert.numpy_src import MAGIC as NPY_MAGIC
 from mlgate.convert.safetensors_writer import FilePlan, plan_file, write_file
 from mlgate.convert.sources import ZIP_MAGIC, read_checkpoint
+from mlgate.errors import public_entry
 from mlgate.findings import Finding
 from mlgate.scan.ziputil import ZipFormatError, read_directory
 
@@ -75,6 +76,7 @@ def output_name(name: str) -> str:
     return f"{name.rsplit('.', 1)[0] if '.' in name else name}.safetensors"
 
 
+@public_entry(ConversionError)
 def convert_model(src: Path | str, dst: Path | str) -> ConversionResult:
     """Convert a checkpoint file, or every checkpoint of a model folder, to safetensors.
 

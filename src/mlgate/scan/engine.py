@@ -8,6 +8,7 @@ import os
 import stat
 import traceback
 import zlib
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -193,21 +194,37 @@ def _scan_target(ctx: ScanContext, path: Path) -> None:
 
 
 def _scan_dir(ctx: ScanContext, root: Path) -> None:
-    """Walk everything a loader could reach, version-control folders (.git...) included: a
-    pickle under .git/ is one ``torch.load`` away. Listing errors are findings, not skips."""
+    for folder, files in _walk(ctx, root):
+        for name in files:
+            _scan_child(ctx, folder / name, root)
+        analyse_hf_folder(ctx, folder, files)
 
-    def on_error(error: OSError) -> None:
-        _unreadable(ctx, Path(error.filename) if error.filename else root, error)
 
-    for folder, dirs, files in os.walk(root, onerror=on_error, followlinks=False):
-        dirs.sort()
-        for name in list(dirs):
-            if (Path(folder) / name).is_symlink():
-                dirs.remove(name)
-                _scan_child(ctx, Path(folder) / name, root)
-        for name in sorted(files):
-            _scan_child(ctx, Path(folder) / name, root)
-        analyse_hf_folder(ctx, Path(folder), files)
+def _walk(ctx: ScanContext, root: Path) -> Iterator[tuple[Path, list[str]]]:
+    """Every folder under ``root`` (top-down, sorted) with the names of its non-folder entries
+    (links to folders included, as entries). Everything a loader could reach is walked,
+    version-control folders (.git...) included: a pickle under .git/ is one ``torch.load``
+    away. A folder that cannot be listed is a finding, never skipped. Iterative: os.walk
+    recurses once per level (Python 3.11), so a folder nested a thousand deep crashed it."""
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as e:
+            _unreadable(ctx, folder, e)
+            continue
+        subfolders = [e.name for e in entries if _is_folder(e)]
+        yield folder, sorted({e.name for e in entries} - set(subfolders))
+        pending.extend(folder / name for name in reversed(subfolders))
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False  # listed as a file: its lstat reports the error
 
 
 def _scan_child(ctx: ScanContext, path: Path, root: Path) -> None:
