@@ -36,7 +36,15 @@ class Reading:
 
 def scan_pickle(source: Source, ctx: ScanContext) -> str:
     """Analyse every pickle in ``source``; report it unrecognised if it is not a pickle."""
-    reading = read_programs(source, ctx, joblib=True)
+    reading = Reading([], "pickle", is_pickle=True)
+    try:
+        read_programs(source, ctx, joblib=True, reading=reading)
+    except Exception:
+        # The stream failed between two pickles (decompression bomb, truncated gzip...): the
+        # engine reports the failure, the pickles read before it are still analysed.
+        if reading.is_pickle:
+            PickleAnalysis(ctx, source).run(reading.programs)
+        raise
     if not reading.is_pickle and source.forced_format is None:
         return recognise(source, ctx)  # reports UNRECOGNISED only when nothing matches
     PickleAnalysis(ctx, source).run(reading.programs)
@@ -53,13 +61,17 @@ def scan_pickle(source: Source, ctx: ScanContext) -> str:
     return reading.label
 
 
-def read_programs(source: Source, ctx: ScanContext, joblib: bool) -> Reading:
-    """Emulate every pickle in ``source`` from its first byte."""
+def read_programs(
+    source: Source, ctx: ScanContext, joblib: bool, reading: Reading | None = None
+) -> Reading:
+    """Emulate every pickle in ``source`` from its first byte (into ``reading`` if given,
+    so that a caller keeps the pickles read before the stream fails)."""
     limits = VMLimits(
         ctx.limits.max_opcodes, ctx.limits.max_objects, ctx.limits.max_inline_bytes, ctx.deadline
     )
-    programs: list[Program] = []
-    reading = Reading(programs, "pickle", is_pickle=True)
+    if reading is None:
+        reading = Reading([], "pickle", is_pickle=True)
+    programs = reading.programs
     with source.open() as f:
         reader = ByteReader(f, 0, source.size)
         while not reader.at_eof():

@@ -64,10 +64,23 @@ class PickleAnalysis:
         self.uses: dict[str, _Use] = {}
 
     def run(self, programs: list[Program]) -> None:
-        for prog in programs:
-            self._program(prog)
-        for use in self.uses.values():
-            self._report_use(use)
+        # Fail closed on a defect of the analysis, and still report every global and call
+        # collected before it: one unexpected value must not hide an os.system found earlier.
+        try:
+            for prog in programs:
+                self._program(prog)
+        except Exception as e:
+            self._defect("analysing the calls", e)
+        for use in list(self.uses.values()):
+            try:
+                self._report_use(use)
+            except Exception as e:
+                self._defect(f"reporting {use.glob.qualname}", e)
+
+    def _defect(self, doing: str, error: Exception) -> None:
+        self.ctx.incomplete(
+            self.source, f"internal error while {doing}: {type(error).__name__}: {error}"
+        )
 
     # ------------------------------------------------------------------ per program
     def _program(self, prog: Program) -> None:
@@ -80,7 +93,13 @@ class PickleAnalysis:
             self._use(g)
         for call in prog.calls:
             self._call(call)
-        if prog.limit is not None:
+        if prog.failure is not None:
+            self.ctx.incomplete(
+                self.source,
+                f"pickle #{prog.number}: internal error of the emulator ({prog.failure}); "
+                f"analysis stopped at offset {prog.error_offset}",
+            )
+        elif prog.limit is not None:
             self.ctx.incomplete(
                 self.source,
                 f"pickle #{prog.number}: {prog.limit}; analysis "

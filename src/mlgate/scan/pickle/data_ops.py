@@ -185,7 +185,10 @@ class DataOps:
         line = self._line()
         if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
             raise StreamError("the STRING opcode argument must be quoted")
-        data = codecs.escape_decode(line[1:-1])[0]
+        try:
+            data = codecs.escape_decode(line[1:-1])[0]
+        except ValueError:  # the C unpickler raises too ("invalid \x escape")
+            raise StreamError("invalid escape in a STRING argument") from None
         self.stack.append(_py2_string(data))
         return False
 
@@ -202,7 +205,10 @@ class DataOps:
         return False
 
     def op_unicode(self) -> bool:
-        self.stack.append(self._line().decode("raw-unicode-escape"))
+        try:
+            self.stack.append(self._line().decode("raw-unicode-escape"))
+        except UnicodeDecodeError:  # a truncated \uXXXX escape: the loader raises too
+            raise StreamError("invalid escape in a UNICODE argument") from None
         return False
 
     def _push_text(self, n: int) -> None:

@@ -51,6 +51,7 @@ class Program:
     error: str | None = None
     error_offset: int | None = None
     limit: str | None = None
+    failure: str | None = None  # an emulator defect: mlgate could not follow the stream
     nested: list[Program] = field(default_factory=list)  # joblib object-array pickles
     joblib_arrays: int = 0  # raw joblib array payloads skipped
 

@@ -79,6 +79,11 @@ class PickleVM(DataOps):
             prog.error_offset = self.op_offset
         except (OSError, EOFError, zlib.error, lzma.LZMAError) as e:
             prog.error, prog.error_offset = f"stream could not be read: {e}", self.op_offset
+        except Exception as e:
+            # Fail closed without losing the calls recorded so far: the real loader has run
+            # them before reaching whatever the emulator could not follow.
+            prog.failure = f"{type(e).__name__}: {e}"
+            prog.error_offset = self.op_offset
         prog.opcodes = self.index
         return prog
 
