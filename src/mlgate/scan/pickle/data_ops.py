@@ -13,6 +13,7 @@ from mlgate.scan.pickle.values import Blob, Buffer, PDict, PList, PSet, Value
 from mlgate.scan.reader import ByteReader
 
 MAX_LINE = 1 << 16
+BAD_UTF8 = "invalid UTF-8 in a unicode string"
 
 
 class DataOps:
@@ -25,7 +26,11 @@ class DataOps:
         self.stack: list[Value] = []
         self.marks: list[int] = []
         self.fence = 0  # stack items below the last MARK cannot be popped (C unpickler)
-        self.memo: dict[int, Value] = {}
+        # The memo as the C unpickler keeps it: an array indexed by memo key (8 bytes an
+        # entry; a dict cost ~70). Keys beyond its end (a PUT skipping ahead) go to ``sparse``,
+        # and move into the array when it reaches them, so a key lives in one place.
+        self.memo: list[Value] = []
+        self.sparse: dict[int, Value] = {}
         self.op_offset = 0
         self.prev_offset = 0
         self.index = 0  # number of the opcode being executed (1-based)
@@ -83,15 +88,31 @@ class DataOps:
         return Blob(offset=offset, length=n, kind=kind, head=head)
 
     def _memo_get(self, idx: int) -> None:
-        try:
-            self.stack.append(self.memo[idx])
-        except KeyError:
-            raise StreamError(f"Memo value not found at index {idx}") from None
+        memo = self.memo
+        if idx < len(memo):
+            self.stack.append(memo[idx])
+        elif idx in self.sparse:
+            self.stack.append(self.sparse[idx])
+        else:
+            raise StreamError(f"Memo value not found at index {idx}")
 
     def _memo_put(self, idx: int) -> None:
         if idx < 0:
             raise StreamError("negative PUT argument")
-        self.memo[idx] = self._top()
+        value = self._top()
+        memo = self.memo
+        if idx < len(memo):
+            memo[idx] = value
+        elif idx == len(memo):
+            memo.append(value)
+            self.sparse.pop(idx, None)
+        else:
+            self.sparse[idx] = value
+
+    @property
+    def memo_size(self) -> int:
+        """Entries in the memo (MEMOIZE's next key, as the C unpickler's ``memo_len``)."""
+        return len(self.memo) + len(self.sparse)
 
     # ------------------------------------------------------------------ opcodes
     def op_mark(self) -> bool:
@@ -217,7 +238,7 @@ class DataOps:
             try:
                 self.stack.append(value.decode("utf-8", "surrogatepass"))
             except UnicodeDecodeError:
-                raise StreamError("invalid UTF-8 in a unicode string") from None
+                raise StreamError(BAD_UTF8) from None
         else:
             self.stack.append(value)
 
@@ -229,7 +250,7 @@ class DataOps:
         try:
             self.stack.append(self.r.read(self._u8()).decode("utf-8", "surrogatepass"))
         except UnicodeDecodeError:
-            raise StreamError("invalid UTF-8 in a unicode string") from None
+            raise StreamError(BAD_UTF8) from None
         return False
 
     def op_binunicode8(self) -> bool:
@@ -329,11 +350,7 @@ class DataOps:
         return False
 
     def op_binget(self) -> bool:
-        idx = self._u8()
-        try:
-            self.stack.append(self.memo[idx])
-        except KeyError:
-            raise StreamError(f"Memo value not found at index {idx}") from None
+        self._memo_get(self._u8())
         return False
 
     def op_long_binget(self) -> bool:
@@ -353,11 +370,7 @@ class DataOps:
         return False
 
     def op_memoize(self) -> bool:
-        stack = self.stack
-        if len(stack) <= self.fence:
-            raise StreamError("unpickling stack underflow")
-        memo = self.memo
-        memo[len(memo)] = stack[-1]
+        self._memo_put(self.memo_size)
         return False
 
     def _text_arg(self, what: str) -> str:

@@ -44,7 +44,7 @@ def _program(artifact: str, prog: Program, policy: Policy) -> list[str]:
     elif prog.limit is not None:
         lines.append(f"# !! analysis stopped: {prog.limit}")
     elif prog.failure is not None:
-        lines.append(f"# !! analysis stopped by an internal error: {prog.failure}")
+        lines.append(f"# !! analysis stopped: {prog.failure}")
     else:
         lines.append(f"result = {render.render(prog.result)}")
     lines.append("")
