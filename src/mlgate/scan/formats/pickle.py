@@ -7,6 +7,7 @@ legacy PyTorch format stacks five, and a loader may call ``pickle.load`` repeate
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
@@ -17,8 +18,10 @@ from mlgate.scan.pickle.values import Global
 from mlgate.scan.pickle.vm import PickleVM
 from mlgate.scan.reader import ByteReader
 from mlgate.scan.source import Source
+from mlgate.scan.streams import decompressing
 
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+ZF_HEADER = 2 + 19  # "ZF" and the data length in hex, padded to len(hex(2**64))
 TORCH_LEGACY_PICKLES = 5  # magic, protocol version, sys info, data, storage keys
 
 
@@ -46,6 +49,9 @@ def scan_pickle(source: Source, ctx: ScanContext) -> str:
             PickleAnalysis(ctx, source).run(reading.programs)
         raise
     if not reading.is_pickle and source.forced_format is None:
+        zfile_data = _zfile_data_start(source)
+        if zfile_data is not None:
+            return _scan_zfile(source, ctx, zfile_data)
         return recognise(source, ctx)  # reports UNRECOGNISED only when nothing matches
     PickleAnalysis(ctx, source).run(reading.programs)
     if ctx.observer is not None:
@@ -105,6 +111,43 @@ def read_programs(
     elif _is_torch_legacy(programs):
         reading.label = "pytorch-legacy"
     return reading
+
+
+def _zfile_data_start(source: Source) -> int | None:
+    """Where the zlib data of a joblib < 0.10 "ZF" file starts, if ``source`` is one.
+
+    joblib.numpy_pickle_compat.write_zfile: "ZF", the length in hex left-justified to
+    len(hex(2**64)) bytes, one more space with joblib <= 0.8.4, then zlib data (whose first
+    byte is never a space, RFC 6713). joblib.load still reads the main pickle and the
+    ZNDArrayWrapper array files in this container.
+    """
+    head = source.head(ZF_HEADER + 1)
+    if not head.startswith(b"ZF") or len(head) <= ZF_HEADER:
+        return None
+    try:
+        int(head[2:ZF_HEADER].decode("ascii"), 16)
+    except ValueError:  # UnicodeDecodeError included
+        return None
+    return ZF_HEADER + 1 if head[ZF_HEADER:] == b" " else ZF_HEADER
+
+
+def _scan_zfile(source: Source, ctx: ScanContext, start: int) -> str:
+    """The decompressed content as an artifact of its own, with the decompression limits."""
+    limits = ctx.limits
+
+    def opener() -> BinaryIO:
+        raw = source.open()
+        raw.read(start)
+        return decompressing(
+            raw,
+            "zlib",
+            limits.max_decompressed_bytes,
+            limits.max_compression_ratio,
+            limits.ratio_floor_bytes,
+        )
+
+    ctx.scan(source.child("<joblib zfile>", opener, None, False))
+    return "joblib"
 
 
 def _looks_like_pickle(prog: Program) -> bool:
