@@ -10,8 +10,11 @@ import struct
 import zlib
 from pathlib import Path
 
+import joblib
+import numpy as np
 import pytest
-from factories import Reduce, assert_caught, describe, rules_found, scan, write
+from factories import Reduce, assert_benign, assert_caught, describe, rules_found, scan, write
+from joblib.numpy_pickle_compat import NDArrayWrapper, ZNDArrayWrapper, write_zfile
 from payloads import b, glob0, marker, os_system, proto, py_code, s, shell
 
 from mlgate import Severity
@@ -332,3 +335,107 @@ def test_multi_stage_load_of_a_sibling_archive_member(tmp_path: Path) -> None:
     chained = [f for f in report.findings if f.rule_id == "MLG109"]
     assert chained and chained[0].severity is CRIT, describe(report)
     assert "model/stage2.dat" in chained[0].message
+
+
+# ---------------------------------------------------------------------- old joblib layouts
+OLD_JOBLIB = b"sklearn.externals.joblib.numpy_pickle"
+
+
+def _as_sklearn_externals(data: bytes, module: bytes) -> bytes:
+    """Pickles written through ``sklearn.externals.joblib`` (scikit-learn < 0.23 vendored
+    joblib) name joblib's classes under that path. That package no longer exists, so a real
+    joblib dump at protocol 2 (GLOBAL opcodes: text, no frame lengths to fix) has its module
+    name rewritten, which is the only difference."""
+    old = b"c" + module + b"\n"
+    assert old in data
+    return data.replace(old, b"c" + OLD_JOBLIB + b"\n")
+
+
+def test_old_joblib_path_array_bytes_are_not_read_as_opcodes(tmp_path: Path) -> None:
+    # The array's raw bytes follow the wrapper's BUILD; read as opcodes (zeros: invalid),
+    # they stopped the analysis before the call that follows them.
+    buf = io.BytesIO()
+    joblib.dump({"coef": np.zeros(64), "z": Reduce(os.system, shell("sk-joblib"))}, buf,
+                protocol=2)
+    data = _as_sklearn_externals(buf.getvalue(), b"joblib.numpy_pickle")
+    report = scan(write(tmp_path / "model.pkl", data))
+    assert_caught(report, "MLG101", CRIT)
+    assert "MLG201" not in rules_found(report), describe(report)
+
+
+def test_old_joblib_path_honest_dump_is_complete(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    joblib.dump({"coef": np.arange(100.0), "classes": np.array([0, 1])}, buf, protocol=2)
+    data = _as_sklearn_externals(buf.getvalue(), b"joblib.numpy_pickle")
+    report = scan(write(tmp_path / "model.pkl", data))
+    assert_benign(report)
+    assert "MLG201" not in rules_found(report), describe(report)  # followed to its STOP
+
+
+def _nd_wrapper_dump(folder: Path, side_array: np.ndarray, old_path: bool = False) -> Path:
+    """What joblib < 0.10's NumpyPickler wrote for an array: the array saved with np.save to
+    ``<name>_01.npy`` next to the pickle, and an NDArrayWrapper naming that file in it."""
+    main = folder / "model.pkl"
+    np.save(folder / "model.pkl_01.npy", side_array, allow_pickle=True)
+    wrapper = NDArrayWrapper("model.pkl_01.npy", np.ndarray)
+    data = pickle.dumps({"coef": wrapper}, protocol=2)
+    if old_path:
+        data = _as_sklearn_externals(data, b"joblib.numpy_pickle_compat")
+    main.write_bytes(data)
+    return main
+
+
+@pytest.mark.parametrize("old_path", [False, True])
+def test_joblib_side_file_honest(tmp_path: Path, old_path: bool) -> None:
+    main = _nd_wrapper_dump(tmp_path, np.arange(5.0), old_path)
+    if not old_path:  # a real joblib file, in its old format
+        with pytest.warns(DeprecationWarning, match="less than 0.10"):
+            assert joblib.load(main)["coef"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    report = scan(main)
+    assert_benign(report)
+    assert any("model.pkl_01.npy" in f.message for f in report.findings), describe(report)
+
+
+@pytest.mark.parametrize("old_path", [False, True])
+def test_joblib_side_file_object_array_payload(tmp_path: Path, old_path: bool) -> None:
+    # numpy.load(allow_pickle=True) unpickles an object array: the payload is in the side
+    # file, which only the wrapper in the scanned pickle names.
+    payload = np.array([Reduce(os.system, shell("ndwrapper"))], dtype=object)
+    main = _nd_wrapper_dump(tmp_path, payload, old_path)
+    report = scan(main)
+    assert_caught(report, "MLG101", CRIT)
+
+
+def test_joblib_side_file_missing_is_not_complete(tmp_path: Path) -> None:
+    main = _nd_wrapper_dump(tmp_path, np.arange(5.0))
+    (tmp_path / "model.pkl_01.npy").unlink()
+    report = scan(main)
+    assert_caught(report, "MLG109")
+    assert not all(a.complete for a in report.artifacts)
+
+
+def _zfile(path: Path, data: bytes) -> Path:
+    with path.open("wb") as f:
+        write_zfile(f, data)
+    return path
+
+
+def test_joblib_zfile_honest_with_compressed_side_file(tmp_path: Path) -> None:
+    # joblib < 0.10 with compress=True: the pickle in a "ZF" container, each array's raw
+    # bytes in a ZF side file that a ZNDArrayWrapper names (numpy_pickle_compat.py).
+    arr = np.arange(6.0)
+    _, init_args, state = arr.__reduce__()
+    _zfile(tmp_path / "model.pkl_01.npy.z", arr.tobytes())
+    wrapper = ZNDArrayWrapper("model.pkl_01.npy.z", init_args, state[:-1])
+    main = _zfile(tmp_path / "model.pkl", pickle.dumps({"coef": wrapper}, protocol=2))
+    with pytest.warns(DeprecationWarning, match="less than 0.10"):  # a real joblib file
+        assert joblib.load(main)["coef"].tolist() == arr.tolist()
+    report = scan(main)
+    assert_benign(report)
+    assert any("model.pkl_01.npy.z" in f.message for f in report.findings), describe(report)
+
+
+def test_joblib_zfile_payload(tmp_path: Path) -> None:
+    # Read as a pickle, "ZF" is no opcode: the file was reported unrecognised (INFO).
+    main = _zfile(tmp_path / "model.pkl", pickle.dumps(Reduce(os.system, shell("zfile")), 2))
+    assert_caught(scan(main), "MLG101", CRIT)

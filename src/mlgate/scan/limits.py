@@ -10,7 +10,7 @@ class Limits:
     """Bounds applied to hostile input. Hitting one is a finding, never a crash."""
 
     max_depth: int = 12  # nested containers and payloads (archive in archive, pickle in pickle)
-    max_opcodes: int = 20_000_000  # per pickle
+    max_opcodes: int = 20_000_000  # per pickle; one per byte if more (pickle/vm.py)
     max_objects: int = 4_000_000  # containers, tuples and calls per pickle (bounds memory)
     max_inline_bytes: int = 1 << 20  # larger pickle arguments stay on disk
     max_decompressed_bytes: int = 8 << 30  # per compressed member or stream

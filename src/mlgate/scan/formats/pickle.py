@@ -7,6 +7,7 @@ legacy PyTorch format stacks five, and a loader may call ``pickle.load`` repeate
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
@@ -17,8 +18,10 @@ from mlgate.scan.pickle.values import Global
 from mlgate.scan.pickle.vm import PickleVM
 from mlgate.scan.reader import ByteReader
 from mlgate.scan.source import Source
+from mlgate.scan.streams import decompressing
 
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+ZF_HEADER = 2 + 19  # "ZF" and the data length in hex, padded to len(hex(2**64))
 TORCH_LEGACY_PICKLES = 5  # magic, protocol version, sys info, data, storage keys
 
 
@@ -36,8 +39,19 @@ class Reading:
 
 def scan_pickle(source: Source, ctx: ScanContext) -> str:
     """Analyse every pickle in ``source``; report it unrecognised if it is not a pickle."""
-    reading = read_programs(source, ctx, joblib=True)
+    reading = Reading([], "pickle", is_pickle=True)
+    try:
+        read_programs(source, ctx, joblib=True, reading=reading)
+    except Exception:
+        # The stream failed between two pickles (decompression bomb, truncated gzip...): the
+        # engine reports the failure, the pickles read before it are still analysed.
+        if reading.is_pickle:
+            PickleAnalysis(ctx, source).run(reading.programs)
+        raise
     if not reading.is_pickle and source.forced_format is None:
+        zfile_data = _zfile_data_start(source)
+        if zfile_data is not None:
+            return _scan_zfile(source, ctx, zfile_data)
         return recognise(source, ctx)  # reports UNRECOGNISED only when nothing matches
     PickleAnalysis(ctx, source).run(reading.programs)
     if ctx.observer is not None:
@@ -53,13 +67,17 @@ def scan_pickle(source: Source, ctx: ScanContext) -> str:
     return reading.label
 
 
-def read_programs(source: Source, ctx: ScanContext, joblib: bool) -> Reading:
-    """Emulate every pickle in ``source`` from its first byte."""
+def read_programs(
+    source: Source, ctx: ScanContext, joblib: bool, reading: Reading | None = None
+) -> Reading:
+    """Emulate every pickle in ``source`` from its first byte (into ``reading`` if given,
+    so that a caller keeps the pickles read before the stream fails)."""
     limits = VMLimits(
         ctx.limits.max_opcodes, ctx.limits.max_objects, ctx.limits.max_inline_bytes, ctx.deadline
     )
-    programs: list[Program] = []
-    reading = Reading(programs, "pickle", is_pickle=True)
+    if reading is None:
+        reading = Reading([], "pickle", is_pickle=True)
+    programs = reading.programs
     with source.open() as f:
         reader = ByteReader(f, 0, source.size)
         while not reader.at_eof():
@@ -93,6 +111,43 @@ def read_programs(source: Source, ctx: ScanContext, joblib: bool) -> Reading:
     elif _is_torch_legacy(programs):
         reading.label = "pytorch-legacy"
     return reading
+
+
+def _zfile_data_start(source: Source) -> int | None:
+    """Where the zlib data of a joblib < 0.10 "ZF" file starts, if ``source`` is one.
+
+    joblib.numpy_pickle_compat.write_zfile: "ZF", the length in hex left-justified to
+    len(hex(2**64)) bytes, one more space with joblib <= 0.8.4, then zlib data (whose first
+    byte is never a space, RFC 6713). joblib.load still reads the main pickle and the
+    ZNDArrayWrapper array files in this container.
+    """
+    head = source.head(ZF_HEADER + 1)
+    if not head.startswith(b"ZF") or len(head) <= ZF_HEADER:
+        return None
+    try:
+        int(head[2:ZF_HEADER].decode("ascii"), 16)
+    except ValueError:  # UnicodeDecodeError included
+        return None
+    return ZF_HEADER + 1 if head[ZF_HEADER:] == b" " else ZF_HEADER
+
+
+def _scan_zfile(source: Source, ctx: ScanContext, start: int) -> str:
+    """The decompressed content as an artifact of its own, with the decompression limits."""
+    limits = ctx.limits
+
+    def opener() -> BinaryIO:
+        raw = source.open()
+        raw.read(start)
+        return decompressing(
+            raw,
+            "zlib",
+            limits.max_decompressed_bytes,
+            limits.max_compression_ratio,
+            limits.ratio_floor_bytes,
+        )
+
+    ctx.scan(source.child("<joblib zfile>", opener, None, False))
+    return "joblib"
 
 
 def _looks_like_pickle(prog: Program) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 from mlgate.findings import Location, Severity
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
+from mlgate.scan.pickle import gadgets
 from mlgate.scan.pickle.policy import Category, Loader, Verdict, normalise_module
 from mlgate.scan.pickle.program import Program
 from mlgate.scan.pickle.render import ValueRenderer
@@ -64,10 +65,23 @@ class PickleAnalysis:
         self.uses: dict[str, _Use] = {}
 
     def run(self, programs: list[Program]) -> None:
-        for prog in programs:
-            self._program(prog)
-        for use in self.uses.values():
-            self._report_use(use)
+        # Fail closed on a defect of the analysis, and still report every global and call
+        # collected before it: one unexpected value must not hide an os.system found earlier.
+        try:
+            for prog in programs:
+                self._program(prog)
+        except Exception as e:
+            self._defect("analysing the calls", e)
+        for use in list(self.uses.values()):
+            try:
+                self._report_use(use)
+            except Exception as e:
+                self._defect(f"reporting {use.glob.qualname}", e)
+
+    def _defect(self, doing: str, error: Exception) -> None:
+        self.ctx.incomplete(
+            self.source, f"internal error while {doing}: {type(error).__name__}: {error}"
+        )
 
     # ------------------------------------------------------------------ per program
     def _program(self, prog: Program) -> None:
@@ -80,7 +94,13 @@ class PickleAnalysis:
             self._use(g)
         for call in prog.calls:
             self._call(call)
-        if prog.limit is not None:
+        if prog.failure is not None:
+            self.ctx.incomplete(
+                self.source,
+                f"pickle #{prog.number}: {prog.failure}; analysis stopped at offset "
+                f"{prog.error_offset}",
+            )
+        elif prog.limit is not None:
             self.ctx.incomplete(
                 self.source,
                 f"pickle #{prog.number}: {prog.limit}; analysis "
@@ -140,6 +160,9 @@ class PickleAnalysis:
     def _build(self, call: Call) -> None:
         assert isinstance(call.func, Attr)
         target = deref(call.func.obj)
+        wrapper = gadgets.instance_class(target)
+        if wrapper in gadgets.JOBLIB_SIDE_FILE_WRAPPERS:
+            self._joblib_side_file(call, wrapper)
         if isinstance(target, Global | ModuleRef):
             name = target.qualname if isinstance(target, Global) else target.name
             self.ctx.add(
@@ -148,6 +171,39 @@ class PickleAnalysis:
                 f"BUILD overwrites attributes of {name} itself (monkey-patching the loader)",
                 self._show(call),
             )
+
+    def _joblib_side_file(self, call: Call, wrapper: str) -> None:
+        """Analyse the array file an old joblib wrapper makes the loader read at BUILD: an
+        object array in it is a pickle that numpy.load(allow_pickle=True) runs."""
+        args = deref(call.args)
+        state = deref(args[0]) if isinstance(args, tuple) and args else None
+        name = as_text(state.get_str("filename")) if isinstance(state, PDict) else None
+        if not name:
+            self.ctx.incomplete(
+                self.source,
+                f"{wrapper} at offset {call.offset} names its array file with a value mlgate "
+                "cannot compute; the file joblib loads there was not analysed",
+            )
+            return
+        found = self._chained_source(name)
+        if found is None:
+            self.ctx.incomplete(
+                self.source,
+                f"{wrapper} at offset {call.offset} loads the array file {name!r}, which is not "
+                "among the scanned files; whatever it contains would be loaded",
+                rules.CHAINED_LOAD,
+            )
+            return
+        key, child = found
+        worst = self.ctx.scan(child) if self.ctx.claim_chained(key) else None
+        self.ctx.add(
+            rules.NESTED_PAYLOAD,
+            self._loc(call.offset, call.index),
+            f"{wrapper} loads the array file {key}; analysed: worst finding inside is "
+            f"{worst.name if worst else 'none'}",
+            self._show(call),
+            worst or Severity.INFO,
+        )
 
     def _method_call(self, call: Call, target: Attr | MethodCaller) -> None:
         if isinstance(call.resolved, str | bytes):

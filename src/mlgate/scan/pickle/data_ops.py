@@ -13,6 +13,7 @@ from mlgate.scan.pickle.values import Blob, Buffer, PDict, PList, PSet, Value
 from mlgate.scan.reader import ByteReader
 
 MAX_LINE = 1 << 16
+BAD_UTF8 = "invalid UTF-8 in a unicode string"
 
 
 class DataOps:
@@ -25,7 +26,11 @@ class DataOps:
         self.stack: list[Value] = []
         self.marks: list[int] = []
         self.fence = 0  # stack items below the last MARK cannot be popped (C unpickler)
-        self.memo: dict[int, Value] = {}
+        # The memo as the C unpickler keeps it: an array indexed by memo key (8 bytes an
+        # entry; a dict cost ~70). Keys beyond its end (a PUT skipping ahead) go to ``sparse``,
+        # and move into the array when it reaches them, so a key lives in one place.
+        self.memo: list[Value] = []
+        self.sparse: dict[int, Value] = {}
         self.op_offset = 0
         self.prev_offset = 0
         self.index = 0  # number of the opcode being executed (1-based)
@@ -83,15 +88,31 @@ class DataOps:
         return Blob(offset=offset, length=n, kind=kind, head=head)
 
     def _memo_get(self, idx: int) -> None:
-        try:
-            self.stack.append(self.memo[idx])
-        except KeyError:
-            raise StreamError(f"Memo value not found at index {idx}") from None
+        memo = self.memo
+        if idx < len(memo):
+            self.stack.append(memo[idx])
+        elif idx in self.sparse:
+            self.stack.append(self.sparse[idx])
+        else:
+            raise StreamError(f"Memo value not found at index {idx}")
 
     def _memo_put(self, idx: int) -> None:
         if idx < 0:
             raise StreamError("negative PUT argument")
-        self.memo[idx] = self._top()
+        value = self._top()
+        memo = self.memo
+        if idx < len(memo):
+            memo[idx] = value
+        elif idx == len(memo):
+            memo.append(value)
+            self.sparse.pop(idx, None)
+        else:
+            self.sparse[idx] = value
+
+    @property
+    def memo_size(self) -> int:
+        """Entries in the memo (MEMOIZE's next key, as the C unpickler's ``memo_len``)."""
+        return len(self.memo) + len(self.sparse)
 
     # ------------------------------------------------------------------ opcodes
     def op_mark(self) -> bool:
@@ -185,7 +206,10 @@ class DataOps:
         line = self._line()
         if len(line) < 2 or line[0] != line[-1] or line[:1] not in (b"'", b'"'):
             raise StreamError("the STRING opcode argument must be quoted")
-        data = codecs.escape_decode(line[1:-1])[0]
+        try:
+            data = codecs.escape_decode(line[1:-1])[0]
+        except ValueError:  # the C unpickler raises too ("invalid \x escape")
+            raise StreamError("invalid escape in a STRING argument") from None
         self.stack.append(_py2_string(data))
         return False
 
@@ -202,7 +226,10 @@ class DataOps:
         return False
 
     def op_unicode(self) -> bool:
-        self.stack.append(self._line().decode("raw-unicode-escape"))
+        try:
+            self.stack.append(self._line().decode("raw-unicode-escape"))
+        except UnicodeDecodeError:  # a truncated \uXXXX escape: the loader raises too
+            raise StreamError("invalid escape in a UNICODE argument") from None
         return False
 
     def _push_text(self, n: int) -> None:
@@ -211,7 +238,7 @@ class DataOps:
             try:
                 self.stack.append(value.decode("utf-8", "surrogatepass"))
             except UnicodeDecodeError:
-                raise StreamError("invalid UTF-8 in a unicode string") from None
+                raise StreamError(BAD_UTF8) from None
         else:
             self.stack.append(value)
 
@@ -223,7 +250,7 @@ class DataOps:
         try:
             self.stack.append(self.r.read(self._u8()).decode("utf-8", "surrogatepass"))
         except UnicodeDecodeError:
-            raise StreamError("invalid UTF-8 in a unicode string") from None
+            raise StreamError(BAD_UTF8) from None
         return False
 
     def op_binunicode8(self) -> bool:
@@ -323,11 +350,7 @@ class DataOps:
         return False
 
     def op_binget(self) -> bool:
-        idx = self._u8()
-        try:
-            self.stack.append(self.memo[idx])
-        except KeyError:
-            raise StreamError(f"Memo value not found at index {idx}") from None
+        self._memo_get(self._u8())
         return False
 
     def op_long_binget(self) -> bool:
@@ -347,11 +370,7 @@ class DataOps:
         return False
 
     def op_memoize(self) -> bool:
-        stack = self.stack
-        if len(stack) <= self.fence:
-            raise StreamError("unpickling stack underflow")
-        memo = self.memo
-        memo[len(memo)] = stack[-1]
+        self._memo_put(self.memo_size)
         return False
 
     def _text_arg(self, what: str) -> str:

@@ -43,6 +43,8 @@ def _program(artifact: str, prog: Program, policy: Policy) -> list[str]:
         lines.append(f"# !! the loader raises here (offset {prog.error_offset}): {prog.error}")
     elif prog.limit is not None:
         lines.append(f"# !! analysis stopped: {prog.limit}")
+    elif prog.failure is not None:
+        lines.append(f"# !! analysis stopped: {prog.failure}")
     else:
         lines.append(f"result = {render.render(prog.result)}")
     lines.append("")

@@ -287,6 +287,34 @@ _HANDLERS: dict[str, Callable[[tuple[Value, ...]], Value | None]] = {
 
 
 # ------------------------------------------------------------------ joblib arrays
+# joblib >= 0.10 writes an array's bytes in the stream right after its wrapper's BUILD.
+JOBLIB_INLINE_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+# joblib < 0.10 wrote each array to a side file next to the pickle, loaded at BUILD
+# (joblib/numpy_pickle_compat.py): NDArrayWrapper with numpy.load(allow_pickle=True),
+# ZNDArrayWrapper as zlib-compressed raw bytes. Today's joblib still loads both.
+JOBLIB_SIDE_FILE_WRAPPERS = frozenset(
+    f"joblib.{module}.{name}"
+    for module in ("numpy_pickle", "numpy_pickle_compat")
+    for name in ("NDArrayWrapper", "ZNDArrayWrapper")
+)
+
+
+def instance_class(obj: Value) -> str | None:
+    """The class (normalised module path) an object was built from by ``Class(...)``,
+    NEWOBJ or ``copyreg._reconstructor(Class, ...)``: ``sklearn.externals.joblib`` pickles
+    name joblib's classes under that vendored path."""
+    obj = deref(obj)
+    if not isinstance(obj, Call):
+        return None
+    cls = deref(obj.func)
+    if isinstance(cls, Global) and cls.qualname == "copyreg._reconstructor":
+        args = deref(obj.args)
+        cls = deref(args[0]) if isinstance(args, tuple) and args else None
+    if not isinstance(cls, Global):
+        return None
+    return f"{normalise_module(cls.module)}.{cls.name}"
+
+
 @dataclass(frozen=True)
 class ArrayLayout:
     """How many raw bytes joblib writes after a NumpyArrayWrapper."""

@@ -362,6 +362,7 @@ EXACT_ALLOW: frozenset[str] = frozenset(
         "torch._C._nn.gelu",
         "torch._C._nn.silu",
         "joblib.numpy_pickle.NumpyArrayWrapper",
+        "joblib.numpy_pickle.NDArrayWrapper",  # joblib < 0.10 (and sklearn.externals.joblib)
         "joblib.numpy_pickle_compat.NDArrayWrapper",
         "joblib.numpy_pickle.ZNDArrayWrapper",
         "joblib.numpy_pickle_compat.ZNDArrayWrapper",

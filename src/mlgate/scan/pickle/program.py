@@ -15,6 +15,10 @@ class LimitError(Exception):
     """A configured resource limit was reached."""
 
 
+class NotFollowedError(Exception):
+    """The real loader goes on, but mlgate cannot tell how (fail closed: incomplete)."""
+
+
 @dataclass(frozen=True)
 class VMLimits:
     """Bounds on one emulation run."""
@@ -51,6 +55,7 @@ class Program:
     error: str | None = None
     error_offset: int | None = None
     limit: str | None = None
+    failure: str | None = None  # mlgate could not follow the stream (or an emulator defect)
     nested: list[Program] = field(default_factory=list)  # joblib object-array pickles
     joblib_arrays: int = 0  # raw joblib array payloads skipped
 

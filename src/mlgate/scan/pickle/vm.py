@@ -13,16 +13,24 @@ see two different programs.
 from __future__ import annotations
 
 import _compat_pickle
+import gc
 import lzma
 import struct
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from mlgate.scan.limits import ResourceLimitError
 from mlgate.scan.pickle import gadgets
-from mlgate.scan.pickle.data_ops import DataOps
-from mlgate.scan.pickle.program import LimitError, Program, StreamError, VMLimits
+from mlgate.scan.pickle.data_ops import BAD_UTF8, DataOps
+from mlgate.scan.pickle.program import (
+    LimitError,
+    NotFollowedError,
+    Program,
+    StreamError,
+    VMLimits,
+)
 from mlgate.scan.pickle.values import (
     Attr,
     Call,
@@ -38,7 +46,7 @@ from mlgate.scan.reader import ByteReader, TruncatedError
 
 HIGHEST_PROTOCOL = 5
 NO_FRAME = 1 << 127  # frame_end when no frame is open (compares above any offset)
-JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+MEMO_SLACK = 4096  # memo entries allowed beyond the one-per-two-bytes density
 
 
 Handler = Callable[[], bool]
@@ -57,6 +65,14 @@ class PickleVM(DataOps):
         super().__init__(reader, number, limits)
         self.joblib = joblib
         self.frame_end = NO_FRAME
+        # Each opcode takes at least one byte, so a stream of known size can legitimately run
+        # as many opcodes as it has bytes (an honest 90 MB pickle of dicts of strings runs
+        # 24 M): it is capped by its size, or by the limit if that is higher. A stream of
+        # unknown size (decompressed on the fly, where a 60 KB gzip file holds 60 M one-byte
+        # opcodes) gets the limit alone.
+        size = reader.remaining_known()
+        ceiling = self.limits.max_opcodes
+        self.max_opcodes = ceiling if size is None else max(ceiling, size)
         self.table = self._build_table()
 
     # ------------------------------------------------------------------ driver
@@ -64,7 +80,8 @@ class PickleVM(DataOps):
         """Emulate until STOP, a stream error or a limit; never raises for bad input."""
         prog = self.prog
         try:
-            self._loop()
+            with _no_cyclic_gc():
+                self._loop()
         except StreamError as e:
             prog.error, prog.error_offset = str(e), self.op_offset
         except TruncatedError as e:
@@ -79,47 +96,117 @@ class PickleVM(DataOps):
             prog.error_offset = self.op_offset
         except (OSError, EOFError, zlib.error, lzma.LZMAError) as e:
             prog.error, prog.error_offset = f"stream could not be read: {e}", self.op_offset
+        except NotFollowedError as e:
+            prog.failure, prog.error_offset = str(e), self.op_offset
+        except Exception as e:
+            # Fail closed without losing the calls recorded so far: the real loader has run
+            # them before reaching whatever the emulator could not follow.
+            prog.failure = f"internal error of the emulator ({type(e).__name__}: {e})"
+            prog.error_offset = self.op_offset
         prog.opcodes = self.index
         return prog
 
-    def _loop(self) -> None:
-        # Hot path: one iteration per opcode, so state lives in locals where it can.
+    def _loop(self) -> None:  # noqa: PLR0915 - one frame: a call per opcode is the cost
+        # Hot path: one iteration per opcode. The read position, the buffer and the frame end
+        # live in locals, synchronised with the reader only around table handlers; and the
+        # opcodes that make up most of an honest data pickle (strings, memo, marks, small ints)
+        # run inline when their argument is in the buffer, as a method call per opcode costs
+        # more than they do. Every other case goes through the table.
         r = self.r
         table = self.table
-        max_ops = self.limits.max_opcodes
-        max_objects = self.limits.max_objects
-        deadline = self.limits.deadline
+        stack = self.stack
+        push = stack.append
+        memo = self.memo
+        sparse = self.sparse
+        marks = self.marks
         count = 0
-        offset = r.base + r.pos
-        while True:
-            prev, pos, buf = offset, r.pos, r.buf
-            offset = r.base + pos
-            if pos < len(buf):
-                op = buf[pos]
-                r.pos = pos + 1
-            else:
-                op = r.read_byte()
-                if op < 0:
+        base, pos, buf = r.base, r.pos, r.buf
+        blen = len(buf)
+        frame_end = self.frame_end
+        offset = base + pos
+        try:
+            while True:
+                prev = offset
+                offset = base + pos
+                if pos < blen:
+                    op = buf[pos]
+                    pos += 1
+                else:
+                    r.pos = pos
+                    op = r.read_byte()
+                    if op < 0:
+                        raise TruncatedError("stream ended before STOP")
+                    base, pos, buf = r.base, r.pos, r.buf
+                    blen = len(buf)
+                count += 1
+                if offset >= frame_end:
                     self.op_offset = offset
-                    raise TruncatedError("stream ended before STOP")
+                    self.index = count
+                    self._leave_frame(prev)
+                    frame_end = self.frame_end
+                if not count & 0xFFFF:
+                    self.op_offset = offset
+                    self.index = count
+                    self._checkpoint(count)
+                if op == 0x94 and not sparse and len(stack) > self.fence:  # MEMOIZE
+                    memo.append(stack[-1])
+                elif op == 0x8C and pos < blen and pos + 1 + buf[pos] <= blen:
+                    end = pos + 1 + buf[pos]  # SHORT_BINUNICODE
+                    try:
+                        push(buf[pos + 1 : end].decode("utf-8", "surrogatepass"))
+                    except UnicodeDecodeError:
+                        raise StreamError(BAD_UTF8) from None
+                    pos = end
+                elif op == 0x68 and pos < blen and buf[pos] < len(memo):  # BINGET
+                    push(memo[buf[pos]])
+                    pos += 1
+                elif op == 0x28:  # MARK
+                    self.fence = len(stack)
+                    marks.append(self.fence)
+                elif op == 0x4E:  # NONE
+                    push(None)
+                elif op == 0x30 and len(stack) > self.fence:  # POP (not of an empty mark)
+                    stack.pop()
+                elif op == 0x4B and pos < blen:  # BININT1
+                    push(buf[pos])
+                    pos += 1
+                else:
+                    handler = table[op]
+                    if handler is None:
+                        raise StreamError(f"invalid load key {op:#04x}")
+                    self.op_offset = offset
+                    self.index = count
+                    r.pos = pos
+                    if handler():
+                        self._check_frame_at_stop()
+                        return
+                    base, pos, buf = r.base, r.pos, r.buf
+                    blen = len(buf)
+                    frame_end = self.frame_end
+        finally:
+            # Where the emulation stopped, for findings and errors.
             self.op_offset = offset
-            if offset >= self.frame_end:
-                self._leave_frame(prev)
-            handler = table[op]
-            if handler is None:
-                raise StreamError(f"invalid load key {op:#04x}")
-            count += 1
             self.index = count
-            if not count & 0xFFFF:
-                if count > max_ops:
-                    raise LimitError(f"more than {max_ops} opcodes")
-                if self.objects > max_objects:
-                    raise LimitError(f"more than {max_objects} containers and calls")
-                if deadline is not None and time.monotonic() > deadline:
-                    raise LimitError("time budget exhausted")
-            if handler():
-                self._check_frame_at_stop()
-                return
+
+    def _checkpoint(self, count: int) -> None:
+        """Limits checked every 65536 opcodes (cheap enough, and fine-grained enough)."""
+        limits = self.limits
+        if count > self.max_opcodes:
+            raise LimitError(f"more than {self.max_opcodes} opcodes")
+        if self.objects > limits.max_objects:
+            raise LimitError(f"more than {limits.max_objects} containers and calls")
+        # A pickler memoizes each object once, after at least one byte that builds it, and
+        # the memoizing opcode takes one byte more: an honest memo never holds more entries
+        # than half the bytes read. Memoizing the same value over and over (one byte an
+        # entry) is memory growth without data: stop it before it costs a gigabyte.
+        read = self.op_offset - self.prog.start
+        if self.memo_size > read // 2 + MEMO_SLACK:
+            raise LimitError(
+                f"the memo holds {self.memo_size} entries after {read} bytes, more than one "
+                "per two bytes: no pickler writes this"
+            )
+        if limits.deadline is not None and time.monotonic() > limits.deadline:
+            raise LimitError("time budget exhausted")
 
     # ------------------------------------------------------------------ helpers
     def _leave_frame(self, prev_offset: int) -> None:
@@ -358,7 +445,7 @@ class PickleVM(DataOps):
         self._record_call(Attr(obj, "__setstate__"), (state,), None, "BUILD")
         if isinstance(obj, Call):
             obj.state = state
-        if self.joblib and _is_instance_of(obj, JOBLIB_WRAPPER):
+        if self.joblib and gadgets.instance_class(obj) == gadgets.JOBLIB_INLINE_WRAPPER:
             self._read_joblib_array(state)
         return False
 
@@ -415,7 +502,12 @@ class PickleVM(DataOps):
         """Consume the raw array bytes joblib's NumpyUnpickler reads after a wrapper's BUILD."""
         layout = gadgets.joblib_array_layout(state)
         if layout is None:
-            raise StreamError("joblib array wrapper with a state mlgate cannot size")
+            # joblib reads some number of raw bytes here; without it the rest of the stream
+            # cannot be followed (it must not be read as opcodes and called complete).
+            raise NotFollowedError(
+                "a joblib array wrapper whose size mlgate cannot compute; the array bytes "
+                "and everything after them were not analysed"
+            )
         data_offset = None
         if layout.has_object:
             # joblib calls pickle.load on the same stream: a whole nested pickle follows.
@@ -436,12 +528,15 @@ class PickleVM(DataOps):
         self.frame_end = NO_FRAME
 
 
-def _is_instance_of(obj: Value, qualname: str) -> bool:
-    obj = deref(obj)
-    if not isinstance(obj, Call):
-        return False
-    cls = deref(obj.func)
-    if isinstance(cls, Global) and cls.qualname == "copyreg._reconstructor":
-        args = deref(obj.args)
-        cls = deref(args[0]) if isinstance(args, tuple) and args else None
-    return isinstance(cls, Global) and cls.qualname == qualname
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cycle collector while emulating: the VM allocates millions of small values
+    and keeps them all, so each collection rescans everything for nothing (half the time
+    on an honest 90 MB pickle). Values stay collectable once the collector resumes."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
