@@ -346,3 +346,16 @@ def test_7z_declaring_a_bomb_is_not_extracted(tmp_path: Path) -> None:
     # takes py7zr minutes to compress; the 2 GiB original is refused the same way).
     bomb = zeros_7z(tmp_path / "zeros.7z", 16)
     assert_bounded(bounded_scan(bomb, ratio_floor_bytes=1 << 20))
+
+
+FOLDING_BOMBS = {
+    "doubling": '{% set a = "ab" %}' + "{% set a = a + a %}" * 40 + "{{ a }}",
+    "replace": '{% set a = "' + "x" * 300 + '" %}' + '{% set a = a|replace("x", a) %}' * 3,
+}
+
+
+@pytest.mark.parametrize("template", FOLDING_BOMBS.values(), ids=FOLDING_BOMBS.keys())
+def test_gguf_template_folding_is_bounded(tmp_path: Path, template: str) -> None:
+    from test_format_gguf import write_gguf
+
+    assert_bounded(bounded_scan(write_gguf(tmp_path / "t.gguf", template)))

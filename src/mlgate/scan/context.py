@@ -59,8 +59,12 @@ class ScanContext:
 
     def incomplete(self, source: Source, reason: str, rule: Rule = UNSUPPORTED) -> None:
         """Mark ``source`` as not fully analysed, with a finding that says why (fail closed)."""
-        self._incomplete.add(source.location.artifact)
-        self.add(rule, source.location, reason)
+        self.incomplete_at(source.location, reason, rule)
+
+    def incomplete_at(self, location: Location, reason: str, rule: Rule = UNSUPPORTED) -> None:
+        """Mark the artifact holding ``location`` as not fully analysed (see :meth:`incomplete`)."""
+        self._incomplete.add(location.artifact)
+        self.add(rule, location, reason)
 
     def is_incomplete(self, source: Source) -> bool:
         return source.location.artifact in self._incomplete
