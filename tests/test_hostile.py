@@ -21,6 +21,7 @@ from payloads import b, glob0, os_system, proto, s
 import mlgate
 from mlgate import Config, Report, Severity
 from mlgate.scan.limits import Limits
+from mlgate.scan.rules import RECOGNISED
 
 
 def scan_with(path: Path, **limits: float) -> Report:
@@ -359,3 +360,51 @@ def test_gguf_template_folding_is_bounded(tmp_path: Path, template: str) -> None
     from test_format_gguf import write_gguf
 
     assert_bounded(bounded_scan(write_gguf(tmp_path / "t.gguf", template)))
+
+
+def _h5(path: Path) -> Path:
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "w") as f:
+        f.create_dataset("w", data=np.ones(4))
+        f.attrs["note"] = "weights"
+    return path
+
+
+HDF5_READER_FAULTS = {
+    # libhdf5 looping forever on a fuzzed file: the reader never answers.
+    "hang": "import sys, time\nsys.stdin.readline()\ntime.sleep(600)\n",
+    # libhdf5 faulting (or the reader dying out of memory) before it answers.
+    "crash": "import os, sys\nsys.stdin.readline()\nos.abort()\n",
+}
+
+
+@pytest.mark.parametrize("fault", HDF5_READER_FAULTS.values(), ids=HDF5_READER_FAULTS.keys())
+def test_hdf5_reader_hang_or_crash_is_a_finding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    from mlgate.scan.formats import hdf5
+
+    monkeypatch.setattr(hdf5, "WORKER_SCRIPT", write(tmp_path / "reader.py", fault.encode()))
+    path = _h5(tmp_path / "w.h5")
+    start = time.monotonic()
+    report = scan_with(path, file_seconds=2)
+    assert time.monotonic() - start < MAX_SECONDS
+    assert_caught(report)
+    assert not all(a.complete for a in report.artifacts)
+
+
+def test_hdf5_reader_runs_under_its_memory_limit(tmp_path: Path) -> None:
+    # 64 MiB of address space cannot even import h5py: the real reader dies, is reported.
+    report = scan_with(_h5(tmp_path / "w.h5"), hdf5_worker_memory=64 << 20)
+    assert_caught(report, "MLG302")
+    assert not all(a.complete for a in report.artifacts)
+
+
+def test_real_hdf5_files_are_read_out_of_process(tmp_path: Path) -> None:
+    for i in range(3):
+        _h5(tmp_path / f"w{i}.h5")
+    result = bounded_scan(tmp_path)
+    assert not result["incomplete"] and result["seconds"] < MAX_SECONDS, result
+    assert [f[0] for f in result["findings"]] == [RECOGNISED.id] * 3  # type: ignore[union-attr]

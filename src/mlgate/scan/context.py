@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from mlgate.findings import ArtifactResult, Finding, Location, Severity
 from mlgate.scan.limits import Limits, ResourceLimitError
@@ -21,6 +22,18 @@ if TYPE_CHECKING:
 Dispatcher = Callable[["ScanContext", Source], str]
 # Receives every artifact's emulated pickle programs (used by ``mlgate explain``).
 ProgramObserver = Callable[[Source, list["Program"]], None]
+
+
+class Helper(Protocol):
+    """A resource a handler keeps for the rest of the scan (a reader process)."""
+
+    def close(self) -> None: ...
+
+
+def _close_all(helpers: dict[str, Helper]) -> None:
+    for helper in helpers.values():
+        helper.close()
+    helpers.clear()
 
 
 @dataclass
@@ -40,8 +53,13 @@ class ScanContext:
     inflated: int = 0  # bytes decompressed for the current top-level file
     scan_inflated: int = 0
     observer: ProgramObserver | None = None
+    helpers: dict[str, Helper] = field(default_factory=dict)
     _incomplete: set[str] = field(default_factory=set)
     _chained: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        # Helper processes end with the scan that started them (or at interpreter exit).
+        weakref.finalize(self, _close_all, self.helpers)
 
     def add(
         self,

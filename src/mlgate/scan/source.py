@@ -38,6 +38,8 @@ class Source:
     forced_format: str | None = None  # the loader's reading, when it is known (pickle.loads)
     # Resolves a path named inside this artifact to another member of the same archive.
     siblings: Callable[[str], Source | None] | None = None
+    # The file holding exactly these bytes, when there is one (for readers in other processes).
+    path: Path | None = None
 
     def open(self) -> BinaryIO:
         return self.opener()
@@ -94,12 +96,16 @@ def seekable(source: Source) -> Iterator[Source]:
     with source.open() as src:
         head = src.read(_SPOOL_IN_MEMORY + 1)
         if len(head) <= _SPOOL_IN_MEMORY:
-            yield replace(source, opener=lambda: io.BytesIO(head), size=len(head), seekable=True)
+            yield replace(
+                source, opener=lambda: io.BytesIO(head), size=len(head), seekable=True, path=None
+            )
             return
         with tempfile.TemporaryFile(prefix="mlgate-") as spool:
             spool.write(head)
             shutil.copyfileobj(src, spool, 1 << 20)
-            yield replace(source, opener=_reopener(spool), size=spool.tell(), seekable=True)
+            yield replace(
+                source, opener=_reopener(spool), size=spool.tell(), seekable=True, path=None
+            )
 
 
 def spooled(parent: Source, member: str, spool: BinaryIO) -> Source:
@@ -149,7 +155,7 @@ def file_source(path: Path, display: str | None = None) -> Source:
     """An artifact stored in a regular file."""
     size = path.stat().st_size
     loc = Location(path=display or str(path))
-    return Source(loc, lambda: open(path, "rb"), size, path.name, path.parent)
+    return Source(loc, lambda: open(path, "rb"), size, path.name, path.parent, path=path)
 
 
 def bytes_source(parent: Source, member: str, data: bytes) -> Source:
