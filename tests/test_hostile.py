@@ -408,3 +408,22 @@ def test_real_hdf5_files_are_read_out_of_process(tmp_path: Path) -> None:
     result = bounded_scan(tmp_path)
     assert not result["incomplete"] and result["seconds"] < MAX_SECONDS, result
     assert [f[0] for f in result["findings"]] == [RECOGNISED.id] * 3  # type: ignore[union-attr]
+
+
+def test_crc_pass_is_charged_to_the_file_budget(tmp_path: Path) -> None:
+    # The member is sniffed from its first MiB (unknown bytes); the CRC pass inflates it all.
+    path = tmp_path / "one.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("blob.bin", b"\x01" * (8 << 20))
+    report = scan_with(path, max_file_decompressed_bytes=4 << 20)
+    assert [(a.artifact == str(path), a.complete) for a in report.artifacts] == [
+        (False, True), (True, False)], describe(report)
+    assert_caught(report, "MLG301")
+
+
+def test_scan_budget_spans_every_file(tmp_path: Path) -> None:
+    for i in range(2):
+        write(tmp_path / f"p{i}.pkl", pickle.dumps(i))
+    report = scan_with(tmp_path, scan_seconds=1e-9)
+    assert_caught(report, "MLG301")
+    assert not any(a.complete for a in report.artifacts)

@@ -199,10 +199,10 @@ def _check_crc(child: Source, ctx: ScanContext, entry: ZipEntry) -> None:
             while chunk := f.read(1 << 20):
                 crc = zlib.crc32(chunk, crc)
                 ctx.check_budget()  # stored members have no decompression meter
-    except ResourceLimitError as e:
-        if not ctx.is_incomplete(child):  # the member scan may have stopped on it already
-            ctx.incomplete(child, f"CRC pass stopped: {e}", rules.LIMIT_EXCEEDED)
-        return
+    except ResourceLimitError:
+        if ctx.is_incomplete(child):
+            return  # the member scan already reported the limit
+        raise  # the budget is spent: the archive is incomplete (reported by the driver)
     except (OSError, EOFError, zlib.error):
         return  # the member scan already reported why it could not be read
     if crc != entry.crc:
