@@ -21,6 +21,7 @@ from payloads import b, glob0, os_system, proto, s
 import mlgate
 from mlgate import Config, Report, Severity
 from mlgate.scan.limits import Limits
+from mlgate.scan.rules import RECOGNISED
 
 
 def scan_with(path: Path, **limits: float) -> Report:
@@ -212,3 +213,218 @@ def test_string_gadgets_cannot_expand_memory(tmp_path: Path, method: str) -> Non
     report = mlgate.scan(write(tmp_path / "m.pkl", data), config=Config())
     assert time.monotonic() - start < 10
     assert_caught(report, "MLG101")
+
+
+# --- Bomb matrix: each hostile file is scanned in a subprocess that must end within the
+# --- budget (seconds, peak RSS of the scan and of its helper processes) with a finding.
+
+_BOUNDED_SCAN = """
+import json, resource, sys
+from dataclasses import replace
+import mlgate
+from mlgate.scan.limits import Limits
+limits = replace(Limits(), **json.loads(sys.argv[2]))
+report = mlgate.scan(sys.argv[1], config=mlgate.Config(limits=limits))
+# VmHWM, not RUSAGE_SELF: Linux carries the pre-exec peak (the test process's) into ru_maxrss.
+own = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+rss = max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print(json.dumps({"rss_mb": rss / 1024,
+                  "findings": [[f.rule_id, f.severity.name, f.message] for f in report.findings],
+                  "incomplete": [a.artifact for a in report.artifacts if not a.complete]}))
+"""
+MAX_SECONDS, MAX_RSS_MB = 10.0, 256.0
+
+
+def bounded_scan(path: Path, **limits: float) -> dict[str, object]:
+    """Scan ``path`` in a fresh interpreter; returns findings, incomplete artifacts, seconds
+    and peak RSS (MB), and fails if the scan overruns the per-case budget."""
+    import json
+    import subprocess
+    import sys
+
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", _BOUNDED_SCAN, str(path), json.dumps(limits)],
+                          capture_output=True, text=True, timeout=120, check=True)
+    result: dict[str, object] = json.loads(done.stdout)
+    result["seconds"] = time.monotonic() - start
+    print(f"{path.name}: {result['seconds']:.1f} s, {result['rss_mb']:.0f} MB RSS")
+    return result
+
+
+def assert_bounded(result: dict[str, object], rule_id: str = "MLG301") -> None:
+    assert result["seconds"] < MAX_SECONDS and result["rss_mb"] < MAX_RSS_MB, result
+    findings = result["findings"]
+    assert isinstance(findings, list) and any(f[0] == rule_id for f in findings), findings
+    assert result["incomplete"], "a bounded scan must mark the artifact incomplete"
+
+
+def many_empty_members_tgz(path: Path, members: int = 100_000) -> Path:
+    """A tiny tar.gz whose cost is all in per-member overhead (ustar headers by hand:
+    tarfile takes seconds to write this many)."""
+    out = bytearray()
+    for i in range(members):
+        head = bytearray(512)
+        name = f"m/{i}".encode()
+        head[: len(name)] = name
+        head[100:157] = b"0000644\x000000000\x000000000\x0000000000000\x0000000000000\x00        0"
+        head[257:265] = b"ustar\x0000"
+        head[148:156] = b"%06o\x00 " % sum(head)
+        out += head
+    return write(path, gzip.compress(bytes(out + bytes(1024)), 6))
+
+
+def _local_header(name: bytes, csize: int, usize: int) -> bytes:
+    return b"PK\x03\x04" + struct.pack("<5H3I2H", 20, 0, 8, 0, 0, 0, csize, usize,
+                                       len(name), 0) + name
+
+
+def _central_directory(entries: list[tuple[bytes, int, int, int]], at: int) -> bytes:
+    """Central entries (name, compressed size, size, local header offset) and the end record."""
+    cdir = b"".join(b"PK\x01\x02" + struct.pack("<6H3I5H2I", 20, 20, 0, 8, 0, 0, 0, csize,
+                                                 usize, len(name), 0, 0, 0, 0, 0, offset) + name
+                    for name, csize, usize, offset in entries)
+    return cdir + b"PK\x05\x06" + struct.pack("<4H2IH", 0, 0, len(entries), len(entries),
+                                              len(cdir), at, 0)
+
+
+def overlapping_zip(path: Path, files: int = 2000, kernel_mib: int = 32) -> Path:
+    """Fifield's "A better zip bomb" (2019): every file's deflate data quotes the next
+    file's local header in a stored block and ends in one shared kernel of zeros."""
+    kernel = zlib.compress(bytes(kernel_mib << 20), 9)[2:-4]  # raw deflate, final block
+    names = [f"f{i:05d}".encode() for i in range(files)]
+    csize, usize = [0] * files, [0] * files
+    csize[-1], usize[-1] = len(kernel), kernel_mib << 20
+    for i in range(files - 2, -1, -1):
+        quoted = 30 + len(names[i + 1])
+        csize[i], usize[i] = 5 + quoted + csize[i + 1], quoted + usize[i + 1]
+    body, entries = bytearray(), []
+    for i, name in enumerate(names):
+        entries.append((name, csize[i], usize[i], len(body)))
+        body += _local_header(name, csize[i], usize[i])
+        if i + 1 < files:
+            quoted = 30 + len(names[i + 1])
+            body += b"\x00" + struct.pack("<HH", quoted, quoted ^ 0xFFFF)  # stored block
+    body += kernel
+    return write(path, bytes(body) + _central_directory(entries, len(body)))
+
+
+def shared_stream_zip(path: Path, entries: int = 5000, mib: int = 64) -> Path:
+    """Every central entry points at one local header: one deflate stream read N times."""
+    data = zlib.compress(bytes(mib << 20), 9)[2:-4]
+    head = _local_header(b"data.bin", len(data), mib << 20)
+    cdir = [(f"m{i}".encode(), len(data), mib << 20, 0) for i in range(entries)]
+    return write(path, head + data + _central_directory(cdir, len(head) + len(data)))
+
+
+def zeros_7z(path: Path, mib: int = 2048) -> Path:
+    """A solid LZMA2 7z holding ``mib`` MiB of zeros (~150 KB per GiB), from a sparse file."""
+    import py7zr
+
+    sparse = path.with_suffix(".bin")
+    with sparse.open("wb") as f:
+        f.truncate(mib << 20)
+    with py7zr.SevenZipFile(path, "w") as z:
+        z.write(sparse, "zeros.bin")
+    sparse.unlink()
+    return path
+
+
+def test_tar_of_many_empty_members_hits_the_member_limit(tmp_path: Path) -> None:
+    assert_bounded(bounded_scan(many_empty_members_tgz(tmp_path / "many.tar.gz")))
+
+
+def test_overlapping_entry_zip_bomb_is_refused(tmp_path: Path) -> None:
+    result = bounded_scan(overlapping_zip(tmp_path / "overlap.zip"))
+    assert_bounded(result)
+    assert any("overlap" in f[2] for f in result["findings"])  # type: ignore[union-attr]
+
+
+def test_zip_entries_sharing_one_deflate_stream_are_refused(tmp_path: Path) -> None:
+    assert_bounded(bounded_scan(shared_stream_zip(tmp_path / "shared.zip")))
+
+
+def test_7z_declaring_a_bomb_is_not_extracted(tmp_path: Path) -> None:
+    # 16 MiB of zeros in ~3 KB, over 1000:1 past a 1 MiB floor (the default floor, 64 MiB,
+    # takes py7zr minutes to compress; the 2 GiB original is refused the same way).
+    bomb = zeros_7z(tmp_path / "zeros.7z", 16)
+    assert_bounded(bounded_scan(bomb, ratio_floor_bytes=1 << 20))
+
+
+FOLDING_BOMBS = {
+    "doubling": '{% set a = "ab" %}' + "{% set a = a + a %}" * 40 + "{{ a }}",
+    "replace": '{% set a = "' + "x" * 300 + '" %}' + '{% set a = a|replace("x", a) %}' * 3,
+}
+
+
+@pytest.mark.parametrize("template", FOLDING_BOMBS.values(), ids=FOLDING_BOMBS.keys())
+def test_gguf_template_folding_is_bounded(tmp_path: Path, template: str) -> None:
+    from test_format_gguf import write_gguf
+
+    assert_bounded(bounded_scan(write_gguf(tmp_path / "t.gguf", template)))
+
+
+def _h5(path: Path) -> Path:
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "w") as f:
+        f.create_dataset("w", data=np.ones(4))
+        f.attrs["note"] = "weights"
+    return path
+
+
+HDF5_READER_FAULTS = {
+    # libhdf5 looping forever on a fuzzed file: the reader never answers.
+    "hang": "import sys, time\nsys.stdin.readline()\ntime.sleep(600)\n",
+    # libhdf5 faulting (or the reader dying out of memory) before it answers.
+    "crash": "import os, sys\nsys.stdin.readline()\nos.abort()\n",
+}
+
+
+@pytest.mark.parametrize("fault", HDF5_READER_FAULTS.values(), ids=HDF5_READER_FAULTS.keys())
+def test_hdf5_reader_hang_or_crash_is_a_finding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    from mlgate.scan.formats import hdf5
+
+    monkeypatch.setattr(hdf5, "WORKER_SCRIPT", write(tmp_path / "reader.py", fault.encode()))
+    path = _h5(tmp_path / "w.h5")
+    start = time.monotonic()
+    report = scan_with(path, file_seconds=2)
+    assert time.monotonic() - start < MAX_SECONDS
+    assert_caught(report)
+    assert not all(a.complete for a in report.artifacts)
+
+
+def test_hdf5_reader_runs_under_its_memory_limit(tmp_path: Path) -> None:
+    # 64 MiB of address space cannot even import h5py: the real reader dies, is reported.
+    report = scan_with(_h5(tmp_path / "w.h5"), hdf5_worker_memory=64 << 20)
+    assert_caught(report, "MLG302")
+    assert not all(a.complete for a in report.artifacts)
+
+
+def test_real_hdf5_files_are_read_out_of_process(tmp_path: Path) -> None:
+    for i in range(3):
+        _h5(tmp_path / f"w{i}.h5")
+    result = bounded_scan(tmp_path)
+    assert not result["incomplete"] and result["seconds"] < MAX_SECONDS, result
+    assert [f[0] for f in result["findings"]] == [RECOGNISED.id] * 3  # type: ignore[union-attr]
+
+
+def test_crc_pass_is_charged_to_the_file_budget(tmp_path: Path) -> None:
+    # The member is sniffed from its first MiB (unknown bytes); the CRC pass inflates it all.
+    path = tmp_path / "one.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("blob.bin", b"\x01" * (8 << 20))
+    report = scan_with(path, max_file_decompressed_bytes=4 << 20)
+    assert [(a.artifact == str(path), a.complete) for a in report.artifacts] == [
+        (False, True), (True, False)], describe(report)
+    assert_caught(report, "MLG301")
+
+
+def test_scan_budget_spans_every_file(tmp_path: Path) -> None:
+    for i in range(2):
+        write(tmp_path / f"p{i}.pkl", pickle.dumps(i))
+    report = scan_with(tmp_path, scan_seconds=1e-9)
+    assert_caught(report, "MLG301")
+    assert not any(a.complete for a in report.artifacts)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from mlgate.findings import ArtifactResult, Finding, Location, Severity
-from mlgate.scan.limits import Limits
+from mlgate.scan.limits import Limits, ResourceLimitError
 from mlgate.scan.pickle.policy import Policy
 from mlgate.scan.rules import LIMIT_EXCEEDED, UNSUPPORTED, Rule
 from mlgate.scan.source import Source
@@ -23,6 +24,18 @@ Dispatcher = Callable[["ScanContext", Source], str]
 ProgramObserver = Callable[[Source, list["Program"]], None]
 
 
+class Helper(Protocol):
+    """A resource a handler keeps for the rest of the scan (a reader process)."""
+
+    def close(self) -> None: ...
+
+
+def _close_all(helpers: dict[str, Helper]) -> None:
+    for helper in helpers.values():
+        helper.close()
+    helpers.clear()
+
+
 @dataclass
 class ScanContext:
     """Collects findings and artifact results; handlers recurse through :meth:`scan`."""
@@ -34,10 +47,19 @@ class ScanContext:
     findings: list[Finding] = field(default_factory=list)
     artifacts: list[ArtifactResult] = field(default_factory=list)
     depth: int = 0
-    deadline: float | None = None
+    deadline: float | None = None  # the current top-level file's, within the scan's
+    scan_deadline: float | None = None
+    members: int = 0  # archive members met in the current top-level file
+    inflated: int = 0  # bytes decompressed for the current top-level file
+    scan_inflated: int = 0
     observer: ProgramObserver | None = None
+    helpers: dict[str, Helper] = field(default_factory=dict)
     _incomplete: set[str] = field(default_factory=set)
     _chained: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        # Helper processes end with the scan that started them (or at interpreter exit).
+        weakref.finalize(self, _close_all, self.helpers)
 
     def add(
         self,
@@ -55,8 +77,12 @@ class ScanContext:
 
     def incomplete(self, source: Source, reason: str, rule: Rule = UNSUPPORTED) -> None:
         """Mark ``source`` as not fully analysed, with a finding that says why (fail closed)."""
-        self._incomplete.add(source.location.artifact)
-        self.add(rule, source.location, reason)
+        self.incomplete_at(source.location, reason, rule)
+
+    def incomplete_at(self, location: Location, reason: str, rule: Rule = UNSUPPORTED) -> None:
+        """Mark the artifact holding ``location`` as not fully analysed (see :meth:`incomplete`)."""
+        self._incomplete.add(location.artifact)
+        self.add(rule, location, reason)
 
     def is_incomplete(self, source: Source) -> bool:
         return source.location.artifact in self._incomplete
@@ -84,10 +110,50 @@ class ScanContext:
         return max((f.severity for f in self.findings[mark:]), default=None)
 
     def start_deadline(self) -> None:
-        self.deadline = time.monotonic() + self.limits.file_seconds
+        """Open the budget of a new top-level file (the scan's budget opens with the first)."""
+        now = time.monotonic()
+        if self.scan_deadline is None:
+            self.scan_deadline = now + self.limits.scan_seconds
+        self.deadline = min(now + self.limits.file_seconds, self.scan_deadline)
+        self.members = 0
+        self.inflated = 0
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
+
+    def check_budget(self) -> None:
+        """Raise ResourceLimitError once the file's or the scan's budget is spent.
+
+        Every loop that can run long (archive members, CRC passes, extraction, template
+        folding) calls this, so a file ends by its deadline whatever it is made of.
+        """
+        if self.out_of_time():
+            raise ResourceLimitError("time budget for this file exhausted")
+        limits = self.limits
+        if self.inflated > limits.max_file_decompressed_bytes:
+            raise ResourceLimitError(
+                f"more than {limits.max_file_decompressed_bytes} bytes decompressed from this "
+                "file (decompression bomb?)"
+            )
+        if self.scan_inflated > limits.max_scan_decompressed_bytes:
+            raise ResourceLimitError(
+                f"more than {limits.max_scan_decompressed_bytes} bytes decompressed in this scan"
+            )
+
+    def count_member(self) -> None:
+        """Charge one archive member to the file's budget."""
+        self.members += 1
+        if self.members > self.limits.max_archive_members:
+            raise ResourceLimitError(
+                f"more than {self.limits.max_archive_members} archive members in this file"
+            )
+        self.check_budget()
+
+    def count_inflated(self, n: int) -> None:
+        """Charge ``n`` decompressed bytes (the meter of every bounded stream)."""
+        self.inflated += n
+        self.scan_inflated += n
+        self.check_budget()
 
     def claim_chained(self, key: str) -> bool:
         """True the first time a chained artifact is visited (stops load cycles)."""

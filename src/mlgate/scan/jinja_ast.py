@@ -10,6 +10,7 @@ constant-folded names, and calls to process or code primitives.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 from jinja2 import TemplateSyntaxError, nodes
@@ -23,6 +24,11 @@ from mlgate.scan.context import ScanContext
 
 MAX_TEMPLATE_CHARS = 1 << 20  # real chat templates are a few KiB
 MAX_NODES = 200_000
+# Constant folding assembles strings (x = x + x doubles, replace("", x) multiplies): each
+# assembled string and their total over the template are bounded, as a 400-byte template
+# could otherwise cost minutes and gigabytes. Real chat templates build a few words.
+MAX_FOLDED_CHARS = 1 << 16
+MAX_FOLD_WORK = 1 << 24
 MAX_REPORTED = 10
 
 _DUNDER = re.compile(r"__\w+__")
@@ -74,24 +80,25 @@ def _environment() -> ImmutableSandboxedEnvironment:
     return ImmutableSandboxedEnvironment(extensions=[loopcontrols, _Generation])
 
 
-def template_issues(text: str) -> list[TemplateIssue]:
-    """Injection patterns in ``text``; raises TemplateSyntaxError/RecursionError on bad input."""
+def template_issues(text: str, deadline: float | None = None) -> list[TemplateIssue]:
+    """Injection patterns in ``text``; raises TemplateSyntaxError/RecursionError on bad input
+    and TemplateTooCostly when the analysis passes its bounds or ``deadline`` (monotonic)."""
     tree = _environment().parse(text)
-    return _Walker().walk(tree)
+    return _Walker(deadline).walk(tree)
 
 
 def check_template(ctx: ScanContext, location: Location, text: str, origin: str) -> int:
     """Analyse the template ``text`` found at ``origin``; returns the number of findings."""
     if len(text) > MAX_TEMPLATE_CHARS:
-        ctx.add(
-            rules.LIMIT_EXCEEDED,
+        ctx.incomplete_at(
             location,
             f"{origin}: template of {len(text)} characters is over the "
             f"{MAX_TEMPLATE_CHARS} limit; not analysed",
+            rules.LIMIT_EXCEEDED,
         )
         return 1
     try:
-        issues = template_issues(text)
+        issues = template_issues(text, ctx.deadline)
     except TemplateSyntaxError as e:
         # Other engines (minja, older Jinja) may accept what this parser rejects: fall back
         # to the raw text so an unparsable payload is not waved through.
@@ -110,8 +117,11 @@ def check_template(ctx: ScanContext, location: Location, text: str, origin: str)
             severity=Severity.LOW,
         )
         return 1
-    except (RecursionError, _TooBig):
-        ctx.add(rules.LIMIT_EXCEEDED, location, f"{origin}: template too deeply nested or large")
+    except RecursionError:
+        ctx.incomplete_at(location, f"{origin}: template too deeply nested", rules.LIMIT_EXCEEDED)
+        return 1
+    except TemplateTooCostly as e:
+        ctx.incomplete_at(location, f"{origin}: {e}; not fully analysed", rules.LIMIT_EXCEEDED)
         return 1
     for issue in issues[:MAX_REPORTED]:
         ctx.add(
@@ -129,16 +139,18 @@ def _line(text: str, line: int) -> str:
     return lines[line - 1][:300] if 0 < line <= len(lines) else ""
 
 
-class _TooBig(Exception):
-    pass
+class TemplateTooCostly(Exception):
+    """The template's analysis passed a bound (nodes, folded text, time): not fully analysed."""
 
 
 class _Walker:
     """Collects issues over the template AST (iteratively; templates can nest deeply)."""
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float | None) -> None:
         self.issues: list[TemplateIssue] = []
         self.consts: dict[str, str] = {}  # {% set x = "..." %} values, for folding
+        self.deadline = deadline
+        self.folded = 0  # characters assembled by constant folding so far
 
     def walk(self, tree: nodes.Node) -> list[TemplateIssue]:
         stack: list[nodes.Node] = [tree]
@@ -147,7 +159,9 @@ class _Walker:
             node = stack.pop()
             seen += 1
             if seen > MAX_NODES:
-                raise _TooBig
+                raise TemplateTooCostly(f"template has more than {MAX_NODES} nodes")
+            if seen % 1024 == 0 and self.deadline is not None and time.monotonic() > self.deadline:
+                raise TemplateTooCostly("time budget for this file exhausted in the template")
             self._visit(node)
             stack.extend(reversed(list(node.iter_child_nodes())))
         return self.issues
@@ -224,11 +238,11 @@ class _Walker:
         if isinstance(node, nodes.Name):
             return self.consts.get(node.name)
         if isinstance(node, nodes.Concat):
-            parts = [self._fold(n, depth + 1) for n in node.nodes]
-            return None if any(p is None for p in parts) else "".join(p or "" for p in parts)
+            return self._joined([self._fold(n, depth + 1) for n in node.nodes])
         if isinstance(node, nodes.Add):
-            left, right = self._fold(node.left, depth + 1), self._fold(node.right, depth + 1)
-            return None if left is None or right is None else left + right
+            return self._joined(
+                [self._fold(node.left, depth + 1), self._fold(node.right, depth + 1)]
+            )
         if isinstance(node, nodes.Mul):  # "_" * 2: bounded so folding cannot blow up
             text, times = self._fold(node.left, depth + 1), node.right
             count = times.value if isinstance(times, nodes.Const) else None
@@ -238,26 +252,37 @@ class _Walker:
         if isinstance(node, nodes.Filter) and node.name in _FOLD_FILTERS and node.node:
             return self._fold_filter(node, depth)
         if isinstance(node, nodes.List | nodes.Tuple):
-            items = [self._fold(n, depth + 1) for n in node.items]
-            return None if any(p is None for p in items) else "".join(p or "" for p in items)
+            return self._joined([self._fold(n, depth + 1) for n in node.items])
         return None
+
+    def _joined(self, parts: list[str | None], sep: str | None = "") -> str | None:
+        """``sep.join(parts)`` when every piece is known, charged before it is built."""
+        known = [p for p in parts if p is not None]
+        if sep is None or len(known) < len(parts):
+            return None
+        self._charge(sum(map(len, known)) + len(sep) * max(len(known) - 1, 0))
+        return sep.join(known)
+
+    def _charge(self, size: int) -> None:
+        self.folded += size
+        if size > MAX_FOLDED_CHARS or self.folded > MAX_FOLD_WORK:
+            raise TemplateTooCostly("constant strings assembled by the template are too large")
 
     def _fold_filter(self, node: nodes.Filter, depth: int) -> str | None:
         assert node.node is not None
         args = [self._fold(a, depth + 1) for a in node.args]
         if node.name == "join" and isinstance(node.node, nodes.List | nodes.Tuple):
             items = [self._fold(n, depth + 1) for n in node.node.items]
-            sep = args[0] if args else ""
-            if any(i is None for i in items) or sep is None:
-                return None
-            return sep.join(i or "" for i in items)
+            return self._joined(items, args[0] if args else "")
         value = self._fold(node.node, depth + 1)
         if value is None:
             return None
         if node.name == "replace":
             if len(args) < 2 or args[0] is None or args[1] is None:
                 return None
-            return value.replace(args[0], args[1])
+            old, new = args[0], args[1]
+            self._charge(len(value) + value.count(old) * max(len(new) - len(old), 0))
+            return value.replace(old, new)
         if node.name == "lower":
             return value.lower()
         if node.name == "upper":

@@ -16,15 +16,25 @@ class Limits:
     max_decompressed_bytes: int = 8 << 30  # per compressed member or stream
     max_compression_ratio: int = 1000  # expanded / compressed, above a 64 MiB floor
     ratio_floor_bytes: int = 64 << 20
-    max_archive_members: int = 100_000
+    # Members per top-level file, nested archives included: past this the per-member cost
+    # (headers, sniffing, spooling) is the attack (a 600 KB tar.gz of 100,000 empty files).
+    max_archive_members: int = 10_000
     max_pickles_per_file: int = 4096
     max_npy_header: int = 1 << 20
     file_seconds: float = 600.0  # time budget per top-level artifact
+    # Bytes inflated per top-level file over every member, stream and CRC pass: per-stream
+    # limits do not stop thousands of members that each stay under them (overlapping zips).
+    max_file_decompressed_bytes: int = 32 << 30
+    scan_seconds: float = 4 * 3600.0  # time budget for a whole scan (every file)
+    max_scan_decompressed_bytes: int = 256 << 30
     crc_check_max_bytes: int = 64 << 20
     max_model_config_bytes: int = 64 << 20  # Keras config.json / model_config
     max_config_nodes: int = 2_000_000  # JSON values visited per model config
     max_hdf5_objects: int = 200_000  # groups and datasets visited per HDF5 file
     max_hdf5_attribute_bytes: int = 64 << 20  # larger attributes are reported, not read
+    # Address space of the process libhdf5 runs in (RLIMIT_AS): its C parser cannot be
+    # interrupted in-process, so it runs in a child that is killed at the deadline.
+    hdf5_worker_memory: int = 2 << 30
     max_proto_memory: int = 1 << 30  # protobuf/flatbuffer read into memory when not mappable
     max_graph_nodes: int = 2_000_000  # graph nodes/operators visited per model
     max_graph_depth: int = 32  # nested subgraphs and functions

@@ -14,6 +14,8 @@ import lz4.frame
 from mlgate.scan.limits import ResourceLimitError
 
 _CHUNK = 1 << 18
+# Charged with every decompressed chunk; raises ResourceLimitError when a budget is spent.
+Meter = Callable[[int], None]
 
 
 class _Decompressor(Protocol):
@@ -37,7 +39,9 @@ class DecompressingReader(io.RawIOBase):
     """Streams the decompressed content of ``inner``, refusing to expand past the limits.
 
     ``max_total`` caps the output; ``max_ratio`` caps output/input once the output passes
-    ``ratio_floor`` bytes (small files may legitimately compress very well).
+    ``ratio_floor`` bytes (small files may legitimately compress very well). ``meter`` charges
+    the output to the scan's budget (its deadline and totals over all streams), so whoever
+    reads the stream - handler, CRC pass, spooling - stops when the budget is spent.
     """
 
     def __init__(
@@ -48,6 +52,7 @@ class DecompressingReader(io.RawIOBase):
         max_ratio: int,
         ratio_floor: int,
         multi_stream: bool = False,
+        meter: Meter | None = None,
     ) -> None:
         super().__init__()
         self._inner = inner
@@ -57,6 +62,7 @@ class DecompressingReader(io.RawIOBase):
         self._max_ratio = max_ratio
         self._floor = ratio_floor
         self._multi = multi_stream
+        self._meter = meter
         self._in = 0
         self._out = 0
         self._done = False
@@ -107,18 +113,23 @@ class DecompressingReader(io.RawIOBase):
 
     def _account(self, n: int) -> None:
         self._out += n
-        if self._out > self._max_total:
-            raise ResourceLimitError(
-                f"decompressed size exceeds {self._max_total} bytes (decompression bomb?)"
-            )
-        if self._out > self._floor and self._out > self._max_ratio * max(self._in, 1):
-            raise ResourceLimitError(
-                f"compression ratio above {self._max_ratio}:1 (decompression bomb?)"
-            )
+        if self._meter is not None:
+            self._meter(n)
+        check_expansion(self._out, self._in, self._max_total, self._max_ratio, self._floor)
 
     def close(self) -> None:
         self._inner.close()
         super().close()
+
+
+def check_expansion(out: int, given: int, max_total: int, max_ratio: int, floor: int) -> None:
+    """Raise when ``out`` bytes decompressed from ``given`` exceed the size or ratio limits."""
+    if out > max_total:
+        raise ResourceLimitError(
+            f"decompressed size exceeds {max_total} bytes (decompression bomb?)"
+        )
+    if out > floor and out > max_ratio * max(given, 1):
+        raise ResourceLimitError(f"compression ratio above {max_ratio}:1 (decompression bomb?)")
 
 
 class _ZlibAdapter:
@@ -196,9 +207,14 @@ CODECS: dict[str, tuple[Callable[[], _Decompressor], bool]] = {
 
 
 def decompressing(
-    inner: BinaryIO, codec: str, max_total: int, max_ratio: int, ratio_floor: int
+    inner: BinaryIO,
+    codec: str,
+    max_total: int,
+    max_ratio: int,
+    ratio_floor: int,
+    meter: Meter | None = None,
 ) -> BinaryIO:
     """A buffered reader of ``inner`` decompressed with ``codec`` (a key of CODECS)."""
     make, multi = CODECS[codec]
-    raw = DecompressingReader(inner, make, max_total, max_ratio, ratio_floor, multi)
+    raw = DecompressingReader(inner, make, max_total, max_ratio, ratio_floor, multi, meter)
     return io.BufferedReader(raw, buffer_size=1 << 20)

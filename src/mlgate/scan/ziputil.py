@@ -58,6 +58,7 @@ class ZipDirectory:
     entries: list[ZipEntry]
     prefix: int  # bytes before the archive proper (self-extracting stubs, polyglots)
     problems: list[str] = field(default_factory=list)
+    overlapping: list[ZipEntry] = field(default_factory=list)
 
 
 def find_eocd(tail: bytes, strict: bool = False) -> int:
@@ -107,7 +108,30 @@ def read_directory(f: BinaryIO, size: int, max_entries: int) -> ZipDirectory:
     for entry in entries:
         entry.header_offset += prefix
         _check_local(f, entry, size)
-    return ZipDirectory(entries, prefix, problems)
+    return ZipDirectory(entries, prefix, problems, _overlapping(entries))
+
+
+def _overlapping(entries: list[ZipEntry]) -> list[ZipEntry]:
+    """Entries whose local header and data share bytes with another entry's.
+
+    No archiver writes this; "A better zip bomb" (Fifield, 2019) does: thousands of central
+    entries reuse one compressed kernel, so each entry passes the per-member ratio check
+    while the archive expands a million-fold.
+    """
+    located = sorted((e for e in entries if e.data_offset >= 0), key=lambda e: e.header_offset)
+    hit: dict[int, ZipEntry] = {}
+    widest: ZipEntry | None = None
+    for entry in located:
+        if widest is not None and entry.header_offset < _end(widest):
+            hit[id(entry)] = entry
+            hit[id(widest)] = widest
+        if widest is None or _end(entry) > _end(widest):
+            widest = entry
+    return list(hit.values())
+
+
+def _end(entry: ZipEntry) -> int:
+    return max(entry.data_offset + entry.compressed_size, entry.header_offset + 30)
 
 
 def _zip64(f: BinaryIO, tail: bytes, pos: int) -> tuple[int, int, int, int]:

@@ -14,7 +14,6 @@ from mlgate.scan.formats.pickle import scan_pickle
 from mlgate.scan.formats.protobuf import scan_protobuf
 from mlgate.scan.formats.python_source import scan_python
 from mlgate.scan.formats.safetensors import scan_safetensors
-from mlgate.scan.formats.sevenzip import scan_7z
 from mlgate.scan.formats.tar import scan_tar
 from mlgate.scan.formats.tflite import scan_tflite
 from mlgate.scan.formats.zip import scan_zip
@@ -44,6 +43,13 @@ def _hdf5(source: Source, ctx: ScanContext) -> str:
     return scan_keras_h5(source, ctx)
 
 
+def _7z(source: Source, ctx: ScanContext) -> str:
+    # py7zr costs ~1 s to import; only 7z input needs it.
+    from mlgate.scan.formats.sevenzip import scan_7z  # noqa: PLC0415
+
+    return scan_7z(source, ctx)
+
+
 HANDLERS: dict[Format, Handler] = {
     Format.PICKLE: scan_pickle,
     Format.ZIP: scan_zip,
@@ -55,7 +61,7 @@ HANDLERS: dict[Format, Handler] = {
     Format.ZLIB: _codec("zlib"),
     Format.LZ4: _codec("lz4"),
     Format.TAR: scan_tar,
-    Format.SEVEN_ZIP: scan_7z,
+    Format.SEVEN_ZIP: _7z,
     Format.SAFETENSORS: scan_safetensors,
     # Placeholders until their handlers land: today's reading (pickle attempt, then
     # "unrecognised") so no file is skipped in the meantime.

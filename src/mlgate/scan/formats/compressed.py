@@ -1,4 +1,4 @@
-"""Whole-file compression (gzip, bz2, xz, lzma, zlib): joblib's compressors and .gz files."""
+"""Whole-file compression (gzip, bz2, xz, lzma, zlib, lz4): joblib's compressors and .gz files."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def scan_compressed(source: Source, ctx: ScanContext, codec: str) -> str:
             limits.max_decompressed_bytes,
             limits.max_compression_ratio,
             limits.ratio_floor_bytes,
+            ctx.count_inflated,
         )
 
     ctx.scan(source.child(f"<{codec}>", opener, None, False))

@@ -1,51 +1,183 @@
 """HDF5 files: legacy Keras ``.h5`` models and plain HDF5 (weights, data sets).
 
-h5py reads the structure and attribute values only; nothing is deserialised. A legacy Keras
-model keeps its architecture as JSON in the root ``model_config`` attribute (and the compile
-settings in ``training_config``), analysed like a ``.keras`` config. Attributes and small
-opaque datasets are checked for pickled or marshalled payloads, which some tools store there.
+libhdf5 parses the file in a separate reader process (``_hdf5_worker.py``), started once
+per scan and reused: it is C code that fuzzed files can make hang or allocate without
+bound, and nothing in-process can interrupt it. The reader is killed at the file's deadline
+and runs under a memory limit; a hang or crash is a finding, never a stuck scan.
+
+The reader returns the structure and attribute values only; nothing is deserialised. A
+legacy Keras model keeps its architecture as JSON in the root ``model_config`` attribute
+(and the compile settings in ``training_config``), analysed like a ``.keras`` config.
+Attributes and small opaque datasets are checked for pickled or marshalled payloads, which
+some tools store there.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
-
-import h5py  # type: ignore[import-untyped]
-import numpy as np
 
 from mlgate.sandbox.disassemble import disassemble
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
 from mlgate.scan.formats.keras import analyse_config
 from mlgate.scan.limits import ResourceLimitError
-from mlgate.scan.source import Source, bytes_source, seekable
+from mlgate.scan.source import Source, bytes_source
 
+WORKER_SCRIPT = Path(__file__).with_name("_hdf5_worker.py")
 _KERAS_CONFIGS = ("model_config", "training_config")
 # Payloads smaller than this cannot do anything worth reporting.
 _MIN_PAYLOAD = 4
 
 
+class _ReaderFailed(Exception):
+    """The reader process hung, crashed or answered nonsense; the message says which."""
+
+    def __init__(self, message: str, rule: rules.Rule) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
 def scan_keras_h5(source: Source, ctx: ScanContext) -> str:
     """Scan an HDF5 file; a legacy Keras model is recognised by its ``model_config``."""
-    with seekable(source) as s:
+    try:
+        with _on_disk(source) as path:
+            events = _read(path, ctx)
+    except _ReaderFailed as e:
+        ctx.incomplete(source, str(e), e.rule)
+        return "hdf5"
+    return _analyse(events, source, ctx)
+
+
+@contextmanager
+def _on_disk(source: Source) -> Iterator[Path]:
+    """A file holding the artifact's bytes, for the reader process to open."""
+    if source.path is not None:
+        yield source.path
+        return
+    with tempfile.NamedTemporaryFile(prefix="mlgate-h5-") as spool, source.open() as f:
+        shutil.copyfileobj(f, spool, 1 << 20)
+        spool.flush()
+        yield Path(spool.name)
+
+
+def _read(path: Path, ctx: ScanContext) -> list[list[Any]]:
+    """The reader's events for ``path``; the reader is replaced after a hang or crash."""
+    worker = ctx.helpers.get("hdf5")
+    if not isinstance(worker, _Worker):
+        worker = ctx.helpers["hdf5"] = _Worker(ctx.limits.hdf5_worker_memory)
+    request = {
+        "path": str(path.resolve()),
+        "max_objects": ctx.limits.max_hdf5_objects,
+        "max_bytes": ctx.limits.max_hdf5_attribute_bytes,
+    }
+    try:
+        answer = worker.ask(request, ctx.deadline, 2 * ctx.limits.max_hdf5_attribute_bytes)
+    except _ReaderFailed:
+        ctx.helpers.pop("hdf5").close()
+        raise
+    events = answer.get("events") if isinstance(answer, dict) else None
+    if not isinstance(events, list) or not all(isinstance(e, list) and e for e in events):
+        raise _ReaderFailed("HDF5 reader gave an invalid answer", rules.UNSUPPORTED)
+    return events
+
+
+class _Worker:
+    """The reader process: one JSON request line in, one JSON answer line out."""
+
+    def __init__(self, memory: int) -> None:
+        # One BLAS thread: each reserves address space that counts against RLIMIT_AS.
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        self._proc = subprocess.Popen(  # noqa: S603 - our interpreter and our script
+            [sys.executable, "-I", str(WORKER_SCRIPT), str(memory)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+
+    def ask(self, request: dict[str, Any], deadline: float | None, max_answer: int) -> object:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
         try:
-            handle = h5py.File(s.open(), "r")
-        except (OSError, ValueError, RuntimeError) as e:
-            ctx.incomplete(source, f"HDF5 structure could not be read: {e}", rules.MALFORMED)
-            return "hdf5"
-        with handle:
-            try:
-                return _scan_file(handle, source, ctx)
-            except (KeyError, OSError, ValueError, RuntimeError, TypeError) as e:
-                ctx.incomplete(source, f"HDF5 file could not be fully read: {e}", rules.MALFORMED)
-                return "hdf5"
+            self._proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self._proc.stdin.flush()
+        except OSError as e:
+            raise self._failure() from e
+        answer = bytearray()
+        fd = self._proc.stdout.fileno()
+        while not answer.endswith(b"\n"):
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([fd], [], [], wait)[0]:
+                raise _ReaderFailed(
+                    "HDF5 reader did not finish within the time budget (libhdf5 hang?); "
+                    "file not analysed",
+                    rules.LIMIT_EXCEEDED,
+                )
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                raise self._failure()
+            answer += chunk
+            if len(answer) > max_answer:
+                raise _ReaderFailed("HDF5 reader answer too large", rules.LIMIT_EXCEEDED)
+        try:
+            return json.loads(answer)
+        except ValueError as e:
+            raise _ReaderFailed(
+                f"HDF5 reader gave an invalid answer: {e}", rules.UNSUPPORTED
+            ) from e
+
+    def _failure(self) -> _ReaderFailed:
+        code = self._proc.wait()
+        return _ReaderFailed(
+            f"HDF5 reader crashed on this file (exit status {code}; out of memory or a "
+            "libhdf5 fault); file not analysed",
+            rules.UNSUPPORTED,
+        )
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
-def _scan_file(handle: h5py.File, source: Source, ctx: ScanContext) -> str:
-    is_keras = "model_config" in handle.attrs
-    _scan_objects(handle, source, ctx)
-    if is_keras:
-        version = _text(_read_attr(handle, "keras_version", source, ctx)) or "unknown"
+def _analyse(events: list[list[Any]], source: Source, ctx: ScanContext) -> str:
+    root = {e[2]: e[3] for e in events if e[0] == "attr" and e[1] == "/"}
+    malformed = False
+    for kind, *args in events:
+        if kind == "attr":
+            _attribute(args[0], args[1], args[2], args[3], source, ctx)
+        elif kind == "dataset":
+            _blobs(args[0], args[1], source, ctx)
+        elif kind == "external":
+            ctx.add(
+                rules.UNSAFE_REFERENCE,
+                ctx.at(source),
+                f"HDF5 external link {args[0]} -> {args[1]}:{args[2]}",
+                str(args[1]),
+            )
+        elif kind == "limit":
+            ctx.incomplete(source, f"{args[0]}; not analysed", rules.LIMIT_EXCEEDED)
+        else:
+            malformed = True
+            ctx.incomplete(source, str(args[0]), rules.MALFORMED)
+    if malformed:
+        return "hdf5"
+    if "model_config" in root:
+        version = root.get("keras_version") or "unknown"
         ctx.add(
             rules.RECOGNISED,
             source.location,
@@ -62,131 +194,21 @@ def _scan_file(handle: h5py.File, source: Source, ctx: ScanContext) -> str:
     return "hdf5"
 
 
-def _scan_objects(handle: h5py.File, source: Source, ctx: ScanContext) -> None:
-    """Visit every group and dataset breadth-first (bounded; links are not followed)."""
-    pending: list[tuple[str, h5py.Group | h5py.Dataset]] = [("/", handle)]
-    visited = 0
-    seen: set[Any] = set()  # hard links can make cycles and share objects
-    while pending:
-        path, obj = pending.pop()
-        if obj.id in seen:
-            continue
-        seen.add(obj.id)
-        visited += 1
-        if visited > ctx.limits.max_hdf5_objects:
-            ctx.incomplete(
-                source,
-                f"more than {ctx.limits.max_hdf5_objects} HDF5 objects; the rest not analysed",
-                rules.LIMIT_EXCEEDED,
-            )
-            return
-        _scan_attributes(obj, path, source, ctx)
-        if isinstance(obj, h5py.Dataset):
-            _scan_dataset(obj, path, source, ctx)
-            continue
-        for name in obj:
-            link = obj.get(name, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
-                ctx.add(
-                    rules.UNSAFE_REFERENCE,
-                    ctx.at(source),
-                    f"HDF5 external link {path}{name} -> {link.filename}:{link.path}",
-                    str(link.filename),
-                )
-                continue
-            if not isinstance(link, h5py.HardLink):
-                continue  # soft links point inside the file, already visited
-            child = obj.get(name)
-            if isinstance(child, h5py.Group | h5py.Dataset):
-                pending.append(
-                    (f"{path}{name}/" if isinstance(child, h5py.Group) else f"{path}{name}", child)
-                )
-
-
-def _scan_attributes(obj: Any, path: str, source: Source, ctx: ScanContext) -> None:
-    for name in obj.attrs:
-        value = _read_attr(obj, name, source, ctx)
-        if value is None:
-            continue
-        where = f"{path}@{name}"
-        if path == "/" and name in _KERAS_CONFIGS:
-            text = _text(value)
-            if text is None:
-                ctx.incomplete(source, f"Keras {name} is not text; not analysed", rules.MALFORMED)
-            else:
-                analyse_config(text, source, ctx, name)
-            continue
-        for i, data in enumerate(_blobs(value)):
-            _check_blob(data, where if i == 0 else f"{where}[{i}]", source, ctx)
-
-
-def _read_attr(obj: Any, name: str, source: Source, ctx: ScanContext) -> object:
-    """An attribute's value, or None when it is too large or unreadable (reported)."""
-    try:
-        size = _attr_size(obj, name)
-        if size > ctx.limits.max_hdf5_attribute_bytes:
-            ctx.incomplete(
-                source,
-                f"HDF5 attribute {name!r} is {size} bytes; not analysed",
-                rules.LIMIT_EXCEEDED,
-            )
-            return None
-        return obj.attrs[name]
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
-        ctx.incomplete(source, f"HDF5 attribute {name!r} could not be read: {e}", rules.MALFORMED)
-        return None
-
-
-def _attr_size(obj: Any, name: str) -> int:
-    """Bytes the attribute occupies in the file (the file's size bounds variable-length data)."""
-    try:
-        return int(obj.attrs.get_id(name).get_storage_size())
-    except (OSError, RuntimeError):
-        return 0  # HDF5 reports an error for empty attributes
-
-
-def _scan_dataset(ds: h5py.Dataset, path: str, source: Source, ctx: ScanContext) -> None:
-    """Numeric tensors cannot carry code; opaque, byte and string data sets might."""
-    if ds.dtype.kind not in "VOS" or ds.shape is None:
+def _attribute(
+    path: str, name: str, text: str | None, blobs: list[str], source: Source, ctx: ScanContext
+) -> None:
+    if path == "/" and name in _KERAS_CONFIGS:
+        if text is None:
+            ctx.incomplete(source, f"Keras {name} is not text; not analysed", rules.MALFORMED)
+        else:
+            analyse_config(text, source, ctx, name)
         return
-    # Compressed chunks expand on reading: bound the nominal size too.
-    nominal = ds.size * ds.dtype.itemsize
-    if max(ds.id.get_storage_size(), nominal) > ctx.limits.max_hdf5_attribute_bytes:
-        ctx.incomplete(
-            source, f"HDF5 dataset {path} too large to check for payloads", rules.LIMIT_EXCEEDED
-        )
-        return
-    for i, data in enumerate(_blobs(ds[()])):
-        _check_blob(data, path if i == 0 else f"{path}[{i}]", source, ctx)
+    _blobs(f"{path}@{name}", blobs, source, ctx)
 
 
-def _text(value: object) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, str):
-        return value
-    if isinstance(value, np.ndarray) and value.size == 1:
-        return _text(value.reshape(-1)[0])
-    return None
-
-
-def _blobs(value: object) -> list[bytes]:
-    """The byte strings an attribute or dataset value holds (opaque, bytes, str)."""
-    if isinstance(value, np.void):
-        return [value.tobytes()]
-    if isinstance(value, bytes):
-        return [value]
-    if isinstance(value, str):
-        return [value.encode("utf-8", "surrogateescape")]
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind == "V":
-            return [value.tobytes()]
-        if value.dtype.kind in "OS":
-            out: list[bytes] = []
-            for item in value.reshape(-1)[:1024]:
-                out.extend(_blobs(item))
-            return out
-    return []
+def _blobs(where: str, blobs: list[str], source: Source, ctx: ScanContext) -> None:
+    for i, blob in enumerate(blobs):
+        _check_blob(base64.b64decode(blob), where if i == 0 else f"{where}[{i}]", source, ctx)
 
 
 def _check_blob(data: bytes, where: str, source: Source, ctx: ScanContext) -> None:

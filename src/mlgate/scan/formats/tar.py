@@ -28,10 +28,7 @@ def scan_tar(source: Source, ctx: ScanContext) -> str:
         try:
             for member in archive:
                 count += 1
-                if count > ctx.limits.max_archive_members:
-                    raise ResourceLimitError(
-                        f"more than {ctx.limits.max_archive_members} tar members"
-                    )
+                ctx.count_member()
                 _member(source, ctx, archive, member)
         except tarfile.TarError as e:
             ctx.incomplete(source, f"tar structure is damaged after {count} members: {e}")
@@ -55,8 +52,8 @@ def _member(
             severity=rules.PATH_TRAVERSAL.severity if escapes else rules.UNRECOGNISED.severity,
         )
         return
-    if not member.isfile():
-        return
+    if not member.isfile() or member.size == 0:
+        return  # an empty member holds nothing to analyse (and costs a scan each otherwise)
     if source.seekable:
         ctx.scan(source.slice(name, member.offset_data, member.size))
         return

@@ -51,8 +51,17 @@ def _scan_indexed(source: Source, ctx: ScanContext) -> str:
     kind = _kind(directory.entries)
     _report_structure(source, ctx, directory)
     siblings = _sibling_resolver(source, ctx, directory.entries)
+    overlapping = {id(e) for e in directory.overlapping}
+    if overlapping:
+        ctx.incomplete(
+            source,
+            f"{len(overlapping)} entries share or overlap another entry's data (overlapping-"
+            "entry zip bomb, Fifield 2019); they were not analysed",
+            rules.LIMIT_EXCEEDED,
+        )
     for entry in directory.entries:
-        if entry.is_dir:
+        ctx.count_member()
+        if entry.is_dir or id(entry) in overlapping:
             continue
         if kind in ("pytorch-zip", "torchscript") and (
             _STORAGE.search(entry.name) or _TORCH_METADATA.search(entry.name)
@@ -177,6 +186,7 @@ def _inflated(source: Source, ctx: ScanContext, entry: ZipEntry, window: Source)
             max(cap, 1),
             limits.max_compression_ratio,
             limits.ratio_floor_bytes,
+            ctx.count_inflated,
         )
 
     return source.child(entry.name, opener, entry.size, False)
@@ -188,7 +198,12 @@ def _check_crc(child: Source, ctx: ScanContext, entry: ZipEntry) -> None:
         with child.open() as f:
             while chunk := f.read(1 << 20):
                 crc = zlib.crc32(chunk, crc)
-    except (ResourceLimitError, OSError, EOFError, zlib.error):
+                ctx.check_budget()  # stored members have no decompression meter
+    except ResourceLimitError:
+        if ctx.is_incomplete(child):
+            return  # the member scan already reported the limit
+        raise  # the budget is spent: the archive is incomplete (reported by the driver)
+    except (OSError, EOFError, zlib.error):
         return  # the member scan already reported why it could not be read
     if crc != entry.crc:
         ctx.add(
