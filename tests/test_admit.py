@@ -43,7 +43,7 @@ def _publish(registry, folder: Path, alias: str | None = "production"):  # type:
 
 @pytest.fixture
 def published(registry, tmp_path: Path) -> Path:
-    """``org/tiny@1`` published as production and pulled (with model.sig) by rob."""
+    """``org/tiny@1`` published as production and pulled (with mlgate.sig) by rob."""
     _publish(registry, _benign(tmp_path / "src"))
     pulled = tmp_path / "pulled"
     as_user(registry, "rob").pull(f"{MODEL}@1", pulled)
@@ -123,7 +123,7 @@ def test_changed_copy_is_refused(registry, published: Path, capsys, change: str)
 
 @sqlite_only
 def test_unsigned_copy_is_refused(registry, published: Path, capsys) -> None:
-    (published / "model.sig").unlink()
+    (published / "mlgate.sig").unlink()
     assert _admit(registry, published) == 1
     out = _lines(capsys)
     assert "FAIL signature: unsigned" in out and "PASS digests" in out
@@ -186,10 +186,10 @@ def test_no_registry_and_no_lock_fails_closed(tmp_path: Path, capsys) -> None:
 @sqlite_only
 def test_lock_file_mode_without_registry(registry, published: Path, tmp_path: Path, capsys):
     key = _public_key(registry, tmp_path / "keys" / "org.pub")
-    lock = published / "mlgate.lock"
+    lock = tmp_path / "mlgate.lock"
     assert main(["hash", str(published), "--lock-out", str(lock)]) == 0
     capsys.readouterr()
-    base = ["admit", str(published), "--no-registry", "--key", str(key)]
+    base = ["admit", str(published), "--no-registry", "--key", str(key), "--lock", str(lock)]
     assert main([*base, "--skip", "registry"]) == 0
     out = _lines(capsys)
     assert "PASS digests: every file matches mlgate.lock" in out
@@ -202,13 +202,94 @@ def test_lock_file_mode_without_registry(registry, published: Path, tmp_path: Pa
         '[admit]\nfail-on = "MEDIUM"\nrequire = ["scan", "digests", "signature"]\n'
         'trusted-keys = ["keys/org.pub"]\n'
     )
-    assert main(["admit", str(published), "--no-registry", "--policy", str(policy)]) == 0
+    with_lock = ["admit", str(published), "--no-registry", "--lock", str(lock)]
+    assert main([*with_lock, "--policy", str(policy)]) == 0
     assert "no finding at or above MEDIUM" in _lines(capsys)
 
     (published / "config.json").write_text("{}")
-    assert main(["admit", str(published), "--no-registry", "--policy", str(policy)]) == 1
+    assert main([*with_lock, "--policy", str(policy)]) == 1
     out = _lines(capsys)
     assert "FAIL digests" in out and "config.json" in out
+
+
+@sqlite_only
+def test_expect_refuses_tampered_weights_pinned_by_a_lock_inside_the_copy(
+    registry, published: Path, capsys
+) -> None:
+    weights = published / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    lock = published / "mlgate.lock"  # regenerated from the tampered bytes, shipped alongside
+    assert main(["hash", str(published), "--lock-out", str(lock)]) == 0
+    capsys.readouterr()
+    expect = ["--expect", f"{MODEL}@production", "--skip", "signature"]
+    assert _admit(registry, published, *expect) == 1
+    out = _lines(capsys)
+    assert "FAIL digests" in out and "modified: model.safetensors" in out, out
+    assert "added: mlgate.lock" in out
+    assert _admit(registry, published, *expect, "--lock", str(lock)) == 1
+    assert "is inside the model being admitted" in _lines(capsys)
+
+
+@sqlite_only
+def test_pickle_under_git_does_not_ride_along(registry, published: Path, tmp_path, capsys):
+    import payloads
+
+    from mlgate.provenance.keys import generate_private_key, public_pem
+    from mlgate.provenance.signing import sign_model
+
+    for hidden in (".git/objects/evil.pkl", "sub/.git/evil.pkl"):
+        (published / hidden).parent.mkdir(parents=True, exist_ok=True)
+        (published / hidden).write_bytes(payloads.os_system("git-ride-along"))
+    assert _admit(registry, published, "--skip", "scan") == 1  # .git scanning: the driver's
+    out = _lines(capsys)
+    assert "added: .git/objects/evil.pkl" in out and "added: sub/.git/evil.pkl" in out, out
+    assert "FAIL signature" in out
+
+    # Signed like model_signing (root .git/ ignored), pinned by a lock kept outside: the
+    # signature verifies, yet the file it does not cover refuses the model.
+    local, key = _benign(tmp_path / "local"), generate_private_key()
+    sign_model(local, key)
+    lock, pub = tmp_path / "local.lock", tmp_path / "vendor.pub"
+    pub.write_bytes(public_pem(key.public_key()))
+    assert main(["hash", str(local), "--lock-out", str(lock)]) == 0
+    base = ["admit", str(local), "--no-registry", "--skip", "registry", "--skip", "scan"]
+    base += ["--key", str(pub), "--lock", str(lock)]
+    assert main(base) == 0
+    (local / ".git" / "hooks").mkdir(parents=True)
+    (local / ".git" / "hooks" / "evil.pkl").write_bytes(payloads.os_system("git-ride-along"))
+    capsys.readouterr()
+    assert main(base) == 1
+    out = _lines(capsys)
+    assert "not covered by the signature: .git/hooks/evil.pkl" in out, out
+    assert "added: .git/hooks/evil.pkl" in out
+
+
+@sqlite_only
+def test_vendor_signature_and_lock_survive_pull_and_admit(registry, tmp_path: Path, capsys):
+    from mlgate.provenance.keys import generate_private_key
+    from mlgate.provenance.signing import sign_model, verify_model
+
+    vendor = generate_private_key()
+    src = _benign(tmp_path / "src")
+    assert main(["hash", str(src), "--lock-out", str(src / "mlgate.lock")]) == 0
+    sign_model(src, vendor)
+    shipped = {n: (src / n).read_bytes() for n in ("model.sig", "mlgate.lock")}
+    _publish(registry, src)
+    pulled = tmp_path / "pulled"
+    as_user(registry, "rob").pull(f"{MODEL}@1", pulled)
+    assert {n: (pulled / n).read_bytes() for n in shipped} == shipped  # not clobbered
+    capsys.readouterr()
+    assert _admit(registry, pulled, "--expect", f"{MODEL}@production") == 0, _lines(capsys)
+    vendor_sig = verify_model(
+        pulled, vendor.public_key(), pulled / "model.sig", ignore=["mlgate.sig"]
+    )
+    assert vendor_sig.verified, vendor_sig.problems
+    ingest = [json.loads(line) for line in registry.audit_export() if '"ingest"' in line]
+    evidence = ingest[0]["details"]["vendor_evidence"]
+    assert sorted(evidence) == ["mlgate.lock", "model.sig"]
+    assert all(v.startswith("matches the content") for v in evidence.values()), evidence
 
 
 def test_bad_policy_file_is_an_error(tmp_path: Path, capsys) -> None:

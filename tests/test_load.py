@@ -84,3 +84,62 @@ def test_load_verifies_the_lock_first(tmp_path: Path) -> None:
     torch.save({"w": torch.zeros(3)}, model / "weights.pt")
     with pytest.raises(IntegrityError, match="does not match the lock"):
         mlgate.load(model / "weights.pt", lock=lock, verify_root=model)
+
+
+LOADS = 150
+
+
+def test_verified_load_never_returns_bytes_written_after_the_check(tmp_path: Path) -> None:
+    """A writer keeps rewriting the weights in place with tampered bytes while the model is
+    loaded with signature verification: every load returns the signed tensors or raises."""
+    import os
+    import threading
+    import time
+
+    from safetensors.numpy import save_file
+
+    from mlgate.provenance import sign_model
+    from mlgate.provenance.keys import generate_private_key, public_pem
+
+    model = tmp_path / "model"
+    model.mkdir()
+    signed = np.arange(64 * 1024, dtype=np.float32)
+    weights = model / "model.safetensors"
+    save_file({"w": -signed}, str(weights))
+    tampered = weights.read_bytes()
+    save_file({"w": signed}, str(weights))
+    original = weights.read_bytes()
+    assert len(tampered) == len(original)
+    key = generate_private_key()
+    sign_model(model, key)
+    public = tmp_path / "key.pub"
+    public.write_bytes(public_pem(key.public_key()))
+
+    stop = threading.Event()
+
+    def writer() -> None:
+        fd = os.open(weights, os.O_WRONLY)  # in place: same inode, same size, torn reads too
+        try:
+            while not stop.is_set():
+                for data in (tampered, original):
+                    os.pwrite(fd, data, 0)
+                    time.sleep(0.001)  # let loads also run between two rewrites
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    outcomes = {"signed": 0, "refused": 0, "tampered": 0}
+    try:
+        for _ in range(LOADS):
+            try:
+                got = mlgate.load(weights, public_key=public, verify_root=model)
+            except IntegrityError:
+                outcomes["refused"] += 1
+                continue
+            outcomes["signed" if np.array_equal(got["w"].numpy(), signed) else "tampered"] += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert outcomes["tampered"] == 0, outcomes
+    assert outcomes["signed"] + outcomes["refused"] == LOADS

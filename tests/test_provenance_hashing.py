@@ -140,9 +140,17 @@ def test_ignore_rules(model: tuple[Path, dict[str, bytes]]) -> None:
     (root / "README.md").write_bytes(b"# card")
     (root / "logs").mkdir()
     (root / "logs" / "run.txt").write_bytes(b"log")
+    (root / ".github").mkdir()
+    (root / ".github" / "ci.yml").write_bytes(b"on: push")
+    (root / ".gitignore").write_bytes(b"*.tmp")
     paths = {f.path for f in hash_model(root).files}
-    assert paths == set(content) | {"README.md", "logs/run.txt"}
-    paths = {f.path for f in hash_model(root, ignore=["*.md", "logs", "tokenizer/*"]).files}
+    # model_signing's ignore_git_paths: root-only; a nested .git is content.
+    assert paths == set(content) | {"README.md", "logs/run.txt", "sub/.git/HEAD"}
+    everything = {f.path for f in hash_model(root, defaults=False).files}
+    hidden = {".git/objects/x", ".gitattributes", "model.sig", "mlgate.lock", ".github/ci.yml"}
+    assert everything == paths | hidden | {".gitignore"}
+    patterns = ["*.md", "logs", "tokenizer/*", "sub/.git"]
+    paths = {f.path for f in hash_model(root, ignore=patterns).files}
     assert paths == set(content) - {"tokenizer/vocab.txt"}
 
 

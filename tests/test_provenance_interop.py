@@ -178,7 +178,9 @@ def test_reference_certificate_signature_verifies_with_mlgate(tmp_path: Path) ->
     assert "does not chain to a trusted root" in "\n".join(result.problems)
 
 
-def test_nested_git_files_are_ignored_for_the_reference_too(tmp_path: Path) -> None:
+def test_pickle_hidden_in_nested_git_is_signed_like_the_reference(tmp_path: Path) -> None:
+    # model_signing ignores .git only at the root: a nested .git (and a vendor's mlgate.lock)
+    # is content, signed by both tools, so swapping a pickle hidden there breaks the signature.
     model, key = make_model(tmp_path), write_key(tmp_path / "k.pem")
     (model / "deep/.gitattributes").write_text("*.bin filter=lfs")
     (model / "deep/er/.git").mkdir()
@@ -186,4 +188,8 @@ def test_nested_git_files_are_ignored_for_the_reference_too(tmp_path: Path) -> N
     (model / "mlgate.lock").write_text("lock")
     sig = sign_model(model, key)
     reference_verify_key(model, key, sig)
-    assert verify_model(model, pub(key)).verified
+    result = verify_model(model, pub(key))
+    signed = {r.name for r in result.resources}
+    assert result.verified and {"deep/er/.git/HEAD", "deep/.gitattributes", "mlgate.lock"} <= signed
+    (model / "deep/er/.git/HEAD").write_bytes(b"\x80\x04cposix\nsystem\n.")
+    assert "changed: deep/er/.git/HEAD" in "\n".join(verify_model(model, pub(key)).problems)

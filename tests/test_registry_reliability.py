@@ -124,7 +124,7 @@ def test_concurrent_ingests_and_pulls_lose_nothing(registry, tmp_path: Path) -> 
     assert verification.ok, verification.problems
     for i in range(WORKERS):
         for n in range(2):
-            assert (tmp_path / f"pulled-{i}-{n}" / "model.sig").is_file()
+            assert (tmp_path / f"pulled-{i}-{n}" / "mlgate.sig").is_file()
 
 
 # -- crash safety -----------------------------------------------------------------------------

@@ -138,7 +138,9 @@ def test_aliases_point_only_at_published_versions(registry, models, tmp_path: Pa
         pat.set_alias("m", "staging", "1")
     pulled = as_user(registry, "rob").pull("m@production", tmp_path / "out")
     assert pulled.state is State.DEPRECATED  # deprecated versions are still served
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [*BENIGN_FILES, "model.sig"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [*BENIGN_FILES, "mlgate.sig"]
+    )
 
 
 # -- consumers ------------------------------------------------------------------------------
@@ -161,6 +163,48 @@ def test_pull_writes_signed_files_and_records_each_download(
     with pytest.raises(RegistryError, match="is not empty"):
         registry.pull("org/m@1", dest)
     assert len(registry.show("org/m@1").downloads) == len(BENIGN_FILES)
+
+
+def test_publish_refuses_a_blob_modified_in_the_store(registry, models) -> None:
+    pat = as_user(registry, "pat")
+    version = pat.ingest(models[0], name="org/m")
+    as_user(registry, "rita").approve(version.ref, "reviewed")
+    weights = next(f for f in version.files if f.path == "model.safetensors")
+    blob = registry.blobs.path(weights.digest)
+    blob.chmod(0o600)
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0x01
+    blob.write_bytes(bytes(data))  # in place: the scanner's hard-linked view sees it too
+    with pytest.raises(RegistryError, match=r"no longer match the digests recorded at ingest"):
+        pat.publish(version.ref)
+    after = registry.show(version.ref)
+    assert after.state is State.APPROVED and after.signature is None
+
+
+def test_failed_pull_leaves_no_partial_folder(registry, models, tmp_path: Path) -> None:
+    version = release(registry, models[0], "org/m")
+    last = max(version.files, key=lambda f: f.path)  # copied last: the others are written first
+    blob = registry.blobs.path(last.digest)
+    original = blob.read_bytes()
+    blob.chmod(0o600)
+    blob.write_bytes(b"corrupted in the store")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RegistryError, match="is corrupt"):
+        as_user(registry, "rob").pull(version.ref, out / "pulled")
+    assert list(out.iterdir()) == []
+    assert registry.show(version.ref).downloads == ()
+    blob.write_bytes(original)
+    (out / "pulled").mkdir()  # an empty destination folder is filled in one rename
+    as_user(registry, "rob").pull(version.ref, out / "pulled")
+    assert verify_model(out / "pulled", registry.org_public_key()).verified
+
+
+def test_ingest_refuses_the_name_reserved_for_the_registry_signature(registry, tmp_path) -> None:
+    folder = write_benign(tmp_path / "m")
+    (folder / "mlgate.sig").write_text("{}")
+    with pytest.raises(RegistryError, match=r"mlgate\.sig, the name pull gives"):
+        as_user(registry, "pat").ingest(folder, name="org/m")
 
 
 def test_identical_content_is_stored_once_and_found_by_content(registry, models) -> None:

@@ -122,6 +122,47 @@ def test_local_fifo_refused(tmp_path: Path) -> None:
     refused(r"pipe\.bin is not a regular file", stage_local, root)
 
 
+def test_local_hard_link_to_a_system_file_refused(tmp_path: Path) -> None:
+    root = write(tmp_path / "m", {"config.json": CONFIG})
+    secret = write(tmp_path, {"secret.txt": b"root:x:0:0"}) / "secret.txt"  # e.g. /etc/passwd
+    os.link(secret, root / "weights.bin")
+    refused(r"weights\.bin is a hard link \(2 names", stage_local, root)
+    refused(r"weights\.bin is a hard link", stage_local, root / "weights.bin")
+
+
+@pytest.mark.parametrize("kind", ["socket", "device"])
+def test_local_socket_and_device_refused(tmp_path: Path, kind: str) -> None:
+    import socket
+    import stat
+
+    root = write(tmp_path / "m", {"a": b"a"})
+    special = root / "special.bin"
+    if kind == "socket":
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(special))
+        listener.close()
+    else:
+        try:
+            os.mknod(special, stat.S_IFCHR | 0o600, os.makedev(1, 3))  # /dev/null's numbers
+        except PermissionError:
+            pytest.skip("creating a device needs root")
+    refused(r"special\.bin is not a regular file", stage_local, root)
+
+
+def test_blob_store_refuses_a_hard_link_swapped_in_after_staging(tmp_path: Path) -> None:
+    from mlgate.registry.blobs import BlobStore
+    from mlgate.registry.errors import RegistryError
+
+    root = write(tmp_path / "m", {"config.json": CONFIG})
+    staged = stage_local(root)
+    secret = write(tmp_path, {"secret.txt": b"root:x:0:0"}) / "secret.txt"
+    (root / "config.json").unlink()
+    os.link(secret, root / "config.json")  # the time-of-check gap between stage and store
+    with pytest.raises(RegistryError, match="became a hard link"):
+        BlobStore(tmp_path / "blobs").put_file(staged.files[0].local)
+    assert not any((tmp_path / "blobs" / "sha256").rglob("*"))
+
+
 @pytest.mark.parametrize(
     ("first", "second"),
     [

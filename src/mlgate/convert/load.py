@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import struct
+import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,19 +45,23 @@ def load(
 
     With ``lock`` (an ``mlgate hash --lock-out`` file) or ``public_key`` (with an optional
     ``signature`` path) the model at ``verify_root`` (default: ``path``) is verified first
-    and :class:`IntegrityError` is raised if it does not match. Pickles that hold anything
-    but tensors and plain data raise :class:`ConversionRefused` with the findings.
+    and :class:`IntegrityError` is raised if it does not match; the tensors then come from a
+    private copy of ``path`` whose bytes matched too (never from a second read of ``path``).
+    Pickles that hold anything but tensors and plain data raise :class:`ConversionRefused`
+    with the findings.
     """
     path = Path(path)
     make = _array_maker(framework)
-    _verify(Path(verify_root) if verify_root is not None else path, lock, public_key, signature)
-    try:
-        with path.open("rb") as f:
-            head = f.read(16)
-        size = path.stat().st_size
-    except OSError as e:
-        raise ConversionError(f"cannot read {path}: {e.strerror or e}") from e
-    with ExitStack() as cleanup:  # deletes the decompressed copy of a compressed joblib file
+    with ExitStack() as cleanup:  # the private verified copy, a decompressed joblib file
+        if lock is not None or public_key is not None:
+            root = Path(verify_root) if verify_root is not None else path
+            path = _verified_copy(path, root, lock, public_key, signature, cleanup)
+        try:
+            with path.open("rb") as f:
+                head = f.read(16)
+            size = path.stat().st_size
+        except OSError as e:
+            raise ConversionError(f"cannot read {path}: {e.strerror or e}") from e
         if looks_like_safetensors(head, size):
             tree, sources, aliases = _read_safetensors(path, size)
         else:
@@ -69,24 +76,94 @@ def load(
     return result
 
 
-def _verify(
+@dataclass(frozen=True)
+class _Pin:
+    """How a lock or a verified signature pins the loaded file."""
+
+    what: str  # "the lock x.lock", "the signature"
+    algorithm: str
+    shard_size: int | None
+    digest: str
+
+
+def _verified_copy(
+    path: Path,
     root: Path,
     lock: Path | str | None,
     public_key: Path | str | None,
     signature: Path | str | None,
-) -> None:
-    if lock is None and public_key is None:
-        return
-    provenance = importlib.import_module("mlgate.provenance")
+    cleanup: ExitStack,
+) -> Path:
+    """A private copy of ``path`` whose own bytes match the lock or signature.
+
+    Verifying the model and then opening the file again loads whatever a concurrent writer
+    put there in between (a time-of-check to time-of-use race): the copy, in a folder only
+    this process knows, is what gets hashed against the pins and what gets loaded.
+    """
+    from mlgate.provenance.manifest import CHUNK_SIZE, hash_model  # noqa: PLC0415
+
+    pins = _verify(root, _member(path, root), lock, public_key, signature)
+    folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="mlgate-load-")))
+    copy = folder / path.name  # same name: formats told apart by suffix still are
+    try:
+        with path.open("rb") as src, copy.open("xb") as dst:
+            shutil.copyfileobj(src, dst, CHUNK_SIZE)
+    except OSError as e:
+        raise ConversionError(f"cannot read {path}: {e.strerror or e}") from e
+    for pin in pins:
+        [got] = hash_model(copy, pin.algorithm, shard_size=pin.shard_size).files
+        if got.digest != pin.digest:
+            raise IntegrityError(
+                f"{path} changed after it was verified: the bytes read do not match {pin.what}"
+            )
+    return copy
+
+
+def _member(path: Path, root: Path) -> str | None:
+    """The loaded file's path in the manifest of ``root`` (None: ``root`` is that file)."""
+    real, real_root = path.resolve(), root.resolve()
+    if real == real_root:
+        return None
+    if not real.is_relative_to(real_root):
+        raise IntegrityError(f"{path} is not part of the verified model {root}")
+    return real.relative_to(real_root).as_posix()
+
+
+def _verify(
+    root: Path,
+    member: str | None,
+    lock: Path | str | None,
+    public_key: Path | str | None,
+    signature: Path | str | None,
+) -> list[_Pin]:
+    """Verify the whole model; return how the loaded file is pinned."""
+    # Provenance (cryptography) is imported only when a load asks for verification.
+    from mlgate.provenance import read_lock, verify_lock, verify_model  # noqa: PLC0415
+    from mlgate.provenance.oms import SINGLE_FILE_RESOURCE  # noqa: PLC0415
+
+    pins: list[_Pin] = []
     if lock is not None:
-        differences = provenance.verify_lock(root, Path(lock))
+        differences = verify_lock(root, Path(lock))
         if differences:
             listed = "; ".join(str(d) for d in differences[:5])
             raise IntegrityError(f"{root} does not match the lock {lock}: {listed}")
+        name = member if member is not None else root.name
+        pinned = {f.path: f for f in read_lock(Path(lock)).files}.get(name)
+        if pinned is None:
+            raise IntegrityError(f"{name} is not pinned by the lock {lock}")
+        pins.append(_Pin(f"the lock {lock}", pinned.algorithm, pinned.shard_size, pinned.digest))
     if public_key is not None:
-        result = provenance.verify_model(root, public_key, signature)
+        result = verify_model(root, public_key, signature)
         if not result.verified:
             raise IntegrityError(f"{root}: signature not verified: {'; '.join(result.problems)}")
+        name = member if member is not None else SINGLE_FILE_RESOURCE
+        signed = {r.name: r for r in result.resources}.get(name)
+        if signed is None:
+            raise IntegrityError(f"{name} is not covered by the signature {result.signature}")
+        pins.append(
+            _Pin(f"the signature {result.signature}", signed.algorithm, None, signed.digest)
+        )
+    return pins
 
 
 class _Materialiser:

@@ -3,13 +3,16 @@
 Four checks, each required unless the policy explicitly turns it off:
 
 1. **scan**: no static-scan finding at or above the policy's severity, every file analysed;
-2. **digests**: every file matches its pin, from ``mlgate.lock`` or else from the registry
-   (the folder must be exactly one recorded version's files);
-3. **signature**: ``model.sig`` verifies against one of the trusted keys;
+2. **digests**: every file matches its pin, from a lock file kept outside the model (``--lock``)
+   or from the registry (the folder must be exactly one recorded version's files);
+3. **signature**: the registry's ``mlgate.sig`` (written by ``pull``), else ``model.sig``,
+   verifies against one of the trusted keys and covers every file;
 4. **registry**: that version is published (not revoked, rejected or still in review).
 
 The gate fails closed: a check that cannot be carried out (no lock and no registry, no
-trusted key, unreachable database) fails with a line saying why.
+trusted key, unreachable database) fails with a line saying why. A lock inside the folder being
+admitted is never a trust anchor (whoever altered the weights can regenerate it), and every
+file of the folder counts, ``.git/`` included: only the signature being checked is left out.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from mlgate.findings import Severity
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    from mlgate.provenance.manifest import Manifest
+    from mlgate.provenance.signing import VerificationResult
     from mlgate.registry.records import Version
     from mlgate.registry.service import Registry
 
@@ -116,15 +121,31 @@ class _Context:
     registry: Registry | None
     lock: Path | None
     matched: list[Version] | None = None
-    digests: dict[str, str] | None = None
+    manifests: dict[tuple[str, int | None], Manifest] = field(default_factory=dict)
+
+    def signature(self) -> Path:
+        """The signature the gate checks: the registry's, else the OMS default."""
+        from mlgate.provenance.signing import find_signature  # noqa: PLC0415
+
+        return find_signature(self.model)
+
+    def manifest(self, algorithm: str = "sha256", shard_size: int | None = None) -> Manifest:
+        """Every file of the model but the checked signature (no default ignore: a pickle
+        under ``.git/`` must be pinned like any other file); hashed once per method."""
+        from mlgate.provenance.manifest import hash_model  # noqa: PLC0415
+
+        key = (algorithm, shard_size)
+        if key not in self.manifests:
+            signature = self.signature()
+            own = [signature.name] if signature.parent == self.model else []
+            self.manifests[key] = hash_model(
+                self.model, algorithm, own, shard_size=shard_size, defaults=False
+            )
+        return self.manifests[key]
 
     def actual(self) -> dict[str, str]:
-        """The model's files: path -> SHA-256 (hashed once)."""
-        if self.digests is None:
-            from mlgate.provenance.manifest import hash_model  # noqa: PLC0415
-
-            self.digests = {f.path: f.digest for f in hash_model(self.model).files}
-        return self.digests
+        """The model's files: path -> SHA-256."""
+        return {f.path: f.digest for f in self.manifest().files}
 
     def versions(self) -> list[Version]:
         """Registry versions whose files are exactly the model's (computed once)."""
@@ -157,24 +178,52 @@ def _check_scan(ctx: _Context) -> CheckResult:
 
 
 def _check_digests(ctx: _Context) -> CheckResult:
-    lock = ctx.lock or _default_lock(ctx.model)
-    if lock is not None:
-        from mlgate.provenance.lock import verify_lock  # noqa: PLC0415
-
-        differences = verify_lock(ctx.model, lock)
-        return CheckResult(
-            "digests",
-            not differences,
-            f"every file matches {lock.name}",
-            tuple(str(d) for d in differences),
-        )
-    if ctx.registry is None:
+    results = []
+    if ctx.lock is not None:
+        results.append(_compare_with_lock(ctx, ctx.lock))
+    if ctx.registry is not None and (ctx.lock is None or ctx.policy.expect is not None):
+        results.append(_compare_with_registry(ctx))
+    if not results:
         return CheckResult(
             "digests",
             False,
             "nothing to pin against",
-            ("no mlgate.lock in the model and no registry given",),
+            ("no lock given (--lock, kept outside the model) and no registry",),
         )
+    return CheckResult(
+        "digests",
+        all(r.passed for r in results),
+        "; ".join(r.summary for r in results),
+        tuple(line for r in results for line in r.failures),
+    )
+
+
+def _compare_with_lock(ctx: _Context, lock_path: Path) -> CheckResult:
+    from mlgate.provenance.lock import compare, read_lock  # noqa: PLC0415
+
+    if lock_path.resolve().is_relative_to(ctx.model.resolve()):
+        return CheckResult(
+            "digests",
+            False,
+            "lock inside the model",
+            (
+                f"{lock_path} is inside the model being admitted: whoever altered the model "
+                "could have rewritten it; give a lock kept outside it, or use the registry",
+            ),
+        )
+    lock = read_lock(lock_path)
+    # The lock's own ignore patterns are not applied: a file it does not pin is a failure.
+    differences = compare(lock, ctx.manifest(lock.algorithm, lock.shard_size))
+    return CheckResult(
+        "digests",
+        not differences,
+        f"every file matches {lock_path.name}",
+        tuple(str(d) for d in differences),
+    )
+
+
+def _compare_with_registry(ctx: _Context) -> CheckResult:
+    assert ctx.registry is not None
     expected = ctx.expected()
     if expected is not None:
         return _compare_with_version(ctx, expected)
@@ -206,15 +255,8 @@ def _compare_with_version(ctx: _Context, expected: Version) -> CheckResult:
     )
 
 
-def _default_lock(model: Path) -> Path | None:
-    from mlgate.provenance.manifest import LOCK_FILE  # noqa: PLC0415
-
-    candidate = model / LOCK_FILE if model.is_dir() else None
-    return candidate if candidate is not None and candidate.is_file() else None
-
-
 def _check_signature(ctx: _Context) -> CheckResult:
-    from mlgate.provenance.signing import default_signature_path, verify_model  # noqa: PLC0415
+    from mlgate.provenance.signing import verify_model  # noqa: PLC0415
 
     keys = _trusted_keys(ctx)
     if not keys:
@@ -224,16 +266,31 @@ def _check_signature(ctx: _Context) -> CheckResult:
             "no trusted key",
             ("no trusted key: give --key or trusted-keys in the policy",),
         )
-    signature = default_signature_path(ctx.model)
+    signature = ctx.signature()
     if not signature.is_file():
         return CheckResult("signature", False, "unsigned", (f"no signature at {signature}",))
     problems: list[str] = []
     for name, key in keys:
-        result = verify_model(ctx.model, key)
+        result = verify_model(ctx.model, key, signature)
         if result.verified:
-            return CheckResult("signature", True, f"signed by {result.signer} ({name})")
+            return _check_coverage(ctx, result, name)
         problems.append(f"{name}: {'; '.join(result.problems)}")
     return CheckResult("signature", False, "not verified", tuple(problems))
+
+
+def _check_coverage(ctx: _Context, result: VerificationResult, name: str) -> CheckResult:
+    """A verified signature must also cover every file: the OMS ignore paths it records (the
+    root ``.git/`` by default) would otherwise let unsigned content ride along."""
+    if not ctx.model.is_dir():
+        return CheckResult("signature", True, f"signed by {result.signer} ({name})")
+    signed = {r.name for r in result.resources}
+    unsigned = sorted(set(ctx.actual()) - signed)
+    return CheckResult(
+        "signature",
+        not unsigned,
+        f"signed by {result.signer} ({name})",
+        tuple(f"not covered by the signature: {p}" for p in unsigned),
+    )
 
 
 def _trusted_keys(ctx: _Context) -> Sequence[tuple[str, Any]]:

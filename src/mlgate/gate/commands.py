@@ -23,7 +23,7 @@ from mlgate.registry.commands import registry_options
 @click.option(
     "--lock",
     type=click.Path(path_type=Path, exists=True),
-    help="Pinned digests [default: MODEL/mlgate.lock, else the registry].",
+    help="Pinned digests, from a lock kept outside MODEL [default: the registry].",
 )
 @click.option(
     "--key",

@@ -23,3 +23,7 @@ class LockError(ProvenanceError):
 
 class LockMismatch(ProvenanceError):
     """A lock file cannot be compared with a model (e.g. different hash algorithms)."""
+
+
+class ContentMismatch(ProvenanceError):
+    """The model's bytes are not the ones the caller recorded: refused rather than signed."""

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mlgate.provenance.errors import ProvenanceError, SymlinkRefused
+from mlgate.provenance.oms import GIT_PATHS
 
 ALGORITHMS = ("sha256", "blake2b", "blake3")
 # Measured on the 2-core bench VM: reads of <= 128 KiB from the page cache copy at ~9 GB/s,
@@ -38,11 +39,14 @@ ALGORITHMS = ("sha256", "blake2b", "blake3")
 CHUNK_SIZE = 128 * 1024
 SIGNATURE_FILE = "model.sig"
 LOCK_FILE = "mlgate.lock"
-# Never part of a manifest: VCS metadata, and files that vouch for the model (they cannot pin
-# themselves). Names are matched at any depth for .git, at the root for the others.
-_IGNORED_DIR_NAMES = frozenset({".git"})
-_IGNORED_ANY_DEPTH = frozenset({".gitattributes"})
-_IGNORED_AT_ROOT = frozenset({SIGNATURE_FILE, LOCK_FILE})
+# The registry's signature in a pulled folder: its own name, so that a vendor's model.sig (or
+# mlgate.lock) shipped inside the model stays there as content, covered by this signature.
+PULL_SIGNATURE_FILE = "mlgate.sig"
+# The default ignore rules, all at the root only: the git paths model_signing's hashing.Config
+# ignores by default (``ignore_git_paths``: .git/, .gitattributes, .github/, .gitignore at the
+# model root, never deeper), and the files that vouch for the model (they cannot pin
+# themselves). A nested ``sub/.git/`` is model content: a pickle hidden there is hashed.
+_IGNORED_AT_ROOT = frozenset({*GIT_PATHS, SIGNATURE_FILE, LOCK_FILE, PULL_SIGNATURE_FILE})
 _SHARD_PREFIX = b"mlgate-shards-v1\0"
 
 
@@ -118,20 +122,23 @@ def hash_model(
     allow_symlinks: bool = False,
     workers: int | None = None,
     shard_size: int | None = None,
+    defaults: bool = True,
 ) -> Manifest:
     """Hash every file of the model at ``path`` (a folder or a single file).
 
     ``ignore``: fnmatch patterns on the POSIX path relative to the root (a matching folder is
-    skipped whole). ``.git/``, ``.gitattributes``, ``model.sig`` and ``mlgate.lock`` are always
-    ignored. Symbolic links raise :class:`SymlinkRefused` unless ``allow_symlinks``; a link
-    that resolves outside the root is refused even then. ``workers``: threads (default: one
-    per CPU). ``shard_size``: files larger than this are hashed in shards (see module doc).
+    skipped whole). With ``defaults``, ``.git/``, ``.gitattributes``, ``.github/``,
+    ``.gitignore``, ``model.sig``, ``mlgate.sig`` and ``mlgate.lock`` at the root are ignored
+    too; without, every file is hashed (what a gate needs to see all the content). Symbolic
+    links raise :class:`SymlinkRefused` unless ``allow_symlinks``; a link that resolves
+    outside the root is refused even then. ``workers``: threads (default: one per CPU).
+    ``shard_size``: files larger than this are hashed in shards (see module doc).
     """
     new_hasher(algorithm)  # fail fast on an unknown algorithm
     if shard_size is not None and shard_size <= 0:
         raise ProvenanceError(f"shard size must be positive, got {shard_size}")
     root = Path(path)
-    entries = list(_walk(root, tuple(ignore), allow_symlinks))
+    entries = list(_walk(root, tuple(ignore), allow_symlinks, defaults))
     tasks, plans = _plan(entries, shard_size)
     digests = _run(tasks, algorithm, workers)
     files = tuple(
@@ -146,7 +153,9 @@ def _sort_key(rel: str) -> bytes:
     return rel.encode("utf-8", "surrogateescape")
 
 
-def _walk(root: Path, ignore: tuple[str, ...], allow_symlinks: bool) -> Iterator[tuple[str, Path]]:
+def _walk(
+    root: Path, ignore: tuple[str, ...], allow_symlinks: bool, defaults: bool
+) -> Iterator[tuple[str, Path]]:
     """(relative POSIX path, path) of every regular file to hash, after the ignore rules."""
     try:
         st = root.lstat()
@@ -163,14 +172,30 @@ def _walk(root: Path, ignore: tuple[str, ...], allow_symlinks: bool) -> Iterator
     if not stat.S_ISDIR(st.st_mode):
         raise ProvenanceError(f"{root} is neither a file nor a folder")
     real_root = root.resolve()
-    yield from _walk_dir(root, "", real_root, ignore, allow_symlinks, {real_root})
+    at_root = _IGNORED_AT_ROOT if defaults else frozenset()
+    yield from _walk_dir(root, "", real_root, _Rules(ignore, at_root), allow_symlinks, {real_root})
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """What the walk skips: user fnmatch patterns, and names skipped at the root only."""
+
+    patterns: tuple[str, ...]
+    at_root: frozenset[str]
+
+    def ignored(self, rel: str, is_dir: bool) -> bool:
+        if rel in self.at_root:
+            return True
+        return any(
+            fnmatchcase(rel, p) or (is_dir and fnmatchcase(rel + "/", p)) for p in self.patterns
+        )
 
 
 def _walk_dir(
     folder: Path,
     prefix: str,
     real_root: Path,
-    ignore: tuple[str, ...],
+    rules: _Rules,
     allow_symlinks: bool,
     seen: set[Path],
 ) -> Iterator[tuple[str, Path]]:
@@ -182,7 +207,7 @@ def _walk_dir(
     for child in children:
         rel = prefix + child.name
         child_path = Path(child.path)
-        if _ignored(rel, child.name, prefix == "", child.is_dir(follow_symlinks=False), ignore):
+        if rules.ignored(rel, child.is_dir(follow_symlinks=False)):
             continue
         if child.is_symlink():
             if not allow_symlinks:
@@ -198,29 +223,19 @@ def _walk_dir(
             if target.is_dir():
                 if target in seen:  # a link back up the tree would loop forever
                     raise SymlinkRefused(f"{rel} is a symbolic link loop -> {target}")
-                yield from _walk_dir(
-                    child_path, rel + "/", real_root, ignore, True, seen | {target}
-                )
+                yield from _walk_dir(child_path, rel + "/", real_root, rules, True, seen | {target})
             elif target.is_file():
                 yield rel, child_path
             else:
                 raise ProvenanceError(f"{rel} is a dangling or special symbolic link")
         elif child.is_dir(follow_symlinks=False):
             yield from _walk_dir(
-                child_path, rel + "/", real_root, ignore, allow_symlinks, seen | {child_path}
+                child_path, rel + "/", real_root, rules, allow_symlinks, seen | {child_path}
             )
         elif child.is_file(follow_symlinks=False):
             yield rel, child_path
         else:
             raise ProvenanceError(f"{rel} is not a regular file (socket, device or fifo)")
-
-
-def _ignored(rel: str, name: str, at_root: bool, is_dir: bool, patterns: tuple[str, ...]) -> bool:
-    if is_dir and name in _IGNORED_DIR_NAMES:
-        return True
-    if not is_dir and (name in _IGNORED_ANY_DEPTH or (at_root and name in _IGNORED_AT_ROOT)):
-        return True
-    return any(fnmatchcase(rel, p) or (is_dir and fnmatchcase(rel + "/", p)) for p in patterns)
 
 
 _Plan = tuple[str, int, int | None, list[_Task]]

@@ -224,7 +224,8 @@ key_option = click.option(
 signature_option = click.option(
     "--signature",
     type=_existing,
-    help="Signature to check [default: MODEL/model.sig, or FILE.sig for a file].",
+    help="Signature to check [default: MODEL/mlgate.sig if pulled, else MODEL/model.sig, "
+    "or FILE.sig for a file].",
 )
 chain_option = click.option(
     "--certificate-chain",

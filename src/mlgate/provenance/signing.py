@@ -4,27 +4,32 @@ The manifest comes from :func:`mlgate.provenance.manifest.hash_model`; this modu
 model_signing's "files" serialization so that either tool verifies the other's signatures:
 
 * Ignore rules are OMS ``ignore_paths``: paths relative to the model root, each ignoring itself
-  and everything below it (model_signing ``serialization.should_ignore``). By default the git
-  paths ``.git``, ``.gitattributes``, ``.github``, ``.gitignore`` and the signature file itself
-  are ignored, as ``model_signing sign`` does; ``mlgate.lock`` is recorded too, because mlgate's
-  hashing never covers it and a reference verifier must skip it as well.
+  and everything below it (model_signing ``serialization.should_ignore``). By default only the
+  root git paths ``.git``, ``.gitattributes``, ``.github``, ``.gitignore`` and the signature
+  file itself are ignored, exactly as ``model_signing sign`` does: everything else, including a
+  nested ``sub/.git/`` and a vendor's ``mlgate.lock``, is signed (a pickle hidden in a nested
+  ``.git`` would otherwise ride along unsigned).
 * A single-file model has one resource named ``.`` (model_signing hashes the path relative to
   itself); its default signature is ``FILE.sig`` beside it. A folder's is ``model.sig`` in it.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mlgate.provenance import oms
-from mlgate.provenance.errors import ProvenanceError
+from mlgate.provenance.errors import ContentMismatch, ProvenanceError
 from mlgate.provenance.keys import load_private_key, load_public_key
-from mlgate.provenance.manifest import ALGORITHMS, LOCK_FILE, SIGNATURE_FILE, hash_model
+from mlgate.provenance.manifest import (
+    ALGORITHMS,
+    PULL_SIGNATURE_FILE,
+    SIGNATURE_FILE,
+    hash_model,
+)
 from mlgate.provenance.signers.base import Signer, Verifier
 from mlgate.provenance.signers.certificate import (
     CertificateSigner,
@@ -48,6 +53,7 @@ class VerificationResult:
     signer: str
     problems: tuple[str, ...]
     files: int = 0
+    resources: tuple[oms.Resource, ...] = ()  # what the signature covers (once it verified)
 
     @property
     def verified(self) -> bool:
@@ -63,6 +69,13 @@ def default_signature_path(model: Path) -> Path:
     return model / SIGNATURE_FILE if model.is_dir() else model.with_name(model.name + ".sig")
 
 
+def find_signature(model: Path) -> Path:
+    """The signature to verify by default: the registry's ``mlgate.sig`` in a pulled folder
+    (named so that a vendor's own ``model.sig`` is kept as content), else the OMS default."""
+    pulled = model / PULL_SIGNATURE_FILE
+    return pulled if model.is_dir() and pulled.is_file() else default_signature_path(model)
+
+
 def sign_model(
     path: Path | str,
     key: Path | str | ec.EllipticCurvePrivateKey | Signer,
@@ -73,19 +86,27 @@ def sign_model(
     certificate_chain: Sequence[Path | str] = (),
     ignore: Iterable[str] = (),
     allow_symlinks: bool = False,
+    ignore_git: bool = True,
+    expect: Mapping[str, str] | None = None,
 ) -> Path:
     """Sign the model at ``path`` and write the OMS signature; return the signature's path.
 
     ``key`` is a PEM private key file (``password`` if encrypted), a loaded EC private key, or
     any :class:`~mlgate.provenance.signers.base.Signer`. With ``certificate`` (PEM, the key's
     certificate) and ``certificate_chain`` (intermediates), the bundle carries the chain.
+    ``ignore_git=False`` signs the root git paths too (model_signing's ``ignore_git_paths``).
+    ``expect`` (path -> SHA-256): the content the caller recorded; the bytes hashed for the
+    signature must be exactly these or :class:`ContentMismatch` is raised and nothing is
+    signed (a check made in the same pass as the signing hash leaves no time-of-check gap).
     """
     model = Path(path)
     signer = _signer(key, password, certificate, certificate_chain)
     sig_path = Path(signature_path) if signature_path is not None else None
     sig_path = sig_path or default_signature_path(model)
-    ignore_paths = _ignore_paths(model, ignore, sig_path)
+    ignore_paths = _ignore_paths(model, ignore, sig_path, ignore_git)
     resources = _hash(model, "sha256", ignore_paths, allow_symlinks)
+    if expect is not None:
+        _require_content(resources, expect)
     serialization = oms.Serialization("sha256", allow_symlinks, ignore_paths)
     payload = oms.encode_statement(_model_name(model), resources, serialization)
     signature = signer.sign(oms.pae(payload))
@@ -115,7 +136,7 @@ def verify_model(
     """
     model = Path(path)
     verifier, trusted = _verifier(public_key, trust_chain)
-    sig_path = Path(signature_path) if signature_path is not None else default_signature_path(model)
+    sig_path = Path(signature_path) if signature_path is not None else find_signature(model)
     source = str(sig_path)
     try:
         text = sig_path.read_text(encoding="utf-8")
@@ -135,7 +156,9 @@ def verify_model(
     ignore_paths = tuple(dict.fromkeys(statement.serialization.ignore_paths + extra))
     actual = _hash(model, statement.serialization.hash_type, ignore_paths, allow_symlinks)
     problems = compare(statement.resources, actual)
-    return VerificationResult(model, sig_path, signer, tuple(problems), len(actual))
+    return VerificationResult(
+        model, sig_path, signer, tuple(problems), len(actual), statement.resources
+    )
 
 
 def compare(signed: Sequence[oms.Resource], actual: Sequence[oms.Resource]) -> list[str]:
@@ -160,6 +183,16 @@ def compare(signed: Sequence[oms.Resource], actual: Sequence[oms.Resource]) -> l
     problems += [f"missing: {name} (signed, but not in the model)" for name in missing]
     problems += [f"added: {name} (in the model, but not signed)" for name in added]
     return problems
+
+
+def _require_content(resources: Sequence[oms.Resource], expect: Mapping[str, str]) -> None:
+    want = [oms.Resource(p, "sha256", d) for p, d in expect.items()]
+    problems = compare(want, resources)
+    if problems:
+        raise ContentMismatch(
+            f"the content differs from what was recorded ({'; '.join(problems[:5])}); "
+            "nothing was signed"
+        )
 
 
 def _signer(
@@ -212,35 +245,16 @@ def _model_name(model: Path) -> str:
 def _ignore_paths(
     model: Path, ignore: Iterable[str], sig_path: Path, ignore_git: bool = True
 ) -> tuple[str, ...]:
-    """OMS ``ignore_paths``: user paths, git paths, the signature and lock file if inside."""
+    """OMS ``ignore_paths``: user paths, the root git paths, the signature if inside."""
+    paths = [_clean(p) for p in ignore] + (list(oms.GIT_PATHS) if ignore_git else [])
     if not model.is_dir():
-        base = list(oms.GIT_PATHS) if ignore_git else []
-        return tuple(dict.fromkeys(base + [_clean(p) for p in ignore]))
-    paths = [_clean(p) for p in ignore]
-    if ignore_git:
-        paths += [*oms.GIT_PATHS, LOCK_FILE, *_nested_git_paths(model)]
+        return tuple(dict.fromkeys(paths))
     try:
         rel = sig_path.resolve().relative_to(model.resolve())
         paths.append(rel.as_posix())
     except ValueError:
         pass  # a signature outside the model folder is not part of it anyway
     return tuple(dict.fromkeys(p for p in paths if p not in ("", ".")))
-
-
-def _nested_git_paths(model: Path) -> list[str]:
-    """Nested ``.git`` folders and ``.gitattributes`` files, which hash_model always skips.
-
-    model_signing ignores git paths only at the model root, so they are listed explicitly for
-    a reference verifier to skip them too.
-    """
-    found: list[str] = []
-    for folder, dirs, files in os.walk(model):
-        rel = Path(folder).relative_to(model)
-        if rel.parts:
-            found += [(rel / n).as_posix() for n in (".git",) if n in dirs]
-            found += [(rel / n).as_posix() for n in (".gitattributes",) if n in files]
-        dirs[:] = [d for d in dirs if d != ".git"]
-    return found
 
 
 def _clean(path: str) -> str:
@@ -257,7 +271,7 @@ def _hash(
 ) -> tuple[oms.Resource, ...]:
     """The model's resources as OMS names them, after OMS-style ignore rules."""
     patterns = [_escape(p) for p in ignore_paths]
-    manifest = hash_model(model, algorithm, patterns, allow_symlinks)
+    manifest = hash_model(model, algorithm, patterns, allow_symlinks, defaults=False)
     if not model.is_dir():
         [only] = manifest.files
         return (oms.Resource(oms.SINGLE_FILE_RESOURCE, only.algorithm, only.digest),)

@@ -59,7 +59,7 @@ class BlobStore:
         self.ensure()
         tmp = self._tmp / f"{uuid.uuid4().hex}.part"
         try:
-            digest, size = _copy_hashing(source, tmp, max_bytes)
+            digest, size = _copy_hashing(source, tmp, max_bytes, sole_name=True)
             self._publish(tmp, digest)
         except OSError as e:
             raise RegistryError(f"cannot store {source}: {e.strerror or e}") from e
@@ -110,14 +110,24 @@ class BlobStore:
             _copy_hashing(self.path(digest), target, None)
 
 
-def _copy_hashing(source: Path, target: Path, max_bytes: int | None) -> tuple[str, int]:
+def _copy_hashing(
+    source: Path, target: Path, max_bytes: int | None, sole_name: bool = False
+) -> tuple[str, int]:
+    """Copy and hash through one descriptor. The checks on what it opened (a regular file;
+    with ``sole_name``, not a hard link) hold for the bytes read, even if the path was swapped
+    for a FIFO or a hard link after the source was staged. O_NONBLOCK: a FIFO never blocks."""
     h = hashlib.sha256()
     size = 0
     buffer = bytearray(_CHUNK)
     view = memoryview(buffer)
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
     src_fd = os.open(source, flags)
     try:
+        st = os.fstat(src_fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RegistryError(f"{source} is not a regular file (fifo, socket or device)")
+        if sole_name and st.st_nlink > 1:
+            raise RegistryError(f"{source} became a hard link ({st.st_nlink} names) while staged")
         with open(src_fd, "rb", buffering=0, closefd=False) as src, target.open("xb") as dst:
             while n := src.readinto(buffer):
                 size += n

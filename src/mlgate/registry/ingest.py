@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlgate.provenance.errors import ProvenanceError
+from mlgate.provenance.manifest import LOCK_FILE, PULL_SIGNATURE_FILE, SIGNATURE_FILE
 from mlgate.registry.blobs import BlobStore
 from mlgate.registry.errors import IngestRefused
 from mlgate.registry.sources import (
@@ -31,6 +33,8 @@ from mlgate.registry.sources import (
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 _HEAD_BYTES = 512
+# A vendor's signature or lock larger than this is recorded, not parsed (bounded on any input).
+_MAX_EVIDENCE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,11 @@ def stage(spec: str, hub: HubOptions, staging_root: Path, limits: SourceLimits) 
             )
         if not staged.files:  # fail closed: an empty version would be scanned "clean"
             raise SourceError("it has no files")
+        if any(f.path == PULL_SIGNATURE_FILE for f in staged.files):
+            raise SourceError(
+                f"it holds {PULL_SIGNATURE_FILE}, the name pull gives the registry's signature; "
+                "rename that file"
+            )
     except BaseException as e:
         # The source removes what it downloaded, not the folder made for it here.
         if staging is not None:
@@ -158,3 +167,53 @@ def read_license(view: Path) -> str | None:
 def formats_json(files: Sequence[StoredFile]) -> str:
     """The distinct formats of a version, as stored."""
     return json.dumps(sorted({f.format for f in files}))
+
+
+def vendor_evidence(stored: Sequence[StoredFile], blobs: BlobStore) -> dict[str, str]:
+    """What a ``model.sig`` or ``mlgate.lock`` shipped at the model's root says of the stored
+    content. Both stay content (pull writes them back untouched); without the vendor's key
+    this is integrity evidence only: does what they pin match what was ingested?"""
+    digests = {f.path: f.digest for f in stored}
+    sizes = {f.path: f.size for f in stored}
+    found: dict[str, str] = {}
+    for name in (LOCK_FILE, SIGNATURE_FILE):
+        if name not in digests:
+            continue
+        if sizes[name] > _MAX_EVIDENCE_BYTES:
+            found[name] = f"not compared: larger than {_MAX_EVIDENCE_BYTES} bytes"
+            continue
+        content = {p: d for p, d in digests.items() if p != name}
+        try:
+            problems = _evidence_problems(name, blobs.path(digests[name]), content)
+        except (OSError, UnicodeDecodeError, ProvenanceError) as e:
+            found[name] = f"unreadable: {e}"
+            continue
+        found[name] = (
+            "matches the content (not authenticated)"
+            if not problems
+            else f"differs: {'; '.join(problems[:5])}"
+        )
+    return found
+
+
+def _evidence_problems(name: str, path: Path, content: dict[str, str]) -> list[str]:
+    from mlgate.provenance import oms  # noqa: PLC0415
+    from mlgate.provenance.lock import read_lock  # noqa: PLC0415
+    from mlgate.provenance.signing import compare  # noqa: PLC0415
+
+    if name == LOCK_FILE:
+        lock = read_lock(path)
+        if lock.algorithm != "sha256" or lock.shard_size is not None:
+            return [f"not compared: pinned with {lock.algorithm}"]
+        return [f"changed: {f.path}" for f in lock.files if content.get(f.path) != f.digest]
+    bundle = oms.parse_bundle(path.read_text(encoding="utf-8"), name)
+    statement = oms.decode_statement(bundle.payload, name)
+    if statement.serialization.hash_type != "sha256":
+        return [f"not compared: hashed with {statement.serialization.hash_type}"]
+    ignored = statement.serialization.ignore_paths
+    actual = [
+        oms.Resource(p, "sha256", d)
+        for p, d in content.items()
+        if not any(p == i or p.startswith(i + "/") for i in ignored)
+    ]
+    return compare(statement.resources, actual)

@@ -35,6 +35,7 @@ from mlgate.registry.ingest import (
     read_license,
     stage,
     store_files,
+    vendor_evidence,
 )
 from mlgate.registry.lifecycle import SERVED, State, check_transition
 from mlgate.registry.orgkey import OrgKey, load_org_key, pem_text, public_key_from_pem
@@ -264,17 +265,16 @@ class Registry:
         store.record_state(
             conn, version_id, None, State.QUARANTINED, self.actor, f"ingested from {origin}"
         )
-        self._audit(
-            conn,
-            "ingest",
-            f"{model}@{number}",
-            {
-                "source": staged.uri,
-                "revision": staged.revision,
-                "content_digest": digest,
-                "files": {f.path: f.digest for f in stored},
-            },
-        )
+        details: dict[str, Any] = {
+            "source": staged.uri,
+            "revision": staged.revision,
+            "content_digest": digest,
+            "files": {f.path: f.digest for f in stored},
+        }
+        evidence = vendor_evidence(stored, self.blobs)
+        if evidence:
+            details["vendor_evidence"] = evidence
+        self._audit(conn, "ingest", f"{model}@{number}", details)
         return number
 
     def scan(self, ref: str) -> Version:
@@ -430,6 +430,7 @@ class Registry:
     def publish(self, ref: str, *, alias: str | None = None) -> Version:
         """Sign an approved version with the organisation key, attach its ML-BOM, publish."""
         from mlgate.bom import build_cyclonedx  # noqa: PLC0415  (heavy; loaded on use)
+        from mlgate.provenance.errors import ContentMismatch  # noqa: PLC0415
         from mlgate.provenance.signing import sign_model  # noqa: PLC0415
 
         version = self.show(ref)
@@ -439,9 +440,18 @@ class Registry:
         view = self.view(version.content_digest, version.files)
         self._refuse_pickles(version, view)
         sig_path = self._scratch() / "model.sig"
+        recorded = {f.path: f.digest for f in version.files}
         try:
-            sign_model(view, key.signer, signature_path=sig_path)
+            # Every file is signed (git paths too: they are content the registry serves), and
+            # only if the bytes hashed for the signature are the recorded digests: a blob
+            # altered in the store since ingest is refused here, not signed and caught at pull.
+            sign_model(view, key.signer, signature_path=sig_path, ignore_git=False, expect=recorded)
             signature = sig_path.read_text(encoding="utf-8")
+        except ContentMismatch as e:
+            raise RegistryError(
+                f"{version.ref} not published: its stored blobs no longer match the digests "
+                f"recorded at ingest ({e}); run `mlgate registry check`"
+            ) from e
         finally:
             shutil.rmtree(sig_path.parent, ignore_errors=True)
         bom = build_cyclonedx(
@@ -617,8 +627,15 @@ class Registry:
     # -- consumers ----------------------------------------------------------------------
 
     def pull(self, ref: str, dest: Path) -> Version:
-        """Write a served version's files (and ``model.sig``) into the empty folder ``dest``,
-        checking every blob's digest while copying; each file's download is recorded."""
+        """Write a served version's files and the registry's signature (``mlgate.sig``, so a
+        vendor's own ``model.sig`` is kept) into the empty folder ``dest``, checking every
+        blob's digest while copying; each file's download is recorded.
+
+        The files are written into a temporary sibling renamed to ``dest`` at the end: a pull
+        that fails (a corrupt blob, a full disk) leaves no partial model behind to be used.
+        """
+        from mlgate.provenance.manifest import PULL_SIGNATURE_FILE  # noqa: PLC0415
+
         version = self.show(ref)
         self.require(Action.DOWNLOAD)
         if version.state not in SERVED:
@@ -627,10 +644,18 @@ class Registry:
             )
         if dest.exists() and any(dest.iterdir()):
             raise RegistryError(f"{dest} is not empty")
-        for f in version.files:
-            self.copy_out(f.digest, dest / f.path)
-        if version.signature:
-            (dest / "model.sig").write_text(version.signature, encoding="utf-8")
+        staging = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.pull")
+        try:
+            staging.mkdir(parents=True)
+            for f in version.files:
+                self.copy_out(f.digest, staging / f.path)
+            if version.signature:
+                _write_new(staging / PULL_SIGNATURE_FILE, version.signature)
+            os.rename(staging, dest)  # replaces an empty dest; fails on one filled meanwhile
+        except OSError as e:
+            raise RegistryError(f"cannot pull {version.ref} into {dest}: {e.strerror or e}") from e
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         self.record_downloads(version.ref, [f.path for f in version.files])
         return version
 
@@ -906,6 +931,17 @@ def init_registry(
     registry = Registry(engine, root, actor)
     registry._key = key
     return registry
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create ``path``; never overwrite a file of the model that bears the same name."""
+    try:
+        with path.open("x", encoding="utf-8") as f:
+            f.write(text)
+    except FileExistsError as e:
+        raise RegistryError(
+            f"the version holds a file named {path.name}, where the registry's signature goes"
+        ) from e
 
 
 def _generate_key(path: Path) -> Path:

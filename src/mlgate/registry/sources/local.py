@@ -3,7 +3,8 @@
 The walk is lazy (``os.scandir`` one entry at a time) and every limit is checked as entries are
 met, so a folder of a million files is refused after ``max_files + 1`` of them, not after
 listing them all. Links are followed only when they resolve inside the model folder (a link to
-``/etc/shadow`` or ``~/.ssh`` would otherwise be ingested as model content).
+``/etc/shadow`` or ``~/.ssh`` would otherwise be ingested as model content); hard links (which
+cannot be told apart from the file they name) and special files are refused.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def stage_local(path: Path, limits: SourceLimits = DEFAULT_LIMITS) -> StagedSour
     real = given.resolve()
     if stat.S_ISREG(st.st_mode):
         name = check_rel_path(given.name, limits)
+        _single_link(name, st)
         Budget(limits).add(name, st.st_size)
         files: tuple[StagedFile, ...] = (_readable(name, real, st.st_size),)
         return StagedSource("local", uri, None, None, None, files, single_file=True)
@@ -111,7 +113,18 @@ def _visit(
         return _Folder(local, rel + "/", chain | {real})
     if not stat.S_ISREG(st.st_mode):
         raise SourceError(f"{rel} is not a regular file (fifo, socket or device); refused")
+    _single_link(rel, st)
     return local, st.st_size
+
+
+def _single_link(rel: str, st: os.stat_result) -> None:
+    """A hard link is another name for any file of the file system (``ln /etc/passwd``): its
+    content would be stored as model content, so a file with more than one name is refused."""
+    if st.st_nlink > 1:
+        raise SourceError(
+            f"{rel} is a hard link ({st.st_nlink} names share its content, possibly outside "
+            "the model); refused: copy the file instead"
+        )
 
 
 def _readable(rel: str, local: Path, size: int) -> StagedFile:
