@@ -11,6 +11,7 @@ from mlgate.convert.errors import ConversionRefused
 from mlgate.convert.model import ConversionResult, convert_model
 from mlgate.errors import ExitCode
 from mlgate.findings import ArtifactResult, Report, Severity
+from mlgate.render.escape import echo, inert
 
 
 @click.command(name="convert")
@@ -42,7 +43,7 @@ def convert_cmd(src: Path, dst: Path, fmt: str) -> None:
         )
         report = Report(targets=(str(src),), findings=e.findings, artifacts=artifacts)
         text = RENDERERS[OutputFormat(fmt)](report, Severity.LOW, False)
-        click.echo(f"mlgate: conversion refused: {e}", err=True)
+        echo(f"mlgate: conversion refused: {e}", err=True)
         click.echo(text, nl=not text.endswith("\n"))
         sys.exit(ExitCode.UNSAFE)
     click.echo(summary(result), nl=False)
@@ -67,4 +68,4 @@ def summary(result: ConversionResult) -> str:
         f"total: {result.tensors} tensors, {result.tensor_bytes} bytes, "
         f"{result.deduplicated} deduplicated"
     )
-    return "\n".join(lines) + "\n"
+    return "\n".join(inert(line) for line in lines) + "\n"

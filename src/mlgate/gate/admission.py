@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlgate.config import read_policy_table
 from mlgate.errors import ConfigError, MlgateError
-from mlgate.findings import Severity
+from mlgate.findings import Report, Severity
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -147,12 +147,29 @@ def _check_scan(ctx: _Context) -> CheckResult:
     incomplete = [a.artifact for a in report.artifacts if not a.complete]
     failures = [f"{f.severity.name} {f.rule_id} {f.location}: {f.message}" for f in blocking]
     failures += [f"not fully analysed: {a}" for a in incomplete if not blocking]
-    summary = f"{len(report.artifacts)} artifacts, no finding at or above {ctx.policy.fail_on.name}"
-    return CheckResult("scan", not failures, summary, tuple(failures))
+    return CheckResult(
+        "scan", not failures, _scan_summary(report, ctx.policy.fail_on), tuple(failures)
+    )
+
+
+def _scan_summary(report: Report, fail_on: Severity) -> str:
+    """The headline of the scan check; it states what the failure lines below it detail."""
+    from mlgate.render.text import plural  # noqa: PLC0415
+
+    scanned = plural(len(report.artifacts), "artifact")
+    blocking = report.at_or_above(fail_on)
+    if blocking:
+        found = plural(len(blocking), "finding")
+        worst = max(f.severity for f in blocking).name
+        return f"{scanned}, {found} at or above {fail_on.name} (worst: {worst})"
+    incomplete = sum(1 for a in report.artifacts if not a.complete)
+    if incomplete:
+        return f"{scanned}, {incomplete} not fully analysed"
+    return f"{scanned}, no finding at or above {fail_on.name}"
 
 
 def _check_digests(ctx: _Context) -> CheckResult:
-    lock = ctx.lock or _default_lock(ctx.model)
+    lock = ctx.lock or default_lock(ctx.model)
     if lock is not None:
         from mlgate.provenance.lock import verify_lock  # noqa: PLC0415
 
@@ -201,7 +218,8 @@ def _compare_with_version(ctx: _Context, expected: Version) -> CheckResult:
     )
 
 
-def _default_lock(model: Path) -> Path | None:
+def default_lock(model: Path) -> Path | None:
+    """``MODEL/mlgate.lock`` when the model folder has one (``admit`` and ``verify`` use it)."""
     from mlgate.provenance.manifest import LOCK_FILE  # noqa: PLC0415
 
     candidate = model / LOCK_FILE if model.is_dir() else None

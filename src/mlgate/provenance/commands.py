@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from mlgate.errors import ExitCode
+from mlgate.gate.admission import default_lock
 from mlgate.provenance.lock import verify_lock, write_lock
 from mlgate.provenance.manifest import ALGORITHMS, LOCK_FILE, Manifest, hash_model
 from mlgate.provenance.sign_commands import (
@@ -27,6 +28,7 @@ from mlgate.provenance.sign_commands import (
     signature_check,
     signature_option,
 )
+from mlgate.render.escape import echo, inert, json_safe, require_utf8_names
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -89,6 +91,7 @@ def hash_cmd(
     """Print the digest of every file of MODEL (a folder or a file); optionally pin them."""
     shard = parse_size(shard_size) if shard_size else None
     if lock_out is not None:
+        require_utf8_names(model)
         ignore = _ignore_lock_inside(model, lock_out, ignore)
     manifest = hash_model(model, algorithm, ignore, allow_symlinks, workers, shard)
     if lock_out is not None:
@@ -102,7 +105,7 @@ def hash_cmd(
     "--lock",
     "lock_path",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Check MODEL against this hash-pin lock file (mlgate.lock).",
+    help="Check MODEL against this hash-pin lock file [default: MODEL/mlgate.lock if present].",
 )
 @click.option("--allow-symlinks", is_flag=True, help="Follow links that stay inside the model.")
 @key_option
@@ -122,9 +125,11 @@ def verify_cmd(
 ) -> None:
     """Verify MODEL. Exit 0 verified, 1 not verified, 2 could not complete.
 
-    At least one check option is required.
+    Checks the lock (--lock, or MODEL/mlgate.lock when present, as `mlgate admit` does) and,
+    with --key or --certificate-chain, the signature. At least one check must apply.
     """
     checks: list[tuple[str, Check]] = []
+    lock_path = lock_path or default_lock(model)
     if lock_path is not None:
         checks.append(("lock", lambda: _check_lock(model, lock_path, allow_symlinks)))
     # Further checks (e.g. a signature) are appended here, one option and one entry each.
@@ -143,19 +148,20 @@ def verify_cmd(
         raise click.UsageError("--signature needs --key or --certificate-chain to check it")
     if not checks:
         raise click.UsageError(
-            "nothing to verify: give at least one check, e.g. --lock mlgate.lock"
+            f"nothing to verify: {inert(str(model))} has no mlgate.lock; give --lock FILE or "
+            "--key PUBLIC_KEY"
         )
     failed = False
     for label, check in checks:
         failures, summary = check()
         for line in failures:
-            click.echo(f"{label}: {line}")
+            echo(f"{label}: {line}")
         if failures:
             failed = True
         else:
-            click.echo(f"{label}: verified ({summary})")
+            echo(f"{label}: verified ({summary})")
     if failed:
-        click.echo(f"mlgate: {model} NOT verified")
+        echo(f"mlgate: {model} NOT verified")
         sys.exit(ExitCode.UNSAFE)
 
 
@@ -178,7 +184,7 @@ def _check_lock(model: Path, lock_path: Path, allow_symlinks: bool) -> tuple[lis
 def _render_text(manifest: Manifest) -> str:
     # sha256sum's layout, so that the output can be diffed with familiar tools.
     return "".join(
-        f"{f.digest}  {f.path}"
+        f"{f.digest}  {inert(f.path)}"
         + (f"  (shards of {f.shard_size} bytes)" if f.shard_size else "")
         + "\n"
         for f in manifest.files
@@ -195,4 +201,4 @@ def _render_json(manifest: Manifest) -> str:
             for f in manifest.files
         ],
     }
-    return json.dumps(doc, indent=2) + "\n"
+    return json.dumps(json_safe(doc), indent=2) + "\n"
