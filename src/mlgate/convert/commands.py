@@ -12,6 +12,7 @@ from mlgate.convert.model import ConversionResult, convert_model
 from mlgate.errors import ExitCode
 from mlgate.findings import ArtifactResult, Report, Severity
 from mlgate.render.escape import echo, inert
+from mlgate.render.text import plural
 
 
 @click.command(name="convert")
@@ -56,7 +57,7 @@ def summary(result: ConversionResult) -> str:
     for f in result.converted:
         tied = f", {len(f.aliases)} tied name(s) deduplicated" if f.aliases else ""
         lines.append(
-            f"converted {f.source} ({f.kind}) -> {f.destination}: {f.tensors} tensors, "
+            f"converted {f.source} ({f.kind}) -> {f.destination}: {plural(f.tensors, 'tensor')}, "
             f"{f.tensor_bytes} bytes{tied}"
         )
     lines += [f"kept {p}: its safetensors counterpart is already there" for p in result.superseded]
@@ -65,7 +66,7 @@ def summary(result: ConversionResult) -> str:
     if result.index is not None:
         lines.append(f"wrote index {result.index}")
     lines.append(
-        f"total: {result.tensors} tensors, {result.tensor_bytes} bytes, "
+        f"total: {plural(result.tensors, 'tensor')}, {result.tensor_bytes} bytes, "
         f"{result.deduplicated} deduplicated"
     )
     return "\n".join(inert(line) for line in lines) + "\n"

@@ -24,6 +24,7 @@ from mlgate.registry.policy import load_policy
 from mlgate.registry.records import Version
 from mlgate.registry.service import Registry, init_registry, open_registry
 from mlgate.render.escape import echo, inert_json, json_safe
+from mlgate.render.text import plural
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -148,8 +149,8 @@ def check_cmd(data_dir: Path, url: str | None, actor: str | None, deep: bool, re
     for line in (*report.problems, *report.orphans, *report.repaired):
         echo(line)
     echo(
-        f"{report.versions} versions, {report.blobs} blobs: {len(report.problems)} "
-        f"inconsistencies, {len(report.orphans)} leftovers"
+        f"{plural(report.versions, 'version')}, {plural(report.blobs, 'blob')}: "
+        f"{len(report.problems)} inconsistencies, {len(report.orphans)} leftovers"
     )
     sys.exit(ExitCode.CLEAN if report.consistent else ExitCode.UNSAFE)
 
@@ -248,9 +249,9 @@ def rescan_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str) -> 
 
 
 def _echo_outcome(registry: Registry, version: Version) -> None:
-    files = len(version.files)
+    files = plural(len(version.files), "file")
     echo(
-        f"{version.ref}: {version.state.value} (risk: {version.risk}; {files} files, "
+        f"{version.ref}: {version.state.value} (risk: {version.risk}; {files}, "
         f"{version.size} bytes, from {version.source.uri}"
         + (f" at {version.source.revision}" if version.source.revision else "")
         + ")"
@@ -366,7 +367,7 @@ def rollback_cmd(
 def pull_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, dest: Path) -> None:
     """Download a published version (files + model.sig) into DEST; recorded per file."""
     version = _open(data_dir, url, actor).pull(ref, dest)
-    echo(f"{version.ref}: {len(version.files)} files written to {dest}")
+    echo(f"{version.ref}: {plural(len(version.files), 'file')} written to {dest}")
 
 
 # -- inventory ------------------------------------------------------------------------------
@@ -469,7 +470,7 @@ def bom_cmd(
     components = len(version.bom.get("components", []))
     echo(
         f"{version.ref}: CycloneDX {version.bom.get('specVersion')} ML-BOM "
-        f"({components} components) written to {output}"
+        f"({plural(components, 'component')}) written to {output}"
     )
 
 
