@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 import pytest
-from payloads import benign_state_dict, os_system, shell
+from payloads import benign_state_dict, nested_loads, os_system, shell
 from registry_models import init_cli, write_benign
 
 from mlgate.cli import cli, main
@@ -174,6 +174,34 @@ def test_error_messages_escape_hostile_paths(
     assert code == ExitCode.ERROR
     _assert_inert(err)
     assert len(err.splitlines()) == 1 and "no-dir\\n\\x1b[2J\\u202e/r.json" in err
+
+
+def test_usage_errors_escape_hostile_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("d\nFAIL x\x1b[2J\u202e").mkdir()
+    assert main(["keygen", "key.pem", "--no-password"]) == 0
+    code, _, err = _run(capsys, "sign", "--blob", "d\nFAIL x\x1b[2J\u202e", "--key", "key.pem")
+    assert code == ExitCode.ERROR
+    _assert_inert(err)
+    assert "d\\nFAIL x\\x1b[2J\\u202e is a folder" in err
+
+
+def test_rules_says_how_a_findings_severity_is_decided(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pickle.loads of an os.system payload: rules says MLG105 is LOW, explain says the call
+    is HIGH, scan reports a CRITICAL MLG105; rules must say why they differ."""
+    monkeypatch.chdir(tmp_path)
+    Path("nested.pkl").write_bytes(nested_loads("surprises-nested"))
+    code, out, _ = _run(capsys, "scan", "nested.pkl", "--format", "json")
+    nested = [f for f in json.loads(out)["findings"] if f["rule_id"] == "MLG105"]
+    assert code == ExitCode.UNSAFE and [f["severity"] for f in nested] == ["CRITICAL"]
+    out = _run(capsys, "rules")[1]
+    assert "MLG105  LOW" in out
+    note = out.split("\n\n", 1)[1]
+    assert "default" in note and "MLG105" in note and "CRITICAL" in note and "explain" in note
 
 
 # --- registry commands ----------------------------------------------------------------------
@@ -358,6 +386,9 @@ def test_registry_init_protects_its_database_and_warns_about_the_plain_org_key(
     err = capsys.readouterr().err
     assert f"is NOT encrypted: {tmp_path / 'fresh' / 'keys' / 'org.pem'}\n" in err
     assert "--signing-key" in err and "MLGATE_SIGNING_KEY_PASSWORD" in err
+    for command in (["registry", "init"], ["publish"], ["audit", "checkpoint"]):
+        assert main([*command, "--help"]) == 0
+        assert "MLGATE_SIGNING_KEY_PASSWORD" in capsys.readouterr().out.replace("\n", " ")
 
 
 def test_registry_init_records_a_relative_signing_key_as_absolute(

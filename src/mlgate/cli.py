@@ -13,7 +13,7 @@ from mlgate.config import load_config
 from mlgate.errors import ExitCode, MlgateError
 from mlgate.findings import Severity
 from mlgate.render import RENDERERS, OutputFormat
-from mlgate.render.escape import echo, inert_block
+from mlgate.render.escape import echo, inert, inert_block
 from mlgate.scan.rules import ALL_RULES
 
 _SEVERITIES = click.Choice([s.name for s in Severity], case_sensitive=False)
@@ -157,9 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     except click.exceptions.ClickException as e:
+        # Usage errors quote paths and names as given; show() prints this attribute, which
+        # click's stubs declare Final only because click itself never reassigns it.
+        e.message = inert(e.message)  # type: ignore[misc]
         e.show()
         return ExitCode.ERROR
     except click.exceptions.Abort:
+        echo("mlgate: aborted", err=True)
         return ExitCode.ERROR
     except MlgateError as e:
         echo(f"mlgate: error: {e}", err=True)
