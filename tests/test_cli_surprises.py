@@ -417,3 +417,15 @@ def test_verify_defaults_the_lock_like_admit(
     (model / "config.json").write_text("{}")
     code, out, _ = _run(capsys, "verify", str(model))
     assert code == ExitCode.UNSAFE and "config.json" in out
+
+
+def test_unwritable_pubkey_and_audit_export_outputs_are_errors_not_tracebacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = init_cli(tmp_path, capsys, monkeypatch)
+    key = run.data_dir / "keys" / "org.pem"
+    for argv in (["pubkey", "--key", str(key), "-o", "no-dir/org.pub"],
+                 ["audit", "export", "-o", "no-dir/log.jsonl", "--data-dir", str(run.data_dir),
+                  "--as", "alice"]):
+        code, _, err = _run(capsys, *argv)
+        assert code == ExitCode.ERROR and "cannot write no-dir/" in err, err

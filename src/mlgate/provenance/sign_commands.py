@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from mlgate.cli_options import output_option
+from mlgate.cli_options import emit, output_option
 from mlgate.provenance.cosign_key import cosign_private_pem
 from mlgate.provenance.keys import (
     CURVES,
@@ -201,7 +201,7 @@ def keygen_cmd(
         pub.write_bytes(public_pem(key.public_key()))
     except OSError as e:
         raise KeyLoadError(f"cannot write key {out}: {e.strerror or e}") from e
-    click.echo(f"wrote {out} (private, {curve}) and {pub} (public)")
+    echo(f"wrote {out} (private, {curve}) and {pub} (public)")
 
 
 def signature_check(
@@ -279,8 +279,6 @@ def pubkey_cmd(
         pem = public_pem(load_private_key(key, read_password(password_file)).public_key())
     else:
         pem = Pkcs11Signer(str(pkcs11_uri), read_password(pin_file)).public_pem()
-    if output is None:
-        click.echo(pem.decode("ascii"), nl=False)
-    else:
-        output.write_bytes(pem)
-        click.echo(f"public key written to {output}")
+    emit(pem.decode("ascii"), output)
+    if output is not None:
+        echo(f"public key written to {output}")

@@ -548,10 +548,13 @@ def audit_export_cmd(
             click.echo(inert_json(line))
         return
     tmp = output.with_name(output.name + ".part")
-    with tmp.open("w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(line + "\n")
-    os.replace(tmp, output)
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            for line in lines:
+                f.write(line + "\n")
+        os.replace(tmp, output)
+    except OSError as e:
+        raise RegistryError(f"cannot write {output}: {e.strerror or e}") from e
 
 
 @audit_cmd.command(name="checkpoint")
