@@ -46,7 +46,7 @@ expect 0 "approved by a second person" -- \
 expect 0 "published as production" -- \
   mlgate publish acme/tiny-bert@1 --alias production --as pat
 expect 0 "ML-BOM written" -- mlgate models bom acme/tiny-bert@production \
-  --out build/tiny-bert.cdx.json --as ci
+  -o build/tiny-bert.cdx.json --as ci
 mlgate models list --as ci
 
 step "6. Deploy: pull production and run the admission gate (must pass)"

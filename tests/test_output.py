@@ -372,7 +372,7 @@ def test_text_pass_and_fail_summary(tmp_path: Path) -> None:
     clean = _scan(_write(tmp_path / "clean.pkl", benign_state_dict()))
     clean_text = _render(OutputFormat.TEXT, clean)
     assert clean_text.splitlines() == [
-        "1 artifacts scanned, 1 without findings; 0 findings",
+        "1 artifact scanned, 1 without findings; 0 findings",
         "PASS: 0 findings at or above HIGH",
     ]
 
@@ -381,7 +381,7 @@ def test_text_pass_and_fail_summary(tmp_path: Path) -> None:
     assert _render(OutputFormat.TEXT, custom, Severity.CRITICAL).splitlines()[-1] == (
         "PASS: 0 findings at or above CRITICAL")
     assert _render(OutputFormat.TEXT, custom, Severity.MEDIUM).splitlines()[-1] == (
-        "FAIL: 1 findings at or above MEDIUM")
+        "FAIL: 1 finding at or above MEDIUM")
 
 
 def test_text_archive_member_and_color(tmp_path: Path,

@@ -25,6 +25,7 @@ def scan(*paths: str | os.PathLike[str], config: Config | None = None) -> Report
 @public_entry(ScanError)
 def explain(path: str | os.PathLike[str], config: Config | None = None) -> str:
     """Pseudo-Python of every pickle found in ``path`` (archives and nesting included)."""
+    from mlgate.render.escape import inert  # noqa: PLC0415
     from mlgate.scan.pickle.explain import explain_programs  # noqa: PLC0415
 
     cfg = config if config is not None else load_config()
@@ -35,7 +36,8 @@ def explain(path: str | os.PathLike[str], config: Config | None = None) -> str:
         policy,
         cfg.limits,
         observer=lambda src, progs: parts.append(
-            explain_programs(src.location.artifact, progs, policy)
+            # The header names the artifact: a hostile name must not break the line.
+            explain_programs(inert(src.location.artifact), progs, policy)
         ),
     )
-    return "\n".join(parts) if parts else f"# {path}: no pickle found\n"
+    return "\n".join(parts) if parts else f"# {inert(str(path))}: no pickle found\n"

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import click
 
+from mlgate.cli_options import emit, output_option
 from mlgate.config import load_config
 from mlgate.errors import ExitCode, MlgateError
 from mlgate.findings import Severity
 from mlgate.render import RENDERERS, OutputFormat
+from mlgate.render.escape import echo, inert, inert_block
 from mlgate.scan.rules import ALL_RULES
 
 _SEVERITIES = click.Choice([s.name for s in Severity], case_sensitive=False)
@@ -65,7 +67,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
 @click.option(
     "--format",
     "fmt",
@@ -74,7 +76,7 @@ def cli() -> None:
     show_default=True,
     help="Output format.",
 )
-@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the report here.")
+@output_option("Write the report here [default: standard output].")
 @click.option(
     "--fail-on",
     type=_SEVERITIES,
@@ -108,7 +110,7 @@ def scan(
     report = scan_api(*paths, config=config)
     use_color = color if color is not None else (output is None and sys.stdout.isatty())
     text = RENDERERS[OutputFormat(fmt)](report, threshold, use_color and fmt == "text")
-    _emit(text, output)
+    emit(text, output)
     if not report.complete:
         skipped = sum(not a.complete for a in report.artifacts)
         click.echo(
@@ -121,29 +123,38 @@ def scan(
 
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path, exists=True))
-@click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True))
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, exists=True),
+    help="Configuration file (default: mlgate.toml or [tool.mlgate]).",
+)
 def explain(path: Path, config_path: Path | None) -> None:
     """Show what the pickles in PATH would do when loaded, as pseudo-Python."""
     from mlgate.api import explain as explain_api  # noqa: PLC0415 - see _STAGE_COMMANDS
 
-    _emit(explain_api(path, load_config(config_path)), None)
+    # Names and strings from the pickles are attacker-controlled: escaped, line by line.
+    emit(inert_block(explain_api(path, load_config(config_path))), None)
+
+
+# A finding's severity is decided per finding; the rule's is only where it starts. Without
+# this, `rules` saying LOW for MLG105 while `scan` reports a CRITICAL MLG105 reads as a bug.
+_SEVERITY_NOTE = """
+The severity shown is the rule's default. Each finding's severity is decided by what it found:
+  - a call takes the policy's verdict on the callable (configuration deny entries can raise it);
+  - a nested payload (MLG105) or chained load (MLG109) takes the worst severity found inside
+    it: pickle.loads of a payload that calls os.system is a CRITICAL MLG105;
+  - `mlgate explain` annotates each call with the verdict on the callable alone (pickle.loads:
+    HIGH), and shows the nested payload's own calls with theirs.
+The gate (--fail-on) always applies to each finding's own severity.
+"""
 
 
 @cli.command(name="rules")
 def list_rules() -> None:
-    """List every rule with its id and default severity."""
+    """List every rule with its id and default severity, and how a finding's is decided."""
     lines = [f"{r.id}  {r.severity.name:<8}  {r.name}: {r.description}" for r in ALL_RULES]
-    _emit("\n".join(lines) + "\n", None)
-
-
-def _emit(text: str, output: Path | None) -> None:
-    if output is None:
-        click.echo(text, nl=not text.endswith("\n"))
-    else:
-        try:
-            output.write_text(text, encoding="utf-8")
-        except OSError as e:
-            raise MlgateError(f"cannot write {output}: {e}") from e
+    emit("\n".join(lines) + "\n" + _SEVERITY_NOTE, None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,12 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     except click.exceptions.ClickException as e:
+        # Usage errors quote paths and names as given; show() prints this attribute, which
+        # click's stubs declare Final only because click itself never reassigns it.
+        e.message = inert(e.message)  # type: ignore[misc]
         e.show()
         return ExitCode.ERROR
     except click.exceptions.Abort:
+        echo("mlgate: aborted", err=True)
         return ExitCode.ERROR
     except MlgateError as e:
-        click.echo(f"mlgate: error: {e}", err=True)
+        echo(f"mlgate: error: {e}", err=True)
         return ExitCode.ERROR
     return ExitCode.CLEAN
 

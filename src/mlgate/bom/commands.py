@@ -8,13 +8,14 @@ from pathlib import Path
 import click
 
 from mlgate.bom import build_cyclonedx, build_spdx, to_json
-from mlgate.errors import MlgateError
+from mlgate.cli_options import emit, output_option
 from mlgate.findings import Severity
+from mlgate.render.escape import inert_json, require_utf8_names
 
 
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path, exists=True))
-@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the BOM here.")
+@output_option("Write the BOM here [default: standard output].")
 @click.option("--spdx", is_flag=True, help="Write SPDX 3.0.1 JSON-LD instead of CycloneDX.")
 @click.option(
     "--cyclonedx-version",
@@ -56,6 +57,7 @@ def bom(
 
     The model is hashed and scanned statically; nothing in it is loaded.
     """
+    require_utf8_names(model)
     threshold = Severity.parse(min_severity)
     build = partial(build_cyclonedx, version=cyclonedx_version) if not spdx else build_spdx
     doc = build(
@@ -68,10 +70,4 @@ def bom(
         allow_symlinks=allow_symlinks,
     )
     text = to_json(doc)
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise MlgateError(f"cannot write {output}: {e}") from e
+    emit(inert_json(text) if output is None else text, output)

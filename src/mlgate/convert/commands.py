@@ -11,6 +11,8 @@ from mlgate.convert.errors import ConversionRefused
 from mlgate.convert.model import ConversionResult, convert_model
 from mlgate.errors import ExitCode
 from mlgate.findings import ArtifactResult, Report, Severity
+from mlgate.render.escape import echo, inert
+from mlgate.render.text import plural
 
 
 @click.command(name="convert")
@@ -42,7 +44,7 @@ def convert_cmd(src: Path, dst: Path, fmt: str) -> None:
         )
         report = Report(targets=(str(src),), findings=e.findings, artifacts=artifacts)
         text = RENDERERS[OutputFormat(fmt)](report, Severity.LOW, False)
-        click.echo(f"mlgate: conversion refused: {e}", err=True)
+        echo(f"mlgate: conversion refused: {e}", err=True)
         click.echo(text, nl=not text.endswith("\n"))
         sys.exit(ExitCode.UNSAFE)
     click.echo(summary(result), nl=False)
@@ -55,7 +57,7 @@ def summary(result: ConversionResult) -> str:
     for f in result.converted:
         tied = f", {len(f.aliases)} tied name(s) deduplicated" if f.aliases else ""
         lines.append(
-            f"converted {f.source} ({f.kind}) -> {f.destination}: {f.tensors} tensors, "
+            f"converted {f.source} ({f.kind}) -> {f.destination}: {plural(f.tensors, 'tensor')}, "
             f"{f.tensor_bytes} bytes{tied}"
         )
     lines += [f"kept {p}: its safetensors counterpart is already there" for p in result.superseded]
@@ -64,7 +66,7 @@ def summary(result: ConversionResult) -> str:
     if result.index is not None:
         lines.append(f"wrote index {result.index}")
     lines.append(
-        f"total: {result.tensors} tensors, {result.tensor_bytes} bytes, "
+        f"total: {plural(result.tensors, 'tensor')}, {result.tensor_bytes} bytes, "
         f"{result.deduplicated} deduplicated"
     )
-    return "\n".join(lines) + "\n"
+    return "\n".join(inert(line) for line in lines) + "\n"

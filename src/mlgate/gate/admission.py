@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlgate.config import read_policy_table
 from mlgate.errors import ConfigError, MlgateError
-from mlgate.findings import Severity
+from mlgate.findings import Report, Severity
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -168,13 +168,28 @@ def _check_scan(ctx: _Context) -> CheckResult:
     failures = [f"{f.severity.name} {f.rule_id} {f.location}: {f.message}" for f in blocking]
     # Incomplete always refuses, findings or not: the part not analysed may hold the payload.
     failures += [f"not fully analysed: {a.artifact}" for a in report.artifacts if not a.complete]
-    threshold = ctx.policy.fail_on.name
-    summary = f"{len(report.artifacts)} artifacts, no finding at or above {threshold}"
-    if not report.complete:
-        summary = "incomplete: not every file could be analysed"
-    elif blocking:
-        summary = f"{len(blocking)} finding(s) at or above {threshold}"
-    return CheckResult("scan", not failures, summary, tuple(failures))
+    return CheckResult(
+        "scan", not failures, _scan_summary(report, ctx.policy.fail_on), tuple(failures)
+    )
+
+
+def _scan_summary(report: Report, fail_on: Severity) -> str:
+    """The headline of the scan check; it states what the failure lines below it detail."""
+    from mlgate.render.text import plural  # noqa: PLC0415
+
+    parts = [plural(len(report.artifacts), "artifact")]
+    blocking = report.at_or_above(fail_on)
+    if blocking:
+        worst = max(f.severity for f in blocking).name
+        parts.append(
+            f"{plural(len(blocking), 'finding')} at or above {fail_on.name} (worst: {worst})"
+        )
+    incomplete = sum(1 for a in report.artifacts if not a.complete)
+    if incomplete:
+        parts.append(f"{incomplete} not fully analysed")
+    if len(parts) == 1:
+        parts.append(f"no finding at or above {fail_on.name}")
+    return ", ".join(parts)
 
 
 def _check_digests(ctx: _Context) -> CheckResult:

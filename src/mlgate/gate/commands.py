@@ -10,6 +10,7 @@ import click
 from mlgate.errors import ExitCode
 from mlgate.gate.admission import CHECKS, AdmitPolicy, admit, load_admit_policy
 from mlgate.registry.commands import registry_options
+from mlgate.render.escape import echo
 
 
 @click.command(name="admit")
@@ -71,12 +72,12 @@ def admit_cmd(
     result = admit(model, policy, registry=registry, lock=lock)
     for check in result.checks:
         status = "PASS" if check.passed else "FAIL"
-        click.echo(f"{status} {check.name}: {check.summary}")
+        echo(f"{status} {check.name}: {check.summary}")
         for line in check.failures:
-            click.echo(f"  {line}")
+            echo(f"  {line}")
     for name in CHECKS:
         if name not in policy.require:
-            click.echo(f"SKIP {name}: not required by the policy")
+            echo(f"SKIP {name}: not required by the policy")
     verdict = "ADMITTED" if result.admitted else "REFUSED"
-    click.echo(f"{verdict}: {model}")
+    echo(f"{verdict}: {model}")
     sys.exit(ExitCode.CLEAN if result.admitted else ExitCode.UNSAFE)

@@ -27,6 +27,7 @@ from mlgate.provenance.sign_commands import (
     signature_check,
     signature_option,
 )
+from mlgate.render.escape import echo, inert, json_safe, require_utf8_names
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -89,6 +90,7 @@ def hash_cmd(
     """Print the digest of every file of MODEL (a folder or a file); optionally pin them."""
     shard = parse_size(shard_size) if shard_size else None
     if lock_out is not None:
+        require_utf8_names(model)
         ignore = _ignore_lock_inside(model, lock_out, ignore)
     manifest = hash_model(model, algorithm, ignore, allow_symlinks, workers, shard)
     if lock_out is not None:
@@ -102,7 +104,9 @@ def hash_cmd(
     "--lock",
     "lock_path",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Check MODEL against this hash-pin lock file (mlgate.lock).",
+    help="Check MODEL against this hash-pin lock file, kept outside the model (a lock inside the "
+    "folder proves nothing: whoever altered the files can regenerate it; `mlgate admit` never "
+    "uses one implicitly either).",
 )
 @click.option("--allow-symlinks", is_flag=True, help="Follow links that stay inside the model.")
 @key_option
@@ -122,7 +126,9 @@ def verify_cmd(
 ) -> None:
     """Verify MODEL. Exit 0 verified, 1 not verified, 2 could not complete.
 
-    At least one check option is required.
+    Checks the lock given with --lock and, with --key or --certificate-chain, the signature.
+    At least one check must apply; like `mlgate admit`, a lock found inside MODEL is never used
+    implicitly.
     """
     checks: list[tuple[str, Check]] = []
     if lock_path is not None:
@@ -143,19 +149,20 @@ def verify_cmd(
         raise click.UsageError("--signature needs --key or --certificate-chain to check it")
     if not checks:
         raise click.UsageError(
-            "nothing to verify: give at least one check, e.g. --lock mlgate.lock"
+            f"nothing to verify for {inert(str(model))}: give --lock FILE (kept outside the "
+            "model) or --key PUBLIC_KEY"
         )
     failed = False
     for label, check in checks:
         failures, summary = check()
         for line in failures:
-            click.echo(f"{label}: {line}")
+            echo(f"{label}: {line}")
         if failures:
             failed = True
         else:
-            click.echo(f"{label}: verified ({summary})")
+            echo(f"{label}: verified ({summary})")
     if failed:
-        click.echo(f"mlgate: {model} NOT verified")
+        echo(f"mlgate: {model} NOT verified")
         sys.exit(ExitCode.UNSAFE)
 
 
@@ -178,7 +185,7 @@ def _check_lock(model: Path, lock_path: Path, allow_symlinks: bool) -> tuple[lis
 def _render_text(manifest: Manifest) -> str:
     # sha256sum's layout, so that the output can be diffed with familiar tools.
     return "".join(
-        f"{f.digest}  {f.path}"
+        f"{f.digest}  {inert(f.path)}"
         + (f"  (shards of {f.shard_size} bytes)" if f.shard_size else "")
         + "\n"
         for f in manifest.files
@@ -195,4 +202,4 @@ def _render_json(manifest: Manifest) -> str:
             for f in manifest.files
         ],
     }
-    return json.dumps(doc, indent=2) + "\n"
+    return json.dumps(json_safe(doc), indent=2) + "\n"

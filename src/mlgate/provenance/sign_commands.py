@@ -7,10 +7,12 @@ passwords come from a file (never the command line, where ``ps`` would show them
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
+from mlgate.cli_options import emit, output_option
 from mlgate.provenance.cosign_key import cosign_private_pem
 from mlgate.provenance.keys import (
     CURVES,
@@ -24,6 +26,7 @@ from mlgate.provenance.signers.cosign_blob import sign_blob, verify_blob
 from mlgate.provenance.signers.pkcs11 import Pkcs11Signer
 from mlgate.provenance.signing import sign_model, verify_model
 from mlgate.provenance.signing_errors import KeyLoadError
+from mlgate.render.escape import echo, require_utf8_names
 
 _existing = click.Path(path_type=Path, exists=True, dir_okay=False)
 
@@ -106,6 +109,7 @@ def sign_cmd(
     if blob or bundle is not None:
         _sign_blob(model, key, password_file, signature, bundle, blob)
         return
+    require_utf8_names(model)
     signer: Path | Pkcs11Signer = (
         key if key is not None else Pkcs11Signer(str(pkcs11_uri), read_password(pin_file))
     )
@@ -119,7 +123,7 @@ def sign_cmd(
         ignore=ignore,
         allow_symlinks=allow_symlinks,
     )
-    click.echo(f"signed {model} -> {written}")
+    echo(f"signed {model} -> {written}")
 
 
 def _sign_blob(
@@ -139,7 +143,7 @@ def _sign_blob(
         raise click.UsageError(f"--blob signs a single file; {model} is a folder")
     private = load_private_key(key, read_password(password_file))
     written = sign_blob(model, private, signature, bundle)
-    click.echo(f"signed {model} -> {', '.join(str(p) for p in written)}")
+    echo(f"signed {model} -> {', '.join(str(p) for p in written)}")
 
 
 @click.command(name="keygen")
@@ -154,14 +158,30 @@ def _sign_blob(
     is_flag=True,
     help="Write OUT in cosign's encrypted format (ENCRYPTED SIGSTORE PRIVATE KEY).",
 )
+@click.option("--force", is_flag=True, help="Replace OUT and OUT.pub if they exist.")
 def keygen_cmd(
-    out: Path, curve: str, password_file: Path | None, no_password: bool, cosign: bool
+    out: Path, curve: str, password_file: Path | None, no_password: bool, cosign: bool, force: bool
 ) -> None:
-    """Generate an EC key pair: OUT (private, encrypted PEM) and OUT.pub (public PEM)."""
+    """Generate an EC key pair: OUT (private, encrypted PEM) and OUT.pub (public PEM).
+
+    The password is asked on the terminal, or read from --password-file.
+    """
     if password_file is not None and no_password:
         raise click.UsageError("--password-file and --no-password exclude each other")
+    pub = out.with_name(out.name + ".pub")
+    existing = [p for p in (out, pub) if p.exists() or p.is_symlink()]
+    if existing and not force:
+        # A silently replaced key cannot be recovered: whatever it signed no longer verifies.
+        raise KeyLoadError(
+            f"{existing[0]} already exists; choose another name, or pass --force to replace it"
+        )
     password = read_password(password_file)
     if password is None and not no_password:
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                "no terminal to ask the new key's password on: give --password-file FILE, "
+                "or --no-password for an unencrypted key"
+            )
         text = click.prompt("Password for the new key", hide_input=True, confirmation_prompt=True)
         password = str(text).encode("utf-8")
     if cosign and no_password:
@@ -169,7 +189,6 @@ def keygen_cmd(
     elif password == b"" and not no_password:
         raise click.UsageError("empty password; use --no-password for an unencrypted key")
     key = generate_private_key(curve)
-    pub = out.with_name(out.name + ".pub")
     try:
         out.write_bytes(b"")
         out.chmod(0o600)  # before the key is written: never readable by others
@@ -182,7 +201,7 @@ def keygen_cmd(
         pub.write_bytes(public_pem(key.public_key()))
     except OSError as e:
         raise KeyLoadError(f"cannot write key {out}: {e.strerror or e}") from e
-    click.echo(f"wrote {out} (private, {curve}) and {pub} (public)")
+    echo(f"wrote {out} (private, {curve}) and {pub} (public)")
 
 
 def signature_check(
@@ -246,12 +265,7 @@ bundle_option = click.option(
 @click.option("--password-file", type=_existing, help="File holding the key's password.")
 @click.option("--pkcs11-uri", help="An EC key on a PKCS#11 token (RFC 7512 URI).")
 @click.option("--pin-file", type=_existing, help="File holding the PKCS#11 token's user PIN.")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the PEM here instead of standard output.",
-)
+@output_option("Write the PEM here [default: standard output].")
 def pubkey_cmd(
     key: Path | None,
     password_file: Path | None,
@@ -266,8 +280,6 @@ def pubkey_cmd(
         pem = public_pem(load_private_key(key, read_password(password_file)).public_key())
     else:
         pem = Pkcs11Signer(str(pkcs11_uri), read_password(pin_file)).public_pem()
-    if output is None:
-        click.echo(pem.decode("ascii"), nl=False)
-    else:
-        output.write_bytes(pem)
-        click.echo(f"public key written to {output}")
+    emit(pem.decode("ascii"), output)
+    if output is not None:
+        echo(f"public key written to {output}")

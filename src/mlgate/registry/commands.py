@@ -13,13 +13,18 @@ from typing import Any, TypeVar
 
 import click
 
+from mlgate.cli_options import emit, local_path_exists, output_option
 from mlgate.errors import ExitCode
+from mlgate.findings import Severity
 from mlgate.registry.errors import RegistryError
 from mlgate.registry.ingest import HubOptions
 from mlgate.registry.lifecycle import State
+from mlgate.registry.orgkey import PASSWORD_ENV, PIN_ENV
 from mlgate.registry.policy import load_policy
 from mlgate.registry.records import Version
 from mlgate.registry.service import Registry, init_registry, open_registry
+from mlgate.render.escape import echo, inert_json, json_safe
+from mlgate.render.text import plural
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,7 +84,9 @@ def registry_cmd() -> None:
 @click.option(
     "--signing-key",
     metavar="PEM|PKCS11-URI",
-    help="Organisation signing key [default: generate DATA_DIR/keys/org.pem].",
+    help="Organisation signing key: a PEM file (its password in the environment variable "
+    f"{PASSWORD_ENV}) or a pkcs11: URI (PIN in {PIN_ENV}) "
+    "[default: generate an unencrypted DATA_DIR/keys/org.pem].",
 )
 @click.option(
     "--policy",
@@ -94,12 +101,30 @@ def init_cmd(
     signing_key: str | None,
     policy_file: Path | None,
 ) -> None:
-    """Create the registry; the acting user becomes its first admin."""
+    """Create the registry; the acting user becomes its first admin.
+
+    Commands that sign with an encrypted organisation key (publish, audit checkpoint) read
+    its password from the environment variable MLGATE_SIGNING_KEY_PASSWORD.
+    """
     policy = load_policy(policy_file) if policy_file else None
     registry = init_registry(data_dir, url, admin=actor, signing_key=signing_key, policy=policy)
     key = registry.org_key()
-    click.echo(f"registry ready in {data_dir} (admin: {registry.actor})")
-    click.echo(f"organisation key: {key.signer.description}")
+    echo(f"registry ready in {data_dir} (admin: {registry.actor})")
+    echo(f"organisation key: {key.signer.description}")
+    if signing_key is None:
+        _warn_plain_org_key(registry.data_dir / "keys" / "org.pem")
+
+
+def _warn_plain_org_key(path: Path) -> None:
+    """Whoever reads the generated key signs as the organisation: say so where it is."""
+    for line in (
+        f"warning: the organisation signing key is NOT encrypted: {path}",
+        "  Anyone who can read it can publish models and sign audit checkpoints as your",
+        "  organisation. Keep it owner-only (mode 0600) and backed up offline, or initialise",
+        "  the registry with --signing-key: an encrypted PEM from `mlgate keygen` (its",
+        f"  password in {PASSWORD_ENV}) or the pkcs11: URI of a hardware token.",
+    ):
+        echo(line, err=True)
 
 
 @registry_cmd.command(name="migrate")
@@ -109,7 +134,7 @@ def migrate_cmd(data_dir: Path, url: str | None, actor: str | None) -> None:
     from mlgate.registry.database import make_engine, migrate, sqlite_url  # noqa: PLC0415
 
     revision = migrate(make_engine(url or sqlite_url(data_dir)))
-    click.echo(f"schema at revision {revision}")
+    echo(f"schema at revision {revision}")
 
 
 @registry_cmd.command(name="check")
@@ -122,10 +147,10 @@ def check_cmd(data_dir: Path, url: str | None, actor: str | None, deep: bool, re
 
     report = check_registry(_open(data_dir, url, actor), deep=deep, repair=repair)
     for line in (*report.problems, *report.orphans, *report.repaired):
-        click.echo(line)
-    click.echo(
-        f"{report.versions} versions, {report.blobs} blobs: {len(report.problems)} "
-        f"inconsistencies, {len(report.orphans)} leftovers"
+        echo(line)
+    echo(
+        f"{plural(report.versions, 'version')}, {plural(report.blobs, 'blob')}: "
+        f"{len(report.problems)} inconsistencies, {len(report.orphans)} leftovers"
     )
     sys.exit(ExitCode.CLEAN if report.consistent else ExitCode.UNSAFE)
 
@@ -143,7 +168,7 @@ def check_cmd(data_dir: Path, url: str | None, actor: str | None, deep: bool, re
 def user_cmd(data_dir: Path, url: str | None, actor: str | None, name: str, roles: str) -> None:
     """Create or update a user (admin only)."""
     _open(data_dir, url, actor).add_user(name, roles)
-    click.echo(f"{name}: {roles}")
+    echo(f"{name}: {roles}")
 
 
 @registry_cmd.command(name="users")
@@ -151,7 +176,7 @@ def user_cmd(data_dir: Path, url: str | None, actor: str | None, name: str, role
 def users_cmd(data_dir: Path, url: str | None, actor: str | None) -> None:
     """List users and roles."""
     for name, roles in _open(data_dir, url, actor).users().items():
-        click.echo(f"{name}: {','.join(roles)}")
+        echo(f"{name}: {','.join(roles)}")
 
 
 @registry_cmd.command(name="policy")
@@ -177,7 +202,7 @@ def policy_cmd(
 
 @click.command(name="ingest")
 @registry_options
-@click.argument("source")
+@click.argument("source", callback=local_path_exists)
 @click.option("--name", help="Model name [default: repo id, or file/folder name].")
 @click.option("--owner", help="Owning team or person [default: the acting user].")
 @click.option(
@@ -233,18 +258,18 @@ def _scan_exit(version: Version) -> ExitCode:
 
 
 def _echo_outcome(registry: Registry, version: Version) -> None:
-    files = len(version.files)
-    click.echo(
-        f"{version.ref}: {version.state.value} (risk: {version.risk}; {files} files, "
+    files = plural(len(version.files), "file")
+    echo(
+        f"{version.ref}: {version.state.value} (risk: {version.risk}; {files}, "
         f"{version.size} bytes, from {version.source.uri}"
         + (f" at {version.source.revision}" if version.source.revision else "")
         + ")"
     )
     for decision in version.decisions:
-        click.echo(f"  {decision.decision} by {decision.actor}: {decision.reason}")
+        echo(f"  {decision.decision} by {decision.actor}: {decision.reason}")
     pending = registry.pending_reason(version)
     if pending:
-        click.echo(f"  {pending}")
+        echo(f"  {pending}")
 
 
 def _reason_option(func: F) -> F:
@@ -278,11 +303,14 @@ def reject_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, rea
 def publish_cmd(
     data_dir: Path, url: str | None, actor: str | None, ref: str, alias: str | None
 ) -> None:
-    """Sign an approved version with the organisation key, attach its ML-BOM, publish it."""
+    """Sign an approved version with the organisation key, attach its ML-BOM, publish it.
+
+    An encrypted organisation key's password is read from MLGATE_SIGNING_KEY_PASSWORD.
+    """
     registry = _open(data_dir, url, actor)
     version = registry.publish(ref, alias=alias)
     _echo_outcome(registry, version)
-    click.echo(
+    echo(
         f"  signed by {version.signed_by}; BOM attached"
         + (f"; {alias} -> {version.ref}" if alias else "")
     )
@@ -312,7 +340,7 @@ def revoke_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, rea
     for summary in registry.models():
         if summary.name == version.model:
             for alias, number in sorted(summary.aliases.items()):
-                click.echo(f"  {alias} -> {version.model}@{number}")
+                echo(f"  {alias} -> {version.model}@{number}")
 
 
 @click.command(name="alias")
@@ -325,20 +353,20 @@ def alias_cmd(
 ) -> None:
     """Point ALIAS of model NAME at published VERSION."""
     target = _open(data_dir, url, actor).set_alias(name, alias, version)
-    click.echo(f"{name}@{alias} -> {target.ref}")
+    echo(f"{name}@{alias} -> {target.ref}")
 
 
 @click.command(name="rollback")
 @registry_options
 @click.argument("name")
-@click.option("--alias", default="production", show_default=True)
+@click.option("--alias", default="production", show_default=True, help="The alias to move.")
 @click.option("--to", "to", metavar="VERSION", help="Target version [default: the previous].")
 def rollback_cmd(
     data_dir: Path, url: str | None, actor: str | None, name: str, alias: str, to: str | None
 ) -> None:
     """Move an alias back to the version it pointed at before."""
     target = _open(data_dir, url, actor).rollback(name, alias, to)
-    click.echo(f"{name}@{alias} -> {target.ref}")
+    echo(f"{name}@{alias} -> {target.ref}")
 
 
 @click.command(name="pull")
@@ -348,7 +376,7 @@ def rollback_cmd(
 def pull_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, dest: Path) -> None:
     """Download a published version (files + model.sig) into DEST; recorded per file."""
     version = _open(data_dir, url, actor).pull(ref, dest)
-    click.echo(f"{version.ref}: {len(version.files)} files written to {dest}")
+    echo(f"{version.ref}: {plural(len(version.files), 'file')} written to {dest}")
 
 
 # -- inventory ------------------------------------------------------------------------------
@@ -366,12 +394,13 @@ def list_cmd(data_dir: Path, url: str | None, actor: str | None, fmt: str) -> No
     """Every model and version with its state and risk."""
     summaries = _open(data_dir, url, actor).models()
     if fmt == "json":
-        click.echo(json.dumps([v.summary() for m in summaries for v in m.versions], indent=2))
+        summaries_json = [v.summary() for m in summaries for v in m.versions]
+        click.echo(json.dumps(json_safe(summaries_json), indent=2))
         return
     for m in summaries:
         for v in m.versions:
             aliases = f" [{', '.join(v.aliases)}]" if v.aliases else ""
-            click.echo(
+            echo(
                 f"{v.ref:<40} {v.state.value:<12} risk={v.risk:<10} "
                 f"{v.ingested_by} {v.ingested_at[:19]}{aliases}"
             )
@@ -385,7 +414,7 @@ def show_cmd(data_dir: Path, url: str | None, actor: str | None, fmt: str, ref: 
     """Everything recorded about one version."""
     version = _open(data_dir, url, actor).show(ref)
     if fmt == "json":
-        click.echo(json.dumps(version.to_json(), indent=2))
+        click.echo(json.dumps(json_safe(version.to_json()), indent=2))
         return
     s = version.source
     lines = [
@@ -402,27 +431,55 @@ def show_cmd(data_dir: Path, url: str | None, actor: str | None, fmt: str, ref: 
     ]
     lines += [f"  {d.decision:<9} {d.actor}: {d.reason} ({d.at[:19]})" for d in version.decisions]
     lines += [f"  download  {d.path} by {d.actor} ({d.at[:19]})" for d in version.downloads]
-    click.echo("\n".join(lines))
+    for line in lines:
+        echo(line)
+    _echo_findings(version.scan_report)
+
+
+def _echo_findings(report: dict[str, Any] | None) -> None:
+    """The scan findings a reviewer is asked to judge, most severe first, each line inert."""
+    from mlgate.render.text import MAX_EVIDENCE_LINES  # noqa: PLC0415
+
+    if report is None:
+        echo("  findings: not scanned yet")
+        return
+    findings = report["findings"]
+    groups = {s: [f for f in findings if f["severity"] == s.name] for s in reversed(Severity)}
+    counts = ", ".join(f"{len(g)} {s.name.lower()}" for s, g in groups.items() if g)
+    echo(f"  findings: {len(findings)}" + (f" ({counts})" if counts else ""))
+    for severity, group in groups.items():
+        if group:
+            echo(f"  {severity.name}")
+        for f in group:
+            loc = f["location"]
+            where = loc["artifact"] + (f"@{loc['offset']}" if loc["offset"] is not None else "")
+            echo(f"    {f['rule_id']} {where}: {f['message']}")
+            for line in (f["evidence"].split("\n") if f["evidence"] else [])[:MAX_EVIDENCE_LINES]:
+                echo(f"      {line}")
+    for artifact in report["artifacts"]:
+        if not artifact["complete"]:
+            echo(f"  not fully analysed: {artifact['artifact']}")
 
 
 @models_cmd.command(name="bom")
 @registry_options
 @click.argument("ref")
-@click.option("--out", type=click.Path(path_type=Path), help="File to write [default: stdout].")
-def bom_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, out: Path | None) -> None:
+@output_option("Write the BOM here [default: standard output].", "--out")
+def bom_cmd(
+    data_dir: Path, url: str | None, actor: str | None, ref: str, output: Path | None
+) -> None:
     """The CycloneDX ML-BOM attached to a published version."""
     version = _open(data_dir, url, actor).show(ref)
     if version.bom is None:
         raise RegistryError(f"{version.ref} has no BOM: it is generated when it is published")
-    text = json.dumps(version.bom, indent=2) + "\n"
-    if out is None:
-        click.echo(text, nl=False)
+    text = json.dumps(json_safe(version.bom), indent=2) + "\n"
+    emit(text, output)
+    if output is None:
         return
-    out.write_text(text, encoding="utf-8")
     components = len(version.bom.get("components", []))
-    click.echo(
+    echo(
         f"{version.ref}: CycloneDX {version.bom.get('specVersion')} ML-BOM "
-        f"({components} components) written to {out}"
+        f"({plural(components, 'component')}) written to {output}"
     )
 
 
@@ -432,7 +489,7 @@ def bom_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, out: P
 def history_cmd(data_dir: Path, url: str | None, actor: str | None, name: str) -> None:
     """Every state change of every version of model NAME."""
     for change in _open(data_dir, url, actor).history(name):
-        click.echo(
+        echo(
             f"{change.at[:19]}  {name}@{change.version}  {change.from_state or '-'} -> "
             f"{change.to_state}  by {change.actor}: {change.reason}"
         )
@@ -476,37 +533,45 @@ def audit_verify_cmd(
     else:
         result = _open(data_dir, url, actor).audit_verify(key)
     for problem in result.problems:
-        click.echo(f"FAIL {problem}")
+        echo(f"FAIL {problem}")
     if result.ok:
-        click.echo(
+        echo(
             f"audit log intact: {result.entries} entries, {result.checkpoints} signed "
             "checkpoints verified"
         )
     else:
-        click.echo(f"audit log TAMPERED: first bad entry {result.first_bad}")
+        echo(f"audit log TAMPERED: first bad entry {result.first_bad}")
     sys.exit(ExitCode.CLEAN if result.ok else ExitCode.UNSAFE)
 
 
 @audit_cmd.command(name="export")
 @registry_options
-@click.option("--out", type=click.Path(path_type=Path), help="File to write [default: stdout].")
-def audit_export_cmd(data_dir: Path, url: str | None, actor: str | None, out: Path | None) -> None:
+@output_option("Write the log here [default: standard output].", "--out")
+def audit_export_cmd(
+    data_dir: Path, url: str | None, actor: str | None, output: Path | None
+) -> None:
     """Export the log as JSON lines (entries, then checkpoints)."""
     lines = _open(data_dir, url, actor).audit_export()
-    if out is None:
+    if output is None:
         for line in lines:
-            click.echo(line)
+            click.echo(inert_json(line))
         return
-    tmp = out.with_name(out.name + ".part")
-    with tmp.open("w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(line + "\n")
-    os.replace(tmp, out)
+    tmp = output.with_name(output.name + ".part")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            for line in lines:
+                f.write(line + "\n")
+        os.replace(tmp, output)
+    except OSError as e:
+        raise RegistryError(f"cannot write {output}: {e.strerror or e}") from e
 
 
 @audit_cmd.command(name="checkpoint")
 @registry_options
 def audit_checkpoint_cmd(data_dir: Path, url: str | None, actor: str | None) -> None:
-    """Sign the current head of the log now (admin)."""
+    """Sign the current head of the log now (admin).
+
+    An encrypted organisation key's password is read from MLGATE_SIGNING_KEY_PASSWORD.
+    """
     point = _open(data_dir, url, actor).audit_checkpoint()
-    click.echo(f"checkpoint at entry {point.seq}: {point.head_hash}")
+    echo(f"checkpoint at entry {point.seq}: {point.head_hash}")

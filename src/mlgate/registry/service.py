@@ -287,15 +287,18 @@ class Registry:
         report = scan_paths(view)
         policy = self.policy
         fail_on = policy.auto_reject_at or Severity.HIGH
+        # Recorded paths are the model's own, never the internal view's.
         relative = [relative_finding(f, view) for f in report.findings]
-        data = report_to_dict(
-            type(report)((version.ref,), tuple(relative), report.artifacts), fail_on
-        )
-        formats = {
-            Path(a.artifact).relative_to(view).as_posix(): a.format
-            for a in report.artifacts
+        artifacts = tuple(
+            replace(a, artifact=Path(a.artifact).relative_to(view).as_posix())
             if Path(a.artifact).is_relative_to(view)
-        }
+            else a
+            for a in report.artifacts
+        )
+        data = report_to_dict(type(report)((version.ref,), tuple(relative), artifacts), fail_on)
+        formats = {a.artifact: a.format for a in artifacts}
+        # The version's summary: what the scan found each file to be, not the ingest-time guess.
+        summary = sorted({formats.get(f.path, f.format) for f in version.files})
         worst = report.max_severity
         incomplete = not report.complete
         risk = "incomplete" if incomplete else (worst.name.lower() if worst is not None else "none")
@@ -305,7 +308,7 @@ class Registry:
             conn.execute(
                 t.versions.update()
                 .where(t.versions.c.id == row.id)
-                .values(scan_report=json.dumps(data), risk=risk)
+                .values(scan_report=json.dumps(data), risk=risk, formats=json.dumps(summary))
             )
             for path, fmt in formats.items():
                 conn.execute(
@@ -894,15 +897,19 @@ def init_registry(
 ) -> Registry:
     """Create (or migrate) a registry; ``admin`` becomes its first administrator.
 
-    Without ``signing_key`` a new P-256 organisation key is generated in
+    Without ``signing_key`` a new P-256 organisation key is generated, unencrypted, in
     ``data_dir/keys/org.pem`` (mode 0600); keep a copy of its public key for verification.
+    A key file is recorded by its absolute path: later commands may run from anywhere.
     """
-    root = Path(data_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    root = Path(data_dir).absolute()
+    # The database holds the audit log and who may do what; the data dir, the key: owner only.
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if url is None:
+        _private_file(root / "registry.db")
     engine = database.make_engine(url or database.sqlite_url(root))
     database.migrate(engine)
     actor = admin or default_actor()
-    spec = signing_key or str(_generate_key(root / "keys" / "org.pem"))
+    spec = _key_spec(signing_key) if signing_key else str(_generate_key(root / "keys" / "org.pem"))
     key = load_org_key(spec)
     with database.write_transaction(engine) as conn:
         if conn.execute(select(t.principals.c.name).limit(1)).first() is not None:
@@ -944,12 +951,23 @@ def _write_new(path: Path, text: str) -> None:
         ) from e
 
 
+def _private_file(path: Path) -> None:
+    """Create ``path`` readable by its owner only (SQLite gives its journals the same mode)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    path.chmod(0o600)
+
+
+def _key_spec(signing_key: str) -> str:
+    """A ``pkcs11:`` URI as given; a key file as an absolute path."""
+    return signing_key if signing_key.startswith("pkcs11:") else str(Path(signing_key).absolute())
+
+
 def _generate_key(path: Path) -> Path:
     from mlgate.provenance.keys import generate_private_key, private_pem  # noqa: PLC0415
 
     if path.exists():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(private_pem(generate_private_key(), None))

@@ -8,6 +8,7 @@ from typing import Any
 from mlgate import __version__
 from mlgate.errors import ExitCode
 from mlgate.findings import Finding, Report, Severity
+from mlgate.render.escape import json_safe
 from mlgate.scan.rules import RULES_BY_ID
 
 SCHEMA = "mlgate.scan/1"
@@ -62,4 +63,4 @@ def _finding(f: Finding) -> dict[str, Any]:
 
 
 def render_json(report: Report, fail_on: Severity) -> str:
-    return json.dumps(report_to_dict(report, fail_on), indent=2)
+    return json.dumps(json_safe(report_to_dict(report, fail_on)), indent=2)

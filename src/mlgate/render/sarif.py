@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from mlgate import __version__
 from mlgate.findings import Finding, Report, Severity
+from mlgate.render.escape import json_safe
 from mlgate.scan.rules import ALL_RULES
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -50,7 +51,7 @@ def render_sarif(report: Report) -> str:
             }
         ],
     }
-    return json.dumps(log, indent=2)
+    return json.dumps(json_safe(log), indent=2)
 
 
 def _invocation(report: Report) -> dict[str, Any]:
@@ -109,4 +110,6 @@ def _result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
 
 
 def _uri(path: str) -> str:
-    return quote(PurePath(path).as_posix(), safe="/:")
+    # The name's own bytes, percent-encoded (RFC 3986): a name that is not UTF-8 (carried as
+    # surrogate escapes) still designates the very file.
+    return quote(PurePath(path).as_posix().encode("utf-8", "surrogateescape"), safe="/:")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from rich.markup import escape
 
 from mlgate.findings import Finding, Report, Severity
+from mlgate.render.escape import inert, inert_block
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -35,12 +36,13 @@ def render_text(report: Report, fail_on: Severity, color: bool = False) -> str:
         width=110,
         highlight=False,
         soft_wrap=True,
+        emoji=False,  # ":warning:" in a file name stays text
     )
     groups: dict[str, list[Finding]] = defaultdict(list)
     for f in report.sorted_findings():
         groups[f.location.artifact].append(f)
     for artifact in sorted(groups, key=lambda a: (-max(f.severity for f in groups[a]), a)):
-        console.print(f"[bold]{escape(artifact)}[/bold]")
+        console.print(f"[bold]{_markup(artifact)}[/bold]")
         for f in groups[artifact]:
             _finding(console, f)
         console.print()
@@ -57,13 +59,24 @@ def _finding(console: Console, f: Finding) -> None:
     suffix = f" [dim]({', '.join(where)})[/dim]" if where else ""
     style = _STYLE[f.severity]
     console.print(
-        f"  [{style}]{f.severity.name:<8}[/{style}] {f.rule_id} {escape(f.message)}{suffix}"
+        f"  [{style}]{f.severity.name:<8}[/{style}] {f.rule_id} {_markup(f.message)}{suffix}"
     )
-    lines = f.evidence.splitlines()
+    lines = inert_block(f.evidence).splitlines()
     for line in lines[:MAX_EVIDENCE_LINES]:
         console.print(f"           [dim]{escape(line)}[/dim]")
     if len(lines) > MAX_EVIDENCE_LINES:
         console.print(f"           [dim]... {len(lines) - MAX_EVIDENCE_LINES} more lines[/dim]")
+
+
+def _markup(text: str) -> str:
+    """Attacker-controlled ``text`` as rich markup that prints it literally: control and bidi
+    characters escaped, ``[bold]``-like tags not interpreted."""
+    return escape(inert(text))
+
+
+def plural(count: int, noun: str) -> str:
+    """``"1 finding"``, ``"2 findings"``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _summary(console: Console, report: Report, fail_on: Severity) -> None:
@@ -77,9 +90,9 @@ def _summary(console: Console, report: Report, fail_on: Severity) -> None:
         if a.complete and not any(f.location.artifact == a.artifact for f in report.findings)
     )
     console.print(
-        f"{len(report.artifacts)} artifacts scanned, {clean} without findings; "
-        f"{len(report.findings)} findings" + (f" ({', '.join(parts)})" if parts else "")
+        f"{plural(len(report.artifacts), 'artifact')} scanned, {clean} without findings; "
+        f"{plural(len(report.findings), 'finding')}" + (f" ({', '.join(parts)})" if parts else "")
     )
     failing = report.at_or_above(fail_on)
     verdict = "[bold red]FAIL[/bold red]" if failing else "[bold green]PASS[/bold green]"
-    console.print(f"{verdict}: {len(failing)} findings at or above {fail_on.name}")
+    console.print(f"{verdict}: {plural(len(failing), 'finding')} at or above {fail_on.name}")

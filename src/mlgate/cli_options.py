@@ -1,0 +1,70 @@
+"""Options shared by the commands of every stage, so that one thing has one spelling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from mlgate.errors import MlgateError
+from mlgate.render.escape import inert
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class AliasedOption(click.Option):
+    """An option whose former spellings still work but are left out of ``--help``.
+
+    Renaming an option must not break the scripts that use the old name; listing both would
+    tell new users that there are two options.
+    """
+
+    def __init__(self, *args: Any, hidden_aliases: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hidden_aliases = hidden_aliases
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown = [o for o in self.opts if o not in self.hidden_aliases]
+        every = self.opts
+        self.opts = shown
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = every
+
+
+def output_option(help_text: str, *former: str) -> Callable[[F], F]:
+    """``-o/--output FILE`` (``former`` spellings accepted, not shown)."""
+    return click.option(
+        "-o",
+        "--output",
+        *former,
+        "output",
+        cls=AliasedOption,
+        hidden_aliases=former,
+        type=click.Path(path_type=Path, dir_okay=False),
+        help=help_text,
+    )
+
+
+def local_path_exists(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Callback of a ``SOURCE`` argument that may be a hub reference: a local path that does
+    not exist is refused in click's own words, as every ``click.Path(exists=True)`` is."""
+    from mlgate.registry.sources import parse_source  # noqa: PLC0415 - registry commands only
+
+    if parse_source(value)[0] == "local":
+        click.Path(exists=True).convert(value, param, ctx)
+    return value
+
+
+def emit(text: str, output: Path | None) -> None:
+    """Print ``text``, or write it to ``output`` (an unwritable file is an error, exit 2)."""
+    if output is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise MlgateError(f"cannot write {inert(str(output))}: {e.strerror or e}") from e
