@@ -359,3 +359,12 @@ def test_hard_link_cycle_terminates(tmp_path: Path) -> None:
         group["up"].attrs["x"] = 1
     report = scan(path)
     assert_benign(report)
+
+
+def test_real_tf_keras_h5_lambda_is_disassembled() -> None:
+    """A legacy HDF5 written by real tf-keras 2 (tests/data/keras2): Keras 2 stores the
+    Lambda's marshalled bytecode under ``function`` with ``function_type: "lambda"``."""
+    report = scan(Path(__file__).parent / "data" / "keras2" / "lambda.h5")
+    hits = [f for f in report.findings if f.rule_id == "MLG110"]
+    assert hits and all(f.severity is Severity.CRITICAL for f in hits), describe(report)
+    assert "names used: nn, relu, tf" in hits[0].message

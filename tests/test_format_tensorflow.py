@@ -15,6 +15,9 @@ from tensorboard.compat.proto import (
     node_def_pb2,
 )
 
+import mlgate
+from mlgate import Severity
+
 
 def _node(name: str, op: str, **attrs: bytes) -> node_def_pb2.NodeDef:
     node = node_def_pb2.NodeDef(name=name, op=op)
@@ -109,13 +112,22 @@ def test_vocab_table_is_low(tmp_path: Path) -> None:
     assert "MLG112" in rules_found(report)
 
 
+def _saved_object(node_path: bytes, identifier: bytes, metadata: bytes) -> bytes:
+    """keras/protobuf/saved_metadata.proto SavedObject: node_id 2, node_path 3,
+    identifier 4, metadata 5."""
+    return (
+        b"\x10\x01"
+        + proto_field(3, node_path)
+        + proto_field(4, identifier)
+        + proto_field(5, metadata)
+    )
+
+
 def test_keras_metadata_lambda(tmp_path: Path) -> None:
     layer = b'{"class_name": "Lambda", "config": {"function": ["4wEAAAAAAAAA"]}}'
-    obj = b"\x08\x01" + proto_field(2, b"root.layer-1") + proto_field(3, b"_tf_keras_layer")
-    data = proto_field(1, obj + proto_field(4, layer))
+    data = proto_field(1, _saved_object(b"root.layer-1", b"_tf_keras_layer", layer))
     assert_caught(scan(write(tmp_path / "keras_metadata.pb", data)), "MLG112")
-    layer_meta = proto_field(3, b"_tf_keras_layer") + proto_field(4, b'{"a": 1}')
-    dense = proto_field(1, b"\x08\x01" + layer_meta)
+    dense = proto_field(1, _saved_object(b"root", b"_tf_keras_layer", b'{"a": 1}'))
     assert_benign(scan(write(tmp_path / "k2" / "keras_metadata.pb", dense)))
 
 
@@ -154,5 +166,64 @@ def test_keras_metadata_legacy_lambda_config(tmp_path: Path) -> None:
         b'"function": ["4wEAAAAAAAAAAAAAAAEAAAACAAAAQwAAAHM=", null, null], '
         b'"function_type": "lambda", "module": "__main__"}}'
     )
-    data = proto_field(1, b"\x08\x02" + proto_field(3, b"_tf_keras_layer") + proto_field(4, layer))
+    data = proto_field(1, _saved_object(b"root.layer-1", b"_tf_keras_layer", layer))
     assert_caught(scan(write(tmp_path / "keras_metadata.pb", data)))
+
+
+KERAS2 = Path(__file__).parent / "data" / "keras2"  # written by real tf-keras: see README.md
+
+
+def _lambda_findings(report: mlgate.Report) -> list[mlgate.Finding]:
+    """Lambda findings whose bytecode was disassembled (the fixture's ``tf.nn.relu``)."""
+    return [f for f in report.findings if f.rule_id == "MLG110" and "relu" in f.message]
+
+
+def test_real_keras2_metadata_fields_lambda_bytecode_analysed() -> None:
+    """identifier/metadata are SavedObject fields 4/5: read as 3/4, a real tf-keras
+    Lambda in keras_metadata.pb was never analysed and the SavedModel passed."""
+    report = scan(KERAS2 / "lambda_savedmodel")
+    hits = _lambda_findings(report)
+    assert hits, describe(report)
+    assert all(f.severity is Severity.CRITICAL for f in hits)
+    assert any("'root.layer-1'" in f.message for f in hits), describe(report)
+    assert {f.location.artifact.rsplit("/", 1)[-1] for f in hits} == {"keras_metadata.pb"}
+
+
+def test_real_keras2_metadata_in_saved_model_object_graph() -> None:
+    """Without keras_metadata.pb tf-keras reads the config from each SavedUserObject of
+    saved_model.pb (pre-2.5 layout): a Lambda hidden there is analysed too."""
+    report = scan(KERAS2 / "lambda_legacy_savedmodel")
+    hits = _lambda_findings(report)
+    assert hits, describe(report)
+    assert {f.location.artifact.rsplit("/", 1)[-1] for f in hits} == {"saved_model.pb"}
+
+
+def test_real_keras2_dense_savedmodel_is_benign() -> None:
+    report = scan(KERAS2 / "dense_savedmodel")
+    assert_benign(report)
+    formats = {a.artifact.rsplit("/", 1)[-1]: a.format for a in report.artifacts}
+    assert formats["keras_metadata.pb"] == "keras-metadata"
+    assert formats["saved_model.pb"] == "tf-savedmodel"
+    assert "Keras SavedModel metadata: 2 objects" in describe(report)
+
+
+def test_real_fingerprint_with_uuid_is_not_read_as_onnx() -> None:
+    """TF >= 2.15 adds uuid (field 7, a string): ONNX's graph field number."""
+    report = scan(KERAS2 / "dense_savedmodel" / "fingerprint.pb")
+    assert [a.format for a in report.artifacts] == ["tf-fingerprint"]
+    assert rules_found(report) == {"MLG304"}, describe(report)
+
+
+def test_onnx_shaped_like_a_fingerprint_is_still_onnx(tmp_path: Path) -> None:
+    """The fingerprint test runs before ONNX: a small ONNX model must not pass for one."""
+    graph = proto_field(1, proto_field(4, b"PyFunc"))  # GraphProto.node with an op_type
+    data = b"\x08\x07\x10\x01\x18\x02\x20\x03\x28\x04" + proto_field(7, graph)
+    report = scan(write(tmp_path / "m.onnx", data))
+    assert [a.format for a in report.artifacts] == ["onnx"], describe(report)
+
+
+def test_truncated_keras_metadata_is_incomplete(tmp_path: Path) -> None:
+    data = (KERAS2 / "lambda_savedmodel" / "keras_metadata.pb").read_bytes()
+    report = scan(write(tmp_path / "keras_metadata.pb", data[: len(data) // 2]))
+    assert [a.complete for a in report.artifacts] == [False], describe(report)
+    assert "MLG201" in rules_found(report)

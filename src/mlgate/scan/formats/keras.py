@@ -22,6 +22,7 @@ from mlgate.sandbox.disassemble import disassemble
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
 from mlgate.scan.pickle.verdicts import Category
+from mlgate.scan.protowire import Buffer, Field
 from mlgate.scan.source import Source, bytes_source
 
 # Modules whose classes and functions Keras itself provides (and resolves in safe_mode).
@@ -99,6 +100,32 @@ def analyse_config(raw: bytes | str, source: Source, ctx: ScanContext, label: st
     return True
 
 
+def analyse_saved_metadata(
+    buf: Buffer, field: Field, source: Source, ctx: ScanContext, label: str
+) -> None:
+    """The JSON metadata (``field`` of ``buf``) of one Keras 2 SavedModel object, from
+    ``keras_metadata.pb`` or from the SavedUserObject of ``saved_model.pb`` that tf-keras
+    reads when that file is absent: a Keras config whose Lambda layers carry bytecode."""
+    cap = ctx.limits.max_model_config_bytes
+    if field.end - field.start > cap:
+        ctx.incomplete(
+            source, f"{label}: metadata larger than {cap} bytes; not analysed", rules.LIMIT_EXCEEDED
+        )
+        return
+    meta = buf[field.start : field.end]
+    mark = len(ctx.findings)
+    analyse_config(meta, source, ctx, label)
+    caught = any(f.severity >= Severity.HIGH for f in ctx.findings[mark:])
+    if not caught and re.search(rb'"class_name":\s*"Lambda"', meta):
+        ctx.add(
+            rules.DANGEROUS_OP,
+            source.location,
+            "Keras SavedModel metadata has a Lambda layer: its marshalled Python bytecode "
+            "runs when the model is loaded with Keras",
+            label,
+        )
+
+
 def _walk(value: Any, label: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every JSON object in ``value`` with its path (iterative: configs can nest deeply)."""
     stack: list[tuple[str, Any]] = [(label, value)]
@@ -149,12 +176,21 @@ def _check_legacy_functions(
     for key, value in node.items():
         kind = node.get(f"{key}_type")
         if kind == "lambda":
-            code = value[0] if isinstance(value, list) and value else value
+            items = _legacy_tuple(value)
+            code = items[0] if isinstance(items, list) and items else items
             _report_lambda(code, f"{path}.{key}", source, ctx, budget)
         elif kind == "function" and isinstance(value, str):
             module = node.get(f"{key}_module", node.get("module"))
             if isinstance(module, str):
                 _check_reference(module, value, True, f"{path}.{key}", source, ctx)
+
+
+def _legacy_tuple(value: object) -> object:
+    """The items of a tuple as Keras 2 SavedModel metadata writes it (tf-keras json_utils:
+    ``{"class_name": "__tuple__", "items": [...]}``); ``value`` itself otherwise."""
+    if isinstance(value, dict) and value.get("class_name") == "__tuple__":
+        return value.get("items")
+    return value
 
 
 def _in_safe_namespace(module: object) -> bool:

@@ -7,12 +7,9 @@ SavedModel fingerprint) is read as a pickle: no pickle is ever skipped.
 
 from __future__ import annotations
 
-import re
-
-from mlgate.findings import Severity
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
-from mlgate.scan.formats.keras import analyse_config
+from mlgate.scan.formats.keras import analyse_saved_metadata
 from mlgate.scan.formats.onnx import scan_onnx
 from mlgate.scan.formats.pickle import read_programs, scan_pickle
 from mlgate.scan.formats.recognised import protobuf_hint
@@ -34,6 +31,7 @@ from mlgate.scan.source import Source
 ONNX_FIELDS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25, 26})
 PROTO_SUFFIXES = (".onnx", ".pb")
 PROBE = 256  # top-level fields inspected to classify
+BY_NAME = {"saved_model.pb": "tf-savedmodel", "keras_metadata.pb": "keras-metadata"}
 
 
 def scan_protobuf(source: Source, ctx: ScanContext) -> str:
@@ -55,11 +53,9 @@ def scan_protobuf(source: Source, ctx: ScanContext) -> str:
     if label is not None:
         _also_pickle(source, ctx, label)
         return label
-    if source.name.lower().endswith(PROTO_SUFFIXES):
-        ctx.add(
-            rules.MALFORMED,
-            source.location,
-            f"{source.name} is not a valid ONNX or TensorFlow protobuf",
+    if source.name.lower().endswith(PROTO_SUFFIXES):  # named a model, read as none: fail closed
+        ctx.incomplete(
+            source, f"{source.name} is not a valid ONNX or TensorFlow protobuf", rules.MALFORMED
         )
     return scan_pickle(source, ctx)
 
@@ -90,8 +86,10 @@ def classify(buf: Buffer, name: str) -> str | None:
     top = _probe(buf, 0, len(buf))
     numbers = {f.number for f in top}
     wires = {f.number: f.wire for f in top}
-    if not top:
-        return None
+    if not top:  # broken from the first field: the reader of the file's name says where
+        return BY_NAME.get(name)
+    if _is_fingerprint(buf, top):
+        return "tf-fingerprint"
     if (
         wires.get(1) == VARINT
         and (wires.get(7) == LEN or wires.get(8) == LEN or name.lower().endswith(".onnx"))
@@ -113,15 +111,28 @@ def classify(buf: Buffer, name: str) -> str | None:
         and all(is_message(buf, f.start, f.end) for f in top if f.wire == LEN)
     ):
         return "tf-graphdef"
-    if (
-        numbers <= {1, 2, 3, 4, 5, 6}
-        and all((f.wire == VARINT) == (f.number != 6) for f in top)
-        and len(top) == len(numbers)  # no field repeats in a FingerprintDef
-        and len(buf) <= 1024
-        and is_message(buf, 0, len(buf), PROBE)
-    ):
-        return "tf-fingerprint"
     return None
+
+
+def _is_fingerprint(buf: Buffer, top: list[Field]) -> bool:
+    """FingerprintDef (tensorflow/core/protobuf/fingerprint.proto): five uint64 hashes (1-5),
+    VersionDef version (6) and, since TF 2.15, a decimal uuid string (7).
+
+    Checked before ONNX, whose ModelProto shares field numbers (7 is its graph): all five
+    hashes are required as varints and field 7 must be digits, so a file that passes carries
+    no ONNX graph of substance (a digit byte is never a node, initializer or opset tag).
+    """
+    numbers = [f.number for f in top]
+    by_number = {f.number: f for f in top}
+    uuid = by_number.get(7)
+    return (
+        len(buf) <= 1024
+        and len(numbers) == len(set(numbers))  # no field repeats in a FingerprintDef
+        and {1, 2, 3, 4, 5} <= set(numbers) <= {1, 2, 3, 4, 5, 6, 7}
+        and all((f.wire == VARINT) == (f.number <= 5) for f in top)
+        and (uuid is None or buf[uuid.start : uuid.end].isdigit())
+        and is_message(buf, 0, len(buf), PROBE)
+    )
 
 
 def _probe(buf: Buffer, start: int, end: int) -> list[Field]:
@@ -143,15 +154,24 @@ def _is_meta_graph(buf: Buffer, f: Field) -> bool:
     return bool(inner) and all(g.wire == LEN and 1 <= g.number <= 9 for g in inner)
 
 
+# keras/protobuf/saved_metadata.proto (Keras 2, tf-keras): SavedMetadata { repeated
+# SavedObject nodes = 1; } and SavedObject { reserved 1; int32 node_id = 2; string node_path
+# = 3; string identifier = 4; string metadata = 5; VersionDef version = 6; }.
+KERAS_NODE_PATH, KERAS_IDENTIFIER, KERAS_METADATA = 3, 4, 5
+
+
 def _is_keras_metadata(buf: Buffer, f: Field, name: str) -> bool:
-    """SavedMetadata.nodes: SavedObject with identifier (3) "_tf_keras_*" or JSON (4)."""
+    """SavedMetadata.nodes: a SavedObject whose identifier is "_tf_keras_*" or whose
+    metadata is JSON."""
     if name == "keras_metadata.pb":
         return True
     try:
         for g in fields(buf, f.start, f.end):
-            if g.number == 3 and g.wire == LEN and text(buf, g, 16).startswith("_tf_keras"):
+            if g.wire != LEN:
+                continue
+            if g.number == KERAS_IDENTIFIER and text(buf, g, 16).startswith("_tf_keras"):
                 return True
-            if g.number == 4 and g.wire == LEN and text(buf, g, 1).startswith("{"):
+            if g.number == KERAS_METADATA and text(buf, g, 1).startswith("{"):
                 return True
     except ProtoError:
         return False
@@ -165,27 +185,29 @@ def _keras_metadata(source: Source, buf: Buffer, ctx: ScanContext) -> str:
     try:
         for f in fields(buf, 0, len(buf)):
             nodes += 1
-            if nodes > ctx.limits.max_graph_nodes:
-                ctx.incomplete(source, "too many Keras metadata objects", rules.LIMIT_EXCEEDED)
+            if nodes > ctx.limits.max_graph_nodes or ctx.out_of_time():
+                ctx.incomplete(
+                    source,
+                    f"more than {ctx.limits.max_graph_nodes} Keras metadata objects or out "
+                    "of time; the rest was not analysed",
+                    rules.LIMIT_EXCEEDED,
+                )
                 break
-            for g in fields(buf, f.start, f.end):
-                if g.number == 4 and g.wire == LEN:
-                    _keras_object(source, buf[g.start : g.end], nodes, ctx)
+            if f.wire == LEN:
+                _keras_object(source, buf, f, nodes, ctx)
     except ProtoError as e:
-        ctx.add(rules.MALFORMED, source.location, f"keras_metadata.pb is invalid: {e}")
+        ctx.incomplete(source, f"keras_metadata.pb is invalid: {e}", rules.MALFORMED)
     ctx.add(rules.RECOGNISED, source.location, f"Keras SavedModel metadata: {nodes} objects")
     return "keras-metadata"
 
 
-def _keras_object(source: Source, meta: bytes, index: int, ctx: ScanContext) -> None:
-    mark = len(ctx.findings)
-    analyse_config(meta, source, ctx, f"keras_metadata object {index}")
-    caught = any(f.severity >= Severity.HIGH for f in ctx.findings[mark:])
-    if not caught and re.search(rb'"class_name":\s*"Lambda"', meta):
-        ctx.add(
-            rules.DANGEROUS_OP,
-            source.location,
-            "Keras SavedModel metadata has a Lambda layer: its marshalled Python bytecode "
-            "runs when the model is loaded with Keras",
-            f"object {index}",
-        )
+def _keras_object(source: Source, buf: Buffer, node: Field, index: int, ctx: ScanContext) -> None:
+    """One SavedObject: its metadata JSON, labelled by its node path ("root.layer-1")."""
+    label, meta = f"keras_metadata object {index}", None
+    for g in fields(buf, node.start, node.end):
+        if g.wire == LEN and g.number == KERAS_NODE_PATH:
+            label = f"keras_metadata {text(buf, g, 256)!r}"
+        elif g.wire == LEN and g.number == KERAS_METADATA:
+            meta = g
+    if meta is not None:
+        analyse_saved_metadata(buf, meta, source, ctx, label)

@@ -18,7 +18,8 @@ from pathlib import PurePosixPath
 from mlgate.findings import Severity
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
-from mlgate.scan.protowire import LEN, Buffer, Field, ProtoError, fields, text
+from mlgate.scan.formats.keras import analyse_saved_metadata
+from mlgate.scan.protowire import LEN, Buffer, Field, ProtoError, fields, submessages, text
 from mlgate.scan.source import Source
 
 _FILES = "reads or lists files on the host"
@@ -92,6 +93,7 @@ class TfWalker:
         self.functions = 0
         self.nodes = 0
         self.assets: list[str] = []
+        self.keras_metadata: list[tuple[int, Field]] = []
 
     def saved_model(self, start: int, end: int) -> None:
         """SavedModel: every MetaGraphDef's graph and asset file names."""
@@ -102,6 +104,18 @@ class TfWalker:
                         self.graph_def(g.start, g.end)
                     elif g.number == 6 and g.wire == LEN:
                         self._asset(g)
+                    elif g.number == 7 and g.wire == LEN:
+                        self._object_graph(g)
+
+    def _object_graph(self, f: Field) -> None:
+        """SavedObjectGraph.nodes (1) -> SavedObject.user_object (4) -> metadata (3): the
+        Keras config tf-keras falls back to when keras_metadata.pb is absent (pre-2.5
+        SavedModels), so a Lambda hidden there still runs on load."""
+        for index, node in enumerate(submessages(self.buf, f.start, f.end, 1)):
+            for user in submessages(self.buf, node.start, node.end, 4):
+                for g in fields(self.buf, user.start, user.end):
+                    if g.number == 3 and g.wire == LEN and g.end > g.start:
+                        self.keras_metadata.append((index, g))
 
     def _asset(self, f: Field) -> None:
         for g in fields(self.buf, f.start, f.end):
@@ -184,9 +198,17 @@ def scan_tf(source: Source, buf: Buffer, ctx: ScanContext, kind: str) -> str:
         else:
             walker.graph_def(0, len(buf))
     except ProtoError as e:
-        ctx.add(rules.MALFORMED, source.location, f"TensorFlow protobuf is invalid: {e}")
+        ctx.incomplete(source, f"TensorFlow protobuf is invalid: {e}", rules.MALFORMED)
     except _Stop:
         pass
+    for index, meta in walker.keras_metadata:
+        if ctx.out_of_time():  # each Lambda found costs a disassembler process
+            ctx.incomplete(
+                source, "out of time; Keras object metadata not analysed", rules.LIMIT_EXCEEDED
+            )
+            break
+        label = f"SavedModel object {index} Keras metadata"
+        analyse_saved_metadata(buf, meta, source, ctx, label)
     for (op, _), (severity, reason, where) in list(walker.risky.items())[:100]:
         ctx.add(
             rules.DANGEROUS_OP,
