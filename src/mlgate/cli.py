@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mlgate.cli_options import emit, output_option
+from mlgate.cli_options import ScanPath, emit, output_option
 from mlgate.config import load_config
 from mlgate.errors import ExitCode, MlgateError
 from mlgate.findings import Severity
@@ -67,7 +67,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@click.argument("paths", nargs=-1, required=True, type=ScanPath())
 @click.option(
     "--format",
     "fmt",

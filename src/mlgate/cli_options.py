@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,6 +58,24 @@ def local_path_exists(ctx: click.Context, param: click.Parameter, value: str) ->
     if parse_source(value)[0] == "local":
         click.Path(exists=True).convert(value, param, ctx)
     return value
+
+
+class ScanPath(click.Path):
+    """A path to scan: a missing one is refused in click's words, like every other command's,
+    but one that merely cannot be read is left to the scanner, which reports it as a finding
+    (unreadable is incomplete, exit 2) instead of calling it missing."""
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            os.lstat(value)
+        except FileNotFoundError:
+            return click.Path(path_type=Path, exists=True).convert(value, param, ctx)
+        except OSError:
+            pass
+        return super().convert(value, param, ctx)
 
 
 def emit(text: str, output: Path | None) -> None:
