@@ -392,6 +392,26 @@ def test_folder_nested_a_thousand_deep_is_walked_not_a_recursion_error(tmp_path:
     assert code == ExitCode.UNSAFE
 
 
+def test_7z_with_a_broken_crc_is_incomplete_and_exits_2(tmp_path: Path) -> None:
+    """py7zr raises on corrupt data: a finding on the archive, the scan incomplete, exit 2."""
+    import py7zr
+
+    payload = write(tmp_path / "data.pkl", pickle.dumps({"w": list(range(1000))}))
+    archive = tmp_path / "model" / "model.7z"
+    archive.parent.mkdir()
+    with py7zr.SevenZipFile(archive, "w") as seven:
+        seven.write(payload, "data.pkl")
+    data = bytearray(archive.read_bytes())
+    data[40] ^= 0xFF  # inside the packed stream
+    archive.write_bytes(bytes(data))
+
+    report = scan(archive.parent)
+
+    assert not report.complete, describe(report)
+    assert rules.UNSUPPORTED.id in rules_found(report, Severity.HIGH)
+    assert main(["scan", str(archive.parent)]) == ExitCode.ERROR
+
+
 def test_load_of_a_deeply_nested_safetensors_header_raises_a_conversion_error(
     tmp_path: Path,
 ) -> None:
@@ -423,7 +443,7 @@ def test_convert_of_a_deeply_nested_index_exits_2_without_traceback(
     ("name", "content"),
     [
         ("config.json", DEEP_JSON),
-        ("README.md", b"---\n" + b"[" * 20_000 + b"\n---\n"),  # YAML front matter
+        ("README.md", b"---\n" + b"[" * 1000 + b"\n---\n"),  # YAML front matter
         ("model.safetensors", safetensors_with_header(DEEP_JSON)),  # parameter count
     ],
 )
