@@ -269,6 +269,7 @@ def test_pickle_under_git_does_not_ride_along(registry, published: Path, tmp_pat
 @sqlite_only
 def test_vendor_signature_and_lock_survive_pull_and_admit(registry, tmp_path: Path, capsys):
     from mlgate.provenance.keys import generate_private_key
+    from mlgate.provenance.lock import read_lock
     from mlgate.provenance.signing import sign_model, verify_model
 
     vendor = generate_private_key()
@@ -290,6 +291,13 @@ def test_vendor_signature_and_lock_survive_pull_and_admit(registry, tmp_path: Pa
     evidence = ingest[0]["details"]["vendor_evidence"]
     assert sorted(evidence) == ["mlgate.lock", "model.sig"]
     assert all(v.startswith("matches the content") for v in evidence.values()), evidence
+    lock = tmp_path / "pulled.lock"  # lock mode: the vendor's files are pinned like the rest
+    assert main(["hash", str(pulled), "--lock-out", str(lock)]) == 0
+    assert {"model.sig", "mlgate.lock"} <= {f.path for f in read_lock(lock).files}
+    key = _public_key(registry, tmp_path / "org.pub")
+    capsys.readouterr()
+    offline = ["--no-registry", "--skip", "registry", "--lock", str(lock), "--key", str(key)]
+    assert main(["admit", str(pulled), *offline]) == 0, _lines(capsys)
 
 
 def test_bad_policy_file_is_an_error(tmp_path: Path, capsys) -> None:

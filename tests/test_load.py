@@ -86,7 +86,7 @@ def test_load_verifies_the_lock_first(tmp_path: Path) -> None:
         mlgate.load(model / "weights.pt", lock=lock, verify_root=model)
 
 
-LOADS = 150
+LOADS = 100
 
 
 def test_verified_load_never_returns_bytes_written_after_the_check(tmp_path: Path) -> None:

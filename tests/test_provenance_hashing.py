@@ -145,11 +145,15 @@ def test_ignore_rules(model: tuple[Path, dict[str, bytes]]) -> None:
     (root / ".gitignore").write_bytes(b"*.tmp")
     paths = {f.path for f in hash_model(root).files}
     # model_signing's ignore_git_paths: root-only; a nested .git is content.
-    assert paths == set(content) | {"README.md", "logs/run.txt", "sub/.git/HEAD"}
+    assert paths == set(content) | {"README.md", "logs/run.txt", "sub/.git/HEAD", "mlgate.lock"}
     everything = {f.path for f in hash_model(root, defaults=False).files}
-    hidden = {".git/objects/x", ".gitattributes", "model.sig", "mlgate.lock", ".github/ci.yml"}
-    assert everything == paths | hidden | {".gitignore"}
-    patterns = ["*.md", "logs", "tokenizer/*", "sub/.git"]
+    hidden = {".git/objects/x", ".gitattributes", "model.sig", ".github/ci.yml", ".gitignore"}
+    assert everything == paths | hidden
+    # Beside the registry's mlgate.sig, a vendor's model.sig is content.
+    (root / "mlgate.sig").write_bytes(b"{}")
+    assert {f.path for f in hash_model(root).files} == paths | {"model.sig"}
+    (root / "mlgate.sig").unlink()
+    patterns = ["*.md", "logs", "tokenizer/*", "sub/.git", "mlgate.lock"]
     paths = {f.path for f in hash_model(root, ignore=patterns).files}
     assert paths == set(content) - {"tokenizer/vocab.txt"}
 

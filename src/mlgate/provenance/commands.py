@@ -7,7 +7,6 @@ one could not be completed (a :class:`~mlgate.errors.MlgateError`, mapped by ``m
 
 from __future__ import annotations
 
-import glob
 import json
 import sys
 from collections.abc import Callable
@@ -16,8 +15,8 @@ from pathlib import Path
 import click
 
 from mlgate.errors import ExitCode
-from mlgate.provenance.lock import verify_lock, write_lock
-from mlgate.provenance.manifest import ALGORITHMS, LOCK_FILE, Manifest, hash_model
+from mlgate.provenance.lock import lock_ignore, verify_lock, write_lock
+from mlgate.provenance.manifest import ALGORITHMS, Manifest, hash_model
 from mlgate.provenance.sign_commands import (
     blob_check,
     blob_option,
@@ -91,7 +90,7 @@ def hash_cmd(
     shard = parse_size(shard_size) if shard_size else None
     if lock_out is not None:
         require_utf8_names(model)
-        ignore = _ignore_lock_inside(model, lock_out, ignore)
+        ignore = (*ignore, *lock_ignore(lock_out, model))  # recorded in the lock too
     manifest = hash_model(model, algorithm, ignore, allow_symlinks, workers, shard)
     if lock_out is not None:
         write_lock(manifest, lock_out, name=name, source=source, revision=revision, ignore=ignore)
@@ -164,17 +163,6 @@ def verify_cmd(
     if failed:
         echo(f"mlgate: {model} NOT verified")
         sys.exit(ExitCode.UNSAFE)
-
-
-def _ignore_lock_inside(model: Path, lock_out: Path, ignore: tuple[str, ...]) -> tuple[str, ...]:
-    """A lock written inside the model folder cannot pin itself: ignore it (recorded too)."""
-    if not model.is_dir():
-        return ignore
-    try:
-        rel = lock_out.resolve().relative_to(model.resolve()).as_posix()
-    except ValueError:
-        return ignore
-    return ignore if rel == LOCK_FILE else (*ignore, glob.escape(rel))
 
 
 def _check_lock(model: Path, lock_path: Path, allow_symlinks: bool) -> tuple[list[str], str]:

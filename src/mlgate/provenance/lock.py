@@ -22,6 +22,7 @@ The lock is readable TOML::
 
 from __future__ import annotations
 
+import glob
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -145,17 +146,30 @@ def compare(lock: Lock, manifest: Manifest) -> list[Difference]:
 def verify_lock(
     model: Path, lock_path: Path, allow_symlinks: bool = False, workers: int | None = None
 ) -> list[Difference]:
-    """Hash ``model`` the way its lock was made and compare; an empty list means verified."""
+    """Hash ``model`` the way its lock was made and compare; an empty list means verified.
+
+    A lock kept inside the model cannot pin itself: its own path is left out.
+    """
     lock = read_lock(lock_path)
     manifest = hash_model(
         model,
         algorithm=lock.algorithm,
-        ignore=lock.ignore,
+        ignore=(*lock.ignore, *lock_ignore(Path(lock_path), Path(model))),
         allow_symlinks=allow_symlinks,
         workers=workers,
         shard_size=lock.shard_size,
     )
     return compare(lock, manifest)
+
+
+def lock_ignore(lock_path: Path, model: Path) -> tuple[str, ...]:
+    """The lock's own path as an ignore pattern when it lies inside the model folder: a lock
+    cannot pin itself."""
+    try:
+        rel = lock_path.resolve().relative_to(model.resolve())
+    except ValueError:
+        return ()
+    return (glob.escape(rel.as_posix()),) if model.is_dir() else ()
 
 
 def _describe(algorithm: str, shard_size: int | None) -> str:

@@ -44,9 +44,9 @@ LOCK_FILE = "mlgate.lock"
 PULL_SIGNATURE_FILE = "mlgate.sig"
 # The default ignore rules, all at the root only: the git paths model_signing's hashing.Config
 # ignores by default (``ignore_git_paths``: .git/, .gitattributes, .github/, .gitignore at the
-# model root, never deeper), and the files that vouch for the model (they cannot pin
-# themselves). A nested ``sub/.git/`` is model content: a pickle hidden there is hashed.
-_IGNORED_AT_ROOT = frozenset({*GIT_PATHS, SIGNATURE_FILE, LOCK_FILE, PULL_SIGNATURE_FILE})
+# model root, never deeper), and the model's signature (it cannot pin itself). A nested
+# ``sub/.git/`` is model content: a pickle hidden there is hashed.
+_IGNORED_AT_ROOT = frozenset(GIT_PATHS)
 _SHARD_PREFIX = b"mlgate-shards-v1\0"
 
 
@@ -98,6 +98,13 @@ class _Task:
     length: int | None  # None: read to the end
 
 
+def signature_name(folder: Path) -> str:
+    """The name of a model folder's own signature: the registry's ``mlgate.sig`` in a pulled
+    folder, else the OMS default ``model.sig``. Only one of them is the signature: beside
+    ``mlgate.sig``, a vendor's ``model.sig`` is content, hashed and pinned like any file."""
+    return PULL_SIGNATURE_FILE if (folder / PULL_SIGNATURE_FILE).is_file() else SIGNATURE_FILE
+
+
 def new_hasher(algorithm: str) -> _Hasher:
     """A fresh hash object for ``algorithm`` (one of :data:`ALGORITHMS`)."""
     if algorithm == "sha256":
@@ -128,8 +135,8 @@ def hash_model(
 
     ``ignore``: fnmatch patterns on the POSIX path relative to the root (a matching folder is
     skipped whole). With ``defaults``, ``.git/``, ``.gitattributes``, ``.github/``,
-    ``.gitignore``, ``model.sig``, ``mlgate.sig`` and ``mlgate.lock`` at the root are ignored
-    too; without, every file is hashed (what a gate needs to see all the content). Symbolic
+    ``.gitignore`` and the signature (:func:`signature_name`) at the root are ignored too;
+    without, every file is hashed (what a gate needs to see all the content). Symbolic
     links raise :class:`SymlinkRefused` unless ``allow_symlinks``; a link that resolves
     outside the root is refused even then. ``workers``: threads (default: one per CPU).
     ``shard_size``: files larger than this are hashed in shards (see module doc).
@@ -172,7 +179,7 @@ def _walk(
     if not stat.S_ISDIR(st.st_mode):
         raise ProvenanceError(f"{root} is neither a file nor a folder")
     real_root = root.resolve()
-    at_root = _IGNORED_AT_ROOT if defaults else frozenset()
+    at_root = _IGNORED_AT_ROOT | {signature_name(root)} if defaults else frozenset()
     yield from _walk_dir(root, "", real_root, _Rules(ignore, at_root), allow_symlinks, {real_root})
 
 

@@ -26,9 +26,9 @@ from mlgate.provenance.errors import ContentMismatch, ProvenanceError
 from mlgate.provenance.keys import load_private_key, load_public_key
 from mlgate.provenance.manifest import (
     ALGORITHMS,
-    PULL_SIGNATURE_FILE,
     SIGNATURE_FILE,
     hash_model,
+    signature_name,
 )
 from mlgate.provenance.signers.base import Signer, Verifier
 from mlgate.provenance.signers.certificate import (
@@ -72,8 +72,7 @@ def default_signature_path(model: Path) -> Path:
 def find_signature(model: Path) -> Path:
     """The signature to verify by default: the registry's ``mlgate.sig`` in a pulled folder
     (named so that a vendor's own ``model.sig`` is kept as content), else the OMS default."""
-    pulled = model / PULL_SIGNATURE_FILE
-    return pulled if model.is_dir() and pulled.is_file() else default_signature_path(model)
+    return model / signature_name(model) if model.is_dir() else default_signature_path(model)
 
 
 def sign_model(

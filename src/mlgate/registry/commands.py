@@ -374,7 +374,8 @@ def rollback_cmd(
 @click.argument("ref")
 @click.argument("dest", type=click.Path(path_type=Path))
 def pull_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, dest: Path) -> None:
-    """Download a published version (files + model.sig) into DEST; recorded per file."""
+    """Download a published version (files + the registry signature mlgate.sig) into DEST;
+    recorded per file."""
     version = _open(data_dir, url, actor).pull(ref, dest)
     echo(f"{version.ref}: {plural(len(version.files), 'file')} written to {dest}")
 
