@@ -94,7 +94,7 @@ def seekable(source: Source) -> Iterator[Source]:
         yield source
         return
     with source.open() as src:
-        head = src.read(_SPOOL_IN_MEMORY + 1)
+        head = _read_up_to(src, _SPOOL_IN_MEMORY + 1)
         if len(head) <= _SPOOL_IN_MEMORY:
             yield replace(
                 source, opener=lambda: io.BytesIO(head), size=len(head), seekable=True, path=None
@@ -106,6 +106,15 @@ def seekable(source: Source) -> Iterator[Source]:
             yield replace(
                 source, opener=_reopener(spool), size=spool.tell(), seekable=True, path=None
             )
+
+
+def _read_up_to(stream: BinaryIO, n: int) -> bytes:
+    """``n`` bytes, fewer only at the end of ``stream`` (a raw stream may return short reads)."""
+    parts: list[bytes] = []
+    while n > 0 and (data := stream.read(n)):
+        parts.append(data)
+        n -= len(data)
+    return b"".join(parts)
 
 
 def spooled(parent: Source, member: str, spool: BinaryIO) -> Source:

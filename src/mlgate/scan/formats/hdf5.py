@@ -74,16 +74,18 @@ def _on_disk(source: Source) -> Iterator[Path]:
 
 def _read(path: Path, ctx: ScanContext) -> list[list[Any]]:
     """The reader's events for ``path``; the reader is replaced after a hang or crash."""
+    limits = ctx.limits
     worker = ctx.helpers.get("hdf5")
     if not isinstance(worker, _Worker):
-        worker = ctx.helpers["hdf5"] = _Worker(ctx.limits.hdf5_worker_memory)
+        worker = ctx.helpers["hdf5"] = _Worker(limits.hdf5_worker_memory)
     request = {
         "path": str(path.resolve()),
-        "max_objects": ctx.limits.max_hdf5_objects,
-        "max_bytes": ctx.limits.max_hdf5_attribute_bytes,
+        "max_objects": limits.max_hdf5_objects,
+        "max_bytes": limits.max_hdf5_attribute_bytes,
     }
+    deadline = ctx.deadline if ctx.deadline is not None else time.monotonic() + limits.file_seconds
     try:
-        answer = worker.ask(request, ctx.deadline, 2 * ctx.limits.max_hdf5_attribute_bytes)
+        answer = worker.ask(request, deadline, 2 * limits.max_hdf5_attribute_bytes)
     except _ReaderFailed:
         ctx.helpers.pop("hdf5").close()
         raise
@@ -107,7 +109,8 @@ class _Worker:
             env=env,
         )
 
-    def ask(self, request: dict[str, Any], deadline: float | None, max_answer: int) -> object:
+    def ask(self, request: dict[str, Any], deadline: float, max_answer: int) -> object:
+        """The answer to ``request``, read by ``deadline`` (monotonic) and within ``max_answer``."""
         assert self._proc.stdin is not None and self._proc.stdout is not None
         try:
             self._proc.stdin.write(json.dumps(request).encode() + b"\n")
@@ -117,7 +120,7 @@ class _Worker:
         answer = bytearray()
         fd = self._proc.stdout.fileno()
         while not answer.endswith(b"\n"):
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            wait = max(0.0, deadline - time.monotonic())
             if not select.select([fd], [], [], wait)[0]:
                 raise _ReaderFailed(
                     "HDF5 reader did not finish within the time budget (libhdf5 hang?); "
