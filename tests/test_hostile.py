@@ -428,3 +428,22 @@ def test_scan_budget_spans_every_file(tmp_path: Path) -> None:
     report = scan_with(tmp_path, scan_seconds=1e-9)
     assert_caught(report, "MLG301")
     assert not any(a.complete for a in report.artifacts)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_hdf5_member_of_an_archive_is_read_in_place_or_copied(tmp_path: Path,
+                                                              method: int) -> None:
+    # Stored: the reader opens the archive at the member's offset; deflated: a copy.
+    import h5py
+    import numpy as np
+
+    inner = tmp_path / "w.h5"
+    with h5py.File(inner, "w") as f:
+        f.create_dataset("w", data=np.ones(4))
+        f["w"].attrs["meta"] = np.void(os_system("h5-in-zip"))
+    path = tmp_path / "m.zip"
+    with zipfile.ZipFile(path, "w", method) as z:
+        z.write(inner, "model/w.h5")
+    report = mlgate.scan(path, config=Config())
+    assert_caught(report, "MLG101")
+    assert all(a.complete for a in report.artifacts), describe(report)

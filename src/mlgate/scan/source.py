@@ -40,8 +40,9 @@ class Source:
     forced_format: str | None = None  # the loader's reading, when it is known (pickle.loads)
     # Resolves a path named inside this artifact to another member of the same archive.
     siblings: Callable[[str], Source | None] | None = None
-    # The file holding exactly these bytes, when there is one (for readers in other processes).
-    path: Path | None = None
+    # (file, offset): these bytes lie in ``file`` from ``offset`` on, when they are stored
+    # as they are (a file, a stored archive member); readers in other processes use it.
+    on_disk: tuple[Path, int] | None = None
 
     def open(self) -> BinaryIO:
         return self.opener()
@@ -76,7 +77,10 @@ class Source:
         def opener() -> BinaryIO:
             return io.BufferedReader(_Window(self.open(), offset, length, self.seekable), 1 << 16)
 
-        return self.child(member, opener, length, self.seekable)
+        child = self.child(member, opener, length, self.seekable)
+        if self.on_disk is None:
+            return child
+        return replace(child, on_disk=(self.on_disk[0], self.on_disk[1] + offset))
 
 
 # Members up to this size are held in memory when they must be made seekable.
@@ -96,18 +100,27 @@ def seekable(source: Source) -> Iterator[Source]:
         yield source
         return
     with source.open() as src:
-        head = src.read(_SPOOL_IN_MEMORY + 1)
+        head = _read_up_to(src, _SPOOL_IN_MEMORY + 1)
         if len(head) <= _SPOOL_IN_MEMORY:
             yield replace(
-                source, opener=lambda: io.BytesIO(head), size=len(head), seekable=True, path=None
+                source, opener=lambda: io.BytesIO(head), size=len(head), seekable=True, on_disk=None
             )
             return
         with tempfile.TemporaryFile(prefix="mlgate-") as spool:
             spool.write(head)
             shutil.copyfileobj(src, spool, 1 << 20)
             yield replace(
-                source, opener=_reopener(spool), size=spool.tell(), seekable=True, path=None
+                source, opener=_reopener(spool), size=spool.tell(), seekable=True, on_disk=None
             )
+
+
+def _read_up_to(stream: BinaryIO, n: int) -> bytes:
+    """``n`` bytes, fewer only at the end of ``stream`` (a raw stream may return short reads)."""
+    parts: list[bytes] = []
+    while n > 0 and (data := stream.read(n)):
+        parts.append(data)
+        n -= len(data)
+    return b"".join(parts)
 
 
 def spooled(parent: Source, member: str, spool: BinaryIO) -> Source:
@@ -157,7 +170,7 @@ def file_source(path: Path, display: str | None = None) -> Source:
     """An artifact stored in a regular file."""
     size = path.stat().st_size
     loc = Location(path=display or str(path))
-    return Source(loc, lambda: _open_regular(path), size, path.name, path.parent, path=path)
+    return Source(loc, lambda: _open_regular(path), size, path.name, path.parent, on_disk=(path, 0))
 
 
 def _open_regular(path: Path) -> BinaryIO:

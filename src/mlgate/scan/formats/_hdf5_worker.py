@@ -8,16 +8,19 @@ what the file holds that can carry a payload (attributes, opaque and string data
 external links) and what could not be read. Nothing is deserialised here; the parent
 process analyses the bytes.
 
-Request: ``{"path": str, "max_objects": int, "max_bytes": int}``. Response: ``{"events":
-[...]}``, each event one of ``["attr", path, name, text | null, [base64 blob...]]``,
-``["dataset", path, [base64 blob...]]``, ``["external", path, file, target]``,
-``["limit", message]``, ``["malformed", message]``.
+Request: ``{"path": str, "offset": int, "size": int | null, "max_objects": int,
+"max_bytes": int}`` (the HDF5 file is ``size`` bytes of ``path`` from ``offset``).
+Response: ``{"events": [...]}``, each event one of
+``["attr", path, name, text | null, [base64 blob...]]``, ``["dataset", path, [base64 blob...]]``,
+``["external", path, file, target]``, ``["limit", message]``, ``["malformed", message]``.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import json
+import os
 import resource
 import sys
 from typing import Any
@@ -39,10 +42,13 @@ class _Reader:
         self.returned = 0
         self.events: list[Event] = []
 
-    def read(self, path: str) -> list[Event]:
+    def read(self, path: str, offset: int, size: int | None) -> list[Event]:
         try:
-            with h5py.File(path, "r") as handle:
-                self._objects(handle)
+            with open(path, "rb") as f:
+                whole = offset == 0 and size in (None, os.fstat(f.fileno()).st_size)
+                source = path if whole else io.BufferedReader(_Window(f, offset, size or 0))
+                with h5py.File(source, "r") as handle:
+                    self._objects(handle)
         except (OSError, KeyError, ValueError, RuntimeError, TypeError) as e:
             self.events.append(["malformed", f"HDF5 file could not be fully read: {e}"])
         except MemoryError:
@@ -115,6 +121,35 @@ class _Reader:
         return [base64.b64encode(b).decode("ascii") for b in blobs]
 
 
+class _Window(io.RawIOBase):
+    """``size`` bytes of ``f`` from ``offset``: an HDF5 file stored in an archive as it is."""
+
+    def __init__(self, f: io.BufferedReader, offset: int, size: int) -> None:
+        super().__init__()
+        self._f, self._offset, self._size, self._pos = f, offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + pos)
+        return self._pos
+
+    def readinto(self, b: Any) -> int:
+        n = max(0, min(len(b), self._size - self._pos))
+        data = os.pread(self._f.fileno(), n, self._offset + self._pos)
+        b[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
 def _attr_size(obj: Any, name: str) -> int:
     """Bytes the attribute occupies in the file (the file's size bounds variable-length data)."""
     try:
@@ -158,7 +193,7 @@ def main() -> None:
     for line in sys.stdin:
         request = json.loads(line)
         reader = _Reader(request["max_objects"], request["max_bytes"])
-        events = reader.read(request["path"])
+        events = reader.read(request["path"], request["offset"], request["size"])
         sys.stdout.write(json.dumps({"events": events}) + "\n")
         sys.stdout.flush()
 

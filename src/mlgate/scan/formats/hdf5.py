@@ -52,8 +52,8 @@ class _ReaderFailed(Exception):
 def scan_keras_h5(source: Source, ctx: ScanContext) -> str:
     """Scan an HDF5 file; a legacy Keras model is recognised by its ``model_config``."""
     try:
-        with _on_disk(source) as path:
-            events = _read(path, ctx)
+        with _on_disk(source) as (path, offset):
+            events = _read(path, offset, source.size, ctx)
     except _ReaderFailed as e:
         ctx.incomplete(source, str(e), e.rule)
         return "hdf5"
@@ -61,29 +61,34 @@ def scan_keras_h5(source: Source, ctx: ScanContext) -> str:
 
 
 @contextmanager
-def _on_disk(source: Source) -> Iterator[Path]:
-    """A file holding the artifact's bytes, for the reader process to open."""
-    if source.path is not None:
-        yield source.path
+def _on_disk(source: Source) -> Iterator[tuple[Path, int]]:
+    """The file (and offset in it) holding the artifact's bytes, for the reader to open:
+    where it is stored as it is (a file, a stored member), else a temporary copy."""
+    if source.on_disk is not None and source.size is not None:
+        yield source.on_disk
         return
     with tempfile.NamedTemporaryFile(prefix="mlgate-h5-") as spool, source.open() as f:
         shutil.copyfileobj(f, spool, 1 << 20)
         spool.flush()
-        yield Path(spool.name)
+        yield Path(spool.name), 0
 
 
-def _read(path: Path, ctx: ScanContext) -> list[list[Any]]:
+def _read(path: Path, offset: int, size: int | None, ctx: ScanContext) -> list[list[Any]]:
     """The reader's events for ``path``; the reader is replaced after a hang or crash."""
+    limits = ctx.limits
     worker = ctx.helpers.get("hdf5")
     if not isinstance(worker, _Worker):
-        worker = ctx.helpers["hdf5"] = _Worker(ctx.limits.hdf5_worker_memory)
+        worker = ctx.helpers["hdf5"] = _Worker(limits.hdf5_worker_memory)
     request = {
         "path": str(path.resolve()),
-        "max_objects": ctx.limits.max_hdf5_objects,
-        "max_bytes": ctx.limits.max_hdf5_attribute_bytes,
+        "offset": offset,
+        "size": size,
+        "max_objects": limits.max_hdf5_objects,
+        "max_bytes": limits.max_hdf5_attribute_bytes,
     }
+    deadline = ctx.deadline if ctx.deadline is not None else time.monotonic() + limits.file_seconds
     try:
-        answer = worker.ask(request, ctx.deadline, 2 * ctx.limits.max_hdf5_attribute_bytes)
+        answer = worker.ask(request, deadline, 2 * limits.max_hdf5_attribute_bytes)
     except _ReaderFailed:
         ctx.helpers.pop("hdf5").close()
         raise
@@ -107,7 +112,8 @@ class _Worker:
             env=env,
         )
 
-    def ask(self, request: dict[str, Any], deadline: float | None, max_answer: int) -> object:
+    def ask(self, request: dict[str, Any], deadline: float, max_answer: int) -> object:
+        """The answer to ``request``, read by ``deadline`` (monotonic) and within ``max_answer``."""
         assert self._proc.stdin is not None and self._proc.stdout is not None
         try:
             self._proc.stdin.write(json.dumps(request).encode() + b"\n")
@@ -117,7 +123,7 @@ class _Worker:
         answer = bytearray()
         fd = self._proc.stdout.fileno()
         while not answer.endswith(b"\n"):
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            wait = max(0.0, deadline - time.monotonic())
             if not select.select([fd], [], [], wait)[0]:
                 raise _ReaderFailed(
                     "HDF5 reader did not finish within the time budget (libhdf5 hang?); "
