@@ -109,12 +109,15 @@ def test_analysis_defect_keeps_payload(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 # ---------------------------------------------------------------------- bounds
+# Peak RSS from VmHWM, which starts afresh at exec; ru_maxrss would include the pytest
+# worker's own peak, which Linux carries over to its children.
 _MEASURE = """
-import resource, sys, mlgate
+import re, resource, sys, mlgate
 report = mlgate.scan(sys.argv[1], config=mlgate.Config())
 usage = resource.getrusage(resource.RUSAGE_SELF)
+peak_kb = int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
 rules = sorted({f.rule_id for f in report.findings})
-print(usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024, ",".join(rules))
+print(usage.ru_utime + usage.ru_stime, peak_kb // 1024, ",".join(rules))
 """
 
 
