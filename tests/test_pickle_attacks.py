@@ -439,3 +439,12 @@ def test_joblib_zfile_payload(tmp_path: Path) -> None:
     # Read as a pickle, "ZF" is no opcode: the file was reported unrecognised (INFO).
     main = _zfile(tmp_path / "model.pkl", pickle.dumps(Reduce(os.system, shell("zfile")), 2))
     assert_caught(scan(main), "MLG101", CRIT)
+
+
+def test_joblib_wrapper_mlgate_cannot_size_is_not_complete(tmp_path: Path) -> None:
+    # joblib reads the array bytes whatever the state says; mlgate cannot tell how many,
+    # so what follows cannot be read as opcodes and the file is not called analysed.
+    wrapper = proto(2) + glob0("joblib.numpy_pickle", "NumpyArrayWrapper") + b")\x81}b"
+    report = scan(write(tmp_path / "m.joblib", wrapper + b"\x00" * 64 + os_system("unsized")))
+    assert_caught(report, "MLG302")
+    assert not all(a.complete for a in report.artifacts)

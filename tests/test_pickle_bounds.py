@@ -109,12 +109,15 @@ def test_analysis_defect_keeps_payload(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 # ---------------------------------------------------------------------- bounds
+# Peak RSS from VmHWM, which starts afresh at exec; ru_maxrss would include the pytest
+# worker's own peak, which Linux carries over to its children.
 _MEASURE = """
-import resource, sys, mlgate
+import re, resource, sys, mlgate
 report = mlgate.scan(sys.argv[1], config=mlgate.Config())
 usage = resource.getrusage(resource.RUSAGE_SELF)
+peak_kb = int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
 rules = sorted({f.rule_id for f in report.findings})
-print(usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024, ",".join(rules))
+print(usage.ru_utime + usage.ru_stime, peak_kb // 1024, ",".join(rules))
 """
 
 
@@ -155,19 +158,27 @@ def _dataset(rows: int) -> bytes:
 
 
 def test_honest_large_pickle_is_capped_by_its_size_not_a_flat_count(tmp_path: Path) -> None:
-    # Scaled down: a flat cap of 100 k opcodes against a pickle of ~ 1 M opcodes. Its size
-    # allows them (an opcode takes at least one byte), so it is analysed in full.
+    # Scaled down: flat caps of 100 k opcodes and 10 k containers against a pickle of ~ 1 M
+    # opcodes and 100 k dicts. Its size allows them (an opcode takes at least one byte, a
+    # container eight), so it is analysed in full.
     data = _dataset(100_000)
-    config = mlgate.Config(limits=Limits(max_opcodes=100_000))
+    config = mlgate.Config(limits=Limits(max_opcodes=100_000, max_objects=10_000))
     report = mlgate.scan(write(tmp_path / "dataset.pkl", data), config=config)
     assert_benign(report)
 
 
-def test_compressed_opcode_flood_hits_the_flat_cap(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flood", "limits"),
+    [
+        pytest.param(b"N0", Limits(max_opcodes=100_000), id="opcodes"),
+        pytest.param(b"]0", Limits(max_objects=100_000), id="containers"),
+    ],
+)
+def test_compressed_flood_hits_the_flat_cap(tmp_path: Path, flood: bytes, limits: Limits) -> None:
     # Decompressed on the fly, the stream's size is unknown: 1-byte opcodes compress
     # 1000:1, so the flat cap (not the size) bounds the work, and hitting it is a finding.
-    data = gzip.compress(b"\x80\x04" + b"N0" * 1_000_000 + b"N.")
-    config = mlgate.Config(limits=Limits(max_opcodes=100_000))
-    report = mlgate.scan(write(tmp_path / "flood.pkl.gz", data), config=config)
+    data = gzip.compress(b"\x80\x04" + flood * 1_000_000 + b"N.")
+    path = write(tmp_path / "flood.pkl.gz", data)
+    report = mlgate.scan(path, config=mlgate.Config(limits=limits))
     assert any(f.rule_id == "MLG301" for f in report.findings), describe(report)
     assert not all(a.complete for a in report.artifacts)

@@ -11,7 +11,7 @@ class Limits:
 
     max_depth: int = 12  # nested containers and payloads (archive in archive, pickle in pickle)
     max_opcodes: int = 20_000_000  # per pickle; one per byte if more (pickle/vm.py)
-    max_objects: int = 4_000_000  # containers, tuples and calls per pickle (bounds memory)
+    max_objects: int = 4_000_000  # containers, tuples, calls per pickle (memory); see pickle/vm.py
     max_inline_bytes: int = 1 << 20  # larger pickle arguments stay on disk
     max_decompressed_bytes: int = 8 << 30  # per compressed member or stream
     max_compression_ratio: int = 1000  # expanded / compressed, above a 64 MiB floor

@@ -46,6 +46,7 @@ from mlgate.scan.reader import ByteReader, TruncatedError
 
 HIGHEST_PROTOCOL = 5
 NO_FRAME = 1 << 127  # frame_end when no frame is open (compares above any offset)
+OBJECT_BYTES = 8  # bytes of a stream of known size that allow one more container or call
 MEMO_SLACK = 4096  # memo entries allowed beyond the one-per-two-bytes density
 
 
@@ -69,10 +70,15 @@ class PickleVM(DataOps):
         # as many opcodes as it has bytes (an honest 90 MB pickle of dicts of strings runs
         # 24 M): it is capped by its size, or by the limit if that is higher. A stream of
         # unknown size (decompressed on the fly, where a 60 KB gzip file holds 60 M one-byte
-        # opcodes) gets the limit alone.
+        # opcodes) gets the limit alone. Containers and calls (~100 bytes of memory each) scale
+        # the same way, at one per OBJECT_BYTES bytes: a list of one-key dicts of small ints
+        # takes 8 bytes a dict.
         size = reader.remaining_known()
-        ceiling = self.limits.max_opcodes
-        self.max_opcodes = ceiling if size is None else max(ceiling, size)
+        limits = self.limits
+        self.max_opcodes = limits.max_opcodes if size is None else max(limits.max_opcodes, size)
+        self.max_objects = (
+            limits.max_objects if size is None else max(limits.max_objects, size // OBJECT_BYTES)
+        )
         self.table = self._build_table()
 
     # ------------------------------------------------------------------ driver
@@ -193,8 +199,8 @@ class PickleVM(DataOps):
         limits = self.limits
         if count > self.max_opcodes:
             raise LimitError(f"more than {self.max_opcodes} opcodes")
-        if self.objects > limits.max_objects:
-            raise LimitError(f"more than {limits.max_objects} containers and calls")
+        if self.objects > self.max_objects:
+            raise LimitError(f"more than {self.max_objects} containers and calls")
         # A pickler memoizes each object once, after at least one byte that builds it, and
         # the memoizing opcode takes one byte more: an honest memo never holds more entries
         # than half the bytes read. Memoizing the same value over and over (one byte an
