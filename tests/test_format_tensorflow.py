@@ -222,6 +222,13 @@ def test_onnx_shaped_like_a_fingerprint_is_still_onnx(tmp_path: Path) -> None:
     assert [a.format for a in report.artifacts] == ["onnx"], describe(report)
 
 
+def test_keras_metadata_with_unknown_field_is_still_analysed(tmp_path: Path) -> None:
+    """tf-keras's parser skips unknown fields: one must not make the file unrecognised."""
+    data = (KERAS2 / "lambda_savedmodel" / "keras_metadata.pb").read_bytes() + b"\x10\x01"
+    report = scan(write(tmp_path / "keras_metadata.pb", data))
+    assert _lambda_findings(report), describe(report)
+
+
 def test_truncated_keras_metadata_is_incomplete(tmp_path: Path) -> None:
     data = (KERAS2 / "lambda_savedmodel" / "keras_metadata.pb").read_bytes()
     report = scan(write(tmp_path / "keras_metadata.pb", data[: len(data) // 2]))

@@ -178,7 +178,10 @@ class _IncrementalAdapter:
     def drain(self, n: int) -> bytes:
         if self._d.eof or (self._d.needs_input and not self._buf):
             return b""
-        out = self._d.decompress(self._buf, n)
+        try:
+            out = self._d.decompress(self._buf, n)
+        except RuntimeError as e:  # lz4.frame reports corrupt frames as RuntimeError
+            raise OSError(f"corrupt compressed stream: {e}") from e
         self._buf = b""
         return out
 

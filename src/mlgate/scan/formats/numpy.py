@@ -58,6 +58,9 @@ def scan_npy(source: Source, ctx: ScanContext) -> str:
     with source.open() as f:
         f.seek(start) if source.seekable else f.read(start)
         raw = f.read(header_len)
+    if len(raw) < header_len:  # the data offset would lie past the end of the file
+        ctx.incomplete(source, ".npy header is truncated", rules.MALFORMED)
+        return "numpy"
     header = _parse_header(raw)
     if header is None:
         ctx.add(

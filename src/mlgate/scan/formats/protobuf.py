@@ -111,7 +111,8 @@ def classify(buf: Buffer, name: str) -> str | None:
         and all(is_message(buf, f.start, f.end) for f in top if f.wire == LEN)
     ):
         return "tf-graphdef"
-    return None
+    # Loaders pick these files by name and skip unknown fields: so does the scanner.
+    return BY_NAME.get(name)
 
 
 def _is_fingerprint(buf: Buffer, top: list[Field]) -> bool:

@@ -1,0 +1,8 @@
+
+
+xPlaceholder
+
+yMatMul
+'
+pPrintV2*
+output_streamstderr

@@ -1,0 +1,6 @@
+import torch
+
+
+class Seed(torch.nn.Module):
+    def forward(self, x):
+        return torch.relu(x)
