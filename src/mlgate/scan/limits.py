@@ -35,6 +35,9 @@ class Limits:
     # Address space of the process libhdf5 runs in (RLIMIT_AS): its C parser cannot be
     # interrupted in-process, so it runs in a child that is killed at the deadline.
     hdf5_worker_memory: int = 2 << 30
+    # libhdf5 reads only structure and attributes here (honest files answer in well under a
+    # second); a fuzzed file can make it loop forever, which must end long before file_seconds.
+    hdf5_seconds: float = 6.0
     max_proto_memory: int = 1 << 30  # protobuf/flatbuffer read into memory when not mappable
     max_graph_nodes: int = 2_000_000  # graph nodes/operators visited per model
     max_graph_depth: int = 32  # nested subgraphs and functions

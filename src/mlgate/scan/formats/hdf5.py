@@ -2,8 +2,9 @@
 
 libhdf5 parses the file in a separate reader process (``_hdf5_worker.py``), started once
 per scan and reused: it is C code that fuzzed files can make hang or allocate without
-bound, and nothing in-process can interrupt it. The reader is killed at the file's deadline
-and runs under a memory limit; a hang or crash is a finding, never a stuck scan.
+bound, and nothing in-process can interrupt it. The reader is killed after ``hdf5_seconds``
+(or at the file's deadline, if sooner) and runs under a memory limit; a hang or crash is a
+finding, never a stuck scan.
 
 The reader returns the structure and attribute values only; nothing is deserialised. A
 legacy Keras model keeps its architecture as JSON in the root ``model_config`` attribute
@@ -86,7 +87,9 @@ def _read(path: Path, offset: int, size: int | None, ctx: ScanContext) -> list[l
         "max_objects": limits.max_hdf5_objects,
         "max_bytes": limits.max_hdf5_attribute_bytes,
     }
-    deadline = ctx.deadline if ctx.deadline is not None else time.monotonic() + limits.file_seconds
+    deadline = time.monotonic() + limits.hdf5_seconds
+    if ctx.deadline is not None:
+        deadline = min(deadline, ctx.deadline)
     try:
         answer = worker.ask(request, deadline, 2 * limits.max_hdf5_attribute_bytes)
     except _ReaderFailed:
