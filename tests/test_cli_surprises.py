@@ -234,6 +234,7 @@ def test_models_show_lists_the_findings_to_judge_with_model_paths(
     (model / "extra.bin").write_bytes(os_system("surprises-show"))
     assert cli("ingest", model, "--name", "org/bert", actor="pat") == ExitCode.UNSAFE
     assert cli("models", "show", "org/bert@1", actor="rob") == 0
+    _assert_inert(cli.out)
     lines = cli.out.splitlines()
     at = lines.index("  CRITICAL")
     assert lines[at + 1].startswith("    MLG101 extra.bin@") and "os.system" in lines[at + 1]
@@ -254,13 +255,15 @@ def test_admit_headline_agrees_with_its_details(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     write_benign(tmp_path / "bert")
-    (tmp_path / "bert" / "extra.bin").write_bytes(os_system("surprises-admit"))
+    (tmp_path / "bert" / "extra\nPASS scan\u202e.bin").write_bytes(os_system("surprises-admit"))
     skip = ["--skip", "digests", "--skip", "signature", "--skip", "registry"]
     code, out, _ = _run(capsys, "admit", "bert", "--no-registry", *skip)
     assert code == ExitCode.UNSAFE
+    _assert_inert(out)
     lines = out.splitlines()
     assert lines[0] == "FAIL scan: 4 artifacts, 1 finding at or above HIGH (worst: CRITICAL)"
-    assert lines[1].startswith("  CRITICAL MLG101 bert/extra.bin")
+    assert lines[1].startswith("  CRITICAL MLG101 bert/extra\\nPASS scan\\u202e.bin")
+    assert [line for line in lines if line.startswith("PASS")] == []
 
 
 # --- one spelling, one style ----------------------------------------------------------------

@@ -1,8 +1,9 @@
 """CLI commands of the provenance stage: ``mlgate hash`` and ``mlgate verify``.
 
-``verify`` runs every check asked for on the command line (each check is one option) and
-exits 0 when all pass, 1 when any fails (one line per problem), 2 when none was asked for or
-one could not be completed (a :class:`~mlgate.errors.MlgateError`, mapped by ``mlgate.cli``).
+``verify`` runs every check asked for on the command line (each check is one option; a lock
+inside MODEL is never used implicitly, as in ``admit``) and exits 0 when all pass, 1 when any
+fails (one line per problem), 2 when none applies or one could not be completed (a
+:class:`~mlgate.errors.MlgateError`, mapped by ``mlgate.cli``).
 """
 
 from __future__ import annotations

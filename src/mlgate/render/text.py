@@ -42,15 +42,17 @@ def render_text(report: Report, fail_on: Severity, color: bool = False) -> str:
     for f in report.sorted_findings():
         groups[f.location.artifact].append(f)
     for artifact in sorted(groups, key=lambda a: (-max(f.severity for f in groups[a]), a)):
-        console.print(f"[bold]{_markup(artifact)}[/bold]")
+        # One print per artifact: rich's per-call overhead dominated reports of many findings.
+        lines = [f"[bold]{_markup(artifact)}[/bold]"]
         for f in groups[artifact]:
-            _finding(console, f)
-        console.print()
+            lines += _finding(f)
+        console.print("\n".join(lines) + "\n")
     _summary(console, report, fail_on)
     return buf.getvalue()
 
 
-def _finding(console: Console, f: Finding) -> None:
+def _finding(f: Finding) -> list[str]:
+    """The finding's markup lines: severity, rule, message, then its evidence."""
     where = []
     if f.location.offset is not None:
         where.append(f"offset {f.location.offset}")
@@ -58,14 +60,12 @@ def _finding(console: Console, f: Finding) -> None:
         where.append(f"opcode {f.location.opcode_index}")
     suffix = f" [dim]({', '.join(where)})[/dim]" if where else ""
     style = _STYLE[f.severity]
-    console.print(
-        f"  [{style}]{f.severity.name:<8}[/{style}] {f.rule_id} {_markup(f.message)}{suffix}"
-    )
-    lines = inert_block(f.evidence).splitlines()
-    for line in lines[:MAX_EVIDENCE_LINES]:
-        console.print(f"           [dim]{escape(line)}[/dim]")
-    if len(lines) > MAX_EVIDENCE_LINES:
-        console.print(f"           [dim]... {len(lines) - MAX_EVIDENCE_LINES} more lines[/dim]")
+    lines = [f"  [{style}]{f.severity.name:<8}[/{style}] {f.rule_id} {_markup(f.message)}{suffix}"]
+    evidence = inert_block(f.evidence).splitlines()
+    lines += [f"           [dim]{escape(line)}[/dim]" for line in evidence[:MAX_EVIDENCE_LINES]]
+    if len(evidence) > MAX_EVIDENCE_LINES:
+        lines.append(f"           [dim]... {len(evidence) - MAX_EVIDENCE_LINES} more lines[/dim]")
+    return lines
 
 
 def _markup(text: str) -> str:
@@ -84,11 +84,10 @@ def _summary(console: Console, report: Report, fail_on: Severity) -> None:
     for f in report.findings:
         counts[f.severity] += 1
     parts = [f"{n} {s.name.lower()}" for s, n in sorted(counts.items(), reverse=True) if n]
-    clean = sum(
-        1
-        for a in report.artifacts
-        if a.complete and not any(f.location.artifact == a.artifact for f in report.findings)
-    )
+    # One set, not a scan of every finding per artifact: an archive of 20 000 flagged members
+    # took 15 minutes to summarise (quadratic), far beyond any per-file budget.
+    flagged = {f.location.artifact for f in report.findings}
+    clean = sum(1 for a in report.artifacts if a.complete and a.artifact not in flagged)
     console.print(
         f"{plural(len(report.artifacts), 'artifact')} scanned, {clean} without findings; "
         f"{plural(len(report.findings), 'finding')}" + (f" ({', '.join(parts)})" if parts else "")
