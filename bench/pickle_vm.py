@@ -69,7 +69,8 @@ if engine == "vm":
     d = Limits()
     prog = PickleVM(ByteReader(stream, 0, size),
                     limits=VMLimits(d.max_opcodes, d.max_objects, d.max_inline_bytes)).run()
-    ops, note = prog.opcodes, prog.limit or prog.error or prog.failure or "complete"
+    failure = getattr(prog, "failure", None)  # (absent from older checkouts)
+    ops, note = prog.opcodes, prog.limit or prog.error or failure or "complete"
 else:
     ops, note = 0, "complete"
     try:
