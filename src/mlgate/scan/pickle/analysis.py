@@ -195,7 +195,9 @@ class PickleAnalysis:
             )
             return
         key, child = found
-        worst = self.ctx.scan(child) if self.ctx.claim_chained(key) else None
+        if not self.ctx.claim_chained(key):
+            return  # named twice: analysed and reported at its first mention
+        worst = self.ctx.scan(child)
         self.ctx.add(
             rules.NESTED_PAYLOAD,
             self._loc(call.offset, call.index),
