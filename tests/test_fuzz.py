@@ -185,6 +185,12 @@ def test_seed_is_scanned_cleanly(seed: Path) -> None:
     check_scan(seed)
 
 
+@pytest.mark.parametrize("seed", CHECKPOINTS, ids=_id)
+def test_checkpoint_seed_converts_or_is_refused_cleanly(seed: Path, tmp_path: Path) -> None:
+    """Every checkpoint seed and regression input, unmutated, through convert and load."""
+    check_convert_and_load(seed, tmp_path / "out.safetensors")
+
+
 def _scan_params() -> list[object]:
     return [
         pytest.param(seed, id=_id(seed), marks=HDF5_HANG)

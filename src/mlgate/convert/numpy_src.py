@@ -76,6 +76,8 @@ def _header(path: Path, name: str, head: bytes) -> tuple[DType, tuple[int, ...],
     if not head.startswith(MAGIC) or len(head) < 10 or head[6] not in (1, 2, 3):
         raise ConversionError(f"{path}: {name} is not a .npy array")
     fmt, start = ("<H", 10) if head[6] == 1 else ("<I", 12)
+    if len(head) < start:  # versions 2 and 3 have a 4-byte header length
+        raise ConversionError(f"{path}: {name} has a truncated .npy header")
     header_len = struct.unpack_from(fmt, head, 8)[0]
     header = _literal(head[start : start + header_len]) if header_len <= NUMPY_MAX_HEADER else None
     if not isinstance(header, dict):

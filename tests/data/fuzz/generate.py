@@ -120,6 +120,14 @@ def keras_files(out: Path) -> None:
     model = keras.Model(inputs, keras.layers.Dense(2)(doubled))
     model.save(out / "lambda.keras")
     model.save(out / "lambda_keras3.h5")
+    # The same archive without its HDF5 weights: mutants then reach the config reader, not
+    # libhdf5 (whose hang keeps HDF5-carrying seeds out of CI runs, see test_fuzz.py).
+    with (
+        zipfile.ZipFile(out / "lambda.keras") as full,
+        zipfile.ZipFile(out / "lambda_config_only.keras", "w") as config_only,
+    ):
+        for name in ("metadata.json", "config.json"):
+            config_only.writestr(full.getinfo(name), full.read(name))
     with h5py.File(out / "plain.h5", "w") as f:
         f.create_dataset("w", data=STATE["w"])
         f.attrs["note"] = "plain hdf5"

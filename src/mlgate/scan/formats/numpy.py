@@ -6,6 +6,7 @@ import ast
 import math
 import re
 import struct
+import warnings
 
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
@@ -45,10 +46,13 @@ def scan_npy(source: Source, ctx: ScanContext) -> str:
     """Validate the header; hand object-array data to the pickle analysis."""
     head = source.head(12)
     major = head[6] if len(head) > 6 else 0
-    if major not in (1, 2, 3) or len(head) < 10:
+    if major not in (1, 2, 3):
         ctx.add(rules.MALFORMED, source.location, f"unsupported .npy version {major}")
         return "numpy"
     fmt, start = ("<H", 10) if major == 1 else ("<I", 12)
+    if len(head) < start:  # cut inside the header length field
+        ctx.incomplete(source, ".npy header is truncated", rules.MALFORMED)
+        return "numpy"
     header_len = struct.unpack_from(fmt, head, 8)[0]
     if header_len > ctx.limits.max_npy_header:
         ctx.incomplete(
@@ -93,7 +97,9 @@ def scan_npy(source: Source, ctx: ScanContext) -> str:
 
 def _parse_header(raw: bytes) -> dict[str, object] | None:
     try:
-        value = ast.literal_eval(raw.decode("latin-1").strip())  # literals only, never code
+        with warnings.catch_warnings():  # invalid escapes in hostile strings only warn
+            warnings.simplefilter("ignore")
+            value = ast.literal_eval(raw.decode("latin-1").strip())  # literals only, never code
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
