@@ -298,6 +298,21 @@ def test_incomplete_scan_exits_2_and_says_so_in_json(tmp_path: Path) -> None:
     assert any(not a["complete"] for a in report["artifacts"])
 
 
+def test_incomplete_text_report_never_says_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The text headline of an incomplete scan with nothing at or above the threshold used to
+    read "PASS: 0 findings at or above CRITICAL" while the scan exited 2."""
+    model = incomplete_model(tmp_path / "model")
+
+    assert main(["scan", str(model), "--fail-on", "CRITICAL"]) == ExitCode.ERROR
+
+    out, err = capsys.readouterr()
+    assert "PASS" not in out
+    assert out.splitlines()[-1].startswith("INCOMPLETE: 0 findings at or above CRITICAL; 1 ")
+    assert "not fully analysed" in err and "(s)" not in err
+
+
 def test_incomplete_scan_is_an_unsuccessful_sarif_invocation(tmp_path: Path) -> None:
     model = incomplete_model(tmp_path / "model")
     out = tmp_path / "report.sarif"

@@ -13,6 +13,7 @@ from mlgate.config import load_config
 from mlgate.errors import ExitCode, MlgateError
 from mlgate.findings import Severity
 from mlgate.render import RENDERERS, OutputFormat
+from mlgate.render.text import plural
 from mlgate.render.escape import echo, inert, inert_block
 from mlgate.scan.rules import ALL_RULES
 
@@ -112,9 +113,9 @@ def scan(
     text = RENDERERS[OutputFormat(fmt)](report, threshold, use_color and fmt == "text")
     emit(text, output)
     if not report.complete:
-        skipped = sum(not a.complete for a in report.artifacts)
+        skipped = plural(sum(not a.complete for a in report.artifacts), "artifact")
         click.echo(
-            f"mlgate: error: {skipped} artifact(s) not fully analysed (see the findings); "
+            f"mlgate: error: {skipped} not fully analysed (see the findings); "
             "the scan is incomplete, so the model is not known to be safe",
             err=True,
         )

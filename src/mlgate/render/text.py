@@ -94,4 +94,10 @@ def _summary(console: Console, report: Report, fail_on: Severity) -> None:
     )
     failing = report.at_or_above(fail_on)
     verdict = "[bold red]FAIL[/bold red]" if failing else "[bold green]PASS[/bold green]"
-    console.print(f"{verdict}: {plural(len(failing), 'finding')} at or above {fail_on.name}")
+    headline = f"{plural(len(failing), 'finding')} at or above {fail_on.name}"
+    skipped = sum(1 for a in report.artifacts if not a.complete)
+    if skipped:
+        # Fail closed: what was not analysed may hold the payload, so no PASS whatever the count.
+        verdict = "[bold red]INCOMPLETE[/bold red]"
+        headline += f"; {plural(skipped, 'artifact')} not fully analysed, not known to be safe"
+    console.print(f"{verdict}: {headline}")
