@@ -13,8 +13,8 @@ from mlgate.config import load_config
 from mlgate.errors import ExitCode, MlgateError
 from mlgate.findings import Severity
 from mlgate.render import RENDERERS, OutputFormat
-from mlgate.render.text import plural
 from mlgate.render.escape import echo, inert, inert_block
+from mlgate.render.text import plural
 from mlgate.scan.rules import ALL_RULES
 
 _SEVERITIES = click.Choice([s.name for s in Severity], case_sensitive=False)
