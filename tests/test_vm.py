@@ -148,3 +148,30 @@ def test_frame_longer_than_the_file_fails_at_the_frame() -> None:
     blob = b"\x80\x04\x95" + struct.pack("<Q", 1000) + b"N."
     prog = emulate(blob)
     assert prog.error is not None and "truncated" in prog.error
+
+
+class _Unseekable(io.RawIOBase):
+    """A stream read in odd-sized pieces that cannot seek: the reader refills its buffer."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        chunk = self._data.read(min(len(b), 7919))
+        b[: len(chunk)] = chunk
+        return len(chunk)
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_inlined_opcodes_across_buffer_refills(protocol: int) -> None:
+    # The hot opcodes run inline only when their argument is in the buffer: strings, memo
+    # keys and small ints straddling the stream's many short reads must read the same.
+    obj = [{"k": f"v{i}", f"s{i % 300}": i % 256, "t": None} for i in range(60_000)]
+    blob = pickle.dumps(obj, protocol=protocol)
+    assert len(blob) > 1 << 20
+    prog = PickleVM(ByteReader(_Unseekable(blob), 0, None)).run()
+    assert prog.complete, prog.error
+    assert to_python(prog.result) == obj
