@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from mlgate import Config, Severity
 from mlgate.bom import build_cyclonedx, build_spdx
 from mlgate.bom.model_card import read_front_matter, read_model_card
 from mlgate.cli import cli
+from mlgate.errors import UnreadableInputError
 
 SPDX_DATA = Path(__file__).parent / "data" / "spdx-3.0.1"
 CARD = """---
@@ -285,6 +287,23 @@ def test_front_matter_is_bounded_and_safe(tmp_path: Path) -> None:
     assert read_front_matter(readme) == {}  # over the size cap
     (tmp_path / "config.json").write_text("[1, 2]")
     assert read_model_card(tmp_path).architecture is None
+
+
+@pytest.mark.parametrize(
+    "nesting",
+    ["[" * 20_000 + "]" * 20_000, '[ "]" ' * 10_000, "\n" + "- " * 20_000 + "x"],
+    ids=["brackets", "quoted-closers", "block-sequences"],
+)
+def test_deeply_nested_front_matter_ends_fast_with_an_error(tmp_path: Path, nesting: str) -> None:
+    # PyYAML's time grows with the square of the nesting: 20,000 brackets took minutes.
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    (folder / "README.md").write_text(f"---\nlicense: mit\ntags: {nesting}\n---\n")
+    start = time.monotonic()
+    with pytest.raises(UnreadableInputError, match=r"nested too deeply \(more than 32 levels\)"):
+        build_cyclonedx(folder)
+    assert time.monotonic() - start < 2
 
 
 def test_cli_bom(hf_folder: Path, tmp_path: Path) -> None:
