@@ -16,6 +16,8 @@ from click.testing import CliRunner
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from factories import write
+from registry_models import release, write_benign
+from registry_support import as_user
 
 import mlgate
 from mlgate import Config, Severity
@@ -214,6 +216,23 @@ def test_cyclonedx_folder_signature_reference(hf_folder: Path, tmp_path: Path) -
     refs = [r for r in model["externalReferences"] if r["type"] == "digital-signature"]
     assert [r["url"] for r in refs] == ["model.sig"]
     assert "model.sig" not in {c["name"] for c in model["components"]}  # not in the manifest
+
+
+def test_pulled_folder_references_the_registry_signature_not_the_vendors(
+    registry, tmp_path: Path
+) -> None:
+    # pull writes the registry's signature as mlgate.sig; the vendor's model.sig is content.
+    vendor = write(write_benign(tmp_path / "vendor") / "model.sig", b'{"vendor": "bundle"}')
+    release(registry, vendor.parent, "org/m")
+    pulled = tmp_path / "pulled"
+    as_user(registry, "rob").pull("org/m@1", pulled)
+    model = model_component(cdx(pulled))
+    (ref,) = [r for r in model["externalReferences"] if r["type"] == "digital-signature"]
+    assert ref["url"] == "mlgate.sig"
+    sig = (pulled / "mlgate.sig").read_bytes()
+    assert ref["hashes"][0]["content"] == hashlib.sha256(sig).hexdigest()
+    assert "model.sig" in {c["name"] for c in model["components"]}  # the vendor's, as content
+    assert "mlgate.sig" not in {c["name"] for c in model["components"]}
 
 
 def test_cyclonedx_rejects_unknown_version(hf_folder: Path) -> None:
