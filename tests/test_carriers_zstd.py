@@ -42,6 +42,16 @@ def test_skippable_frame_does_not_hide_a_zstd_pickle(tmp_path: Path) -> None:
     assert_caught(report, at_least=Severity.CRITICAL)
 
 
+def test_skippable_frame_before_an_lz4_frame_is_read_as_lz4(tmp_path: Path) -> None:
+    # LZ4 frames share zstd's skippable frames: what follows decides the codec.
+    import lz4.frame
+
+    data = _skippable(b"meta") + lz4.frame.compress(_malicious("lz4skip"))
+    report = scan(write(tmp_path / "model.bin", data))
+    assert_caught(report, at_least=Severity.CRITICAL)
+    assert all(a.complete for a in report.artifacts), describe(report)
+
+
 def test_benign_zstd_pickle_passes_complete(tmp_path: Path) -> None:
     data = zstd.compress(pickle.dumps({"lr": 0.01, "layers": [64, 32], "name": "mlp"}))
     report = scan(write(tmp_path / "config.pkl.zst", data))
