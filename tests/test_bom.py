@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,15 @@ from click.testing import CliRunner
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from factories import write
+from registry_models import release, write_benign
+from registry_support import as_user
 
 import mlgate
 from mlgate import Config, Severity
 from mlgate.bom import build_cyclonedx, build_spdx
 from mlgate.bom.model_card import read_front_matter, read_model_card
 from mlgate.cli import cli
+from mlgate.errors import UnreadableInputError
 
 SPDX_DATA = Path(__file__).parent / "data" / "spdx-3.0.1"
 CARD = """---
@@ -214,6 +218,23 @@ def test_cyclonedx_folder_signature_reference(hf_folder: Path, tmp_path: Path) -
     assert "model.sig" not in {c["name"] for c in model["components"]}  # not in the manifest
 
 
+def test_pulled_folder_references_the_registry_signature_not_the_vendors(
+    registry, tmp_path: Path
+) -> None:
+    # pull writes the registry's signature as mlgate.sig; the vendor's model.sig is content.
+    vendor = write(write_benign(tmp_path / "vendor") / "model.sig", b'{"vendor": "bundle"}')
+    release(registry, vendor.parent, "org/m")
+    pulled = tmp_path / "pulled"
+    as_user(registry, "rob").pull("org/m@1", pulled)
+    model = model_component(cdx(pulled))
+    (ref,) = [r for r in model["externalReferences"] if r["type"] == "digital-signature"]
+    assert ref["url"] == "mlgate.sig"
+    sig = (pulled / "mlgate.sig").read_bytes()
+    assert ref["hashes"][0]["content"] == hashlib.sha256(sig).hexdigest()
+    assert "model.sig" in {c["name"] for c in model["components"]}  # the vendor's, as content
+    assert "mlgate.sig" not in {c["name"] for c in model["components"]}
+
+
 def test_cyclonedx_rejects_unknown_version(hf_folder: Path) -> None:
     with pytest.raises(ValueError, match=r"1\.6 or 1\.7"):
         build_cyclonedx(hf_folder, version="1.4", config=Config())
@@ -285,6 +306,23 @@ def test_front_matter_is_bounded_and_safe(tmp_path: Path) -> None:
     assert read_front_matter(readme) == {}  # over the size cap
     (tmp_path / "config.json").write_text("[1, 2]")
     assert read_model_card(tmp_path).architecture is None
+
+
+@pytest.mark.parametrize(
+    "nesting",
+    ["[" * 20_000 + "]" * 20_000, '[ "]" ' * 10_000, "\n" + "- " * 20_000 + "x"],
+    ids=["brackets", "quoted-closers", "block-sequences"],
+)
+def test_deeply_nested_front_matter_ends_fast_with_an_error(tmp_path: Path, nesting: str) -> None:
+    # PyYAML's time grows with the square of the nesting: 20,000 brackets took minutes.
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    (folder / "README.md").write_text(f"---\nlicense: mit\ntags: {nesting}\n---\n")
+    start = time.monotonic()
+    with pytest.raises(UnreadableInputError, match=r"nested too deeply \(more than 32 levels\)"):
+        build_cyclonedx(folder)
+    assert time.monotonic() - start < 2
 
 
 def test_cli_bom(hf_folder: Path, tmp_path: Path) -> None:

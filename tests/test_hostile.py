@@ -74,6 +74,33 @@ def test_nested_archives_hit_the_depth_limit(tmp_path: Path) -> None:
     assert_caught(report, "MLG301")
 
 
+def test_member_cut_at_the_nesting_limit_is_an_incomplete_artifact(tmp_path: Path) -> None:
+    # The scan context lists the cut member itself: its incompleteness must not depend on the
+    # caller (the engine's report builder, or any other user of ScanContext) noticing.
+    from mlgate.scan.context import ScanContext
+    from mlgate.scan.engine import dispatch
+    from mlgate.scan.pickle.policy import Policy
+    from mlgate.scan.source import file_source
+
+    data, names = pickle.dumps({"w": [1.0, 2.0]}), []
+    for level in range(14):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr(f"level{level}.bin", data)
+        data = buf.getvalue()
+        names.insert(0, f"level{level}.bin")
+    path = write(tmp_path / "deep.zip", data)
+    ctx = ScanContext(Policy(), Limits(), dispatch)
+    ctx.start_deadline()
+    ctx.scan(file_source(path))
+    innermost = "!".join([str(path), *names[: Limits().max_depth]])
+    assert [(a.artifact, a.complete) for a in ctx.artifacts if not a.complete] == [
+        (innermost, False)
+    ]
+    (cut,) = [a for a in mlgate.scan(path, config=Config()).artifacts if not a.complete]
+    assert cut.artifact == innermost and cut.size is not None  # listed once, with its size
+
+
 def test_nested_pickles_hit_the_depth_limit(tmp_path: Path) -> None:
     data = os_system("deeppickle")
     for _ in range(30):

@@ -2,7 +2,8 @@
 
 Both files come from an untrusted model folder, so reading is bounded (size caps) and the
 YAML is parsed with ``yaml.safe_load`` (no object construction). Anything malformed is
-ignored: a BOM is still produced, just with fewer model-card facts.
+ignored: a BOM is still produced, just with fewer model-card facts. Front matter nested too
+deeply for the YAML parser to handle in bounded time is an error (UnreadableInputError).
 """
 
 from __future__ import annotations
@@ -14,11 +15,30 @@ from typing import Any
 
 import yaml
 
+from mlgate.errors import UnreadableInputError
+
 # Real config.json files are a few kB, model cards a few tens of kB; the caps only stop a
 # hostile folder from making the BOM builder read gigabytes into memory.
 MAX_CONFIG_BYTES = 1 << 20
 MAX_README_BYTES = 1 << 20
-MAX_FRONT_MATTER_CHARS = 256 * 1024
+# PyYAML (pure Python) parses ~20 KB of dense YAML a second on a loaded machine; cards' front
+# matter is a few kB (the largest, with model-index evaluation tables, tens of kB).
+MAX_FRONT_MATTER_CHARS = 64 * 1024
+# PyYAML keeps one pending "simple key" per open collection and rescans them for every token,
+# so its time grows with the square of the nesting (6 s for 2,000 nested brackets), and its
+# composer recurses once per level. Model cards nest a handful of levels.
+MAX_FRONT_MATTER_DEPTH = 32
+_OPENERS = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
+_CLOSERS = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+# Tokens only, never objects: libyaml's scanner when PyYAML was built with it (fast), else
+# PyYAML's own; both stop at the first token past the depth limit.
+_SCANNER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 # safetensors headers (tensor names, dtypes, shapes) are small; the format itself caps them at
 # 100 MB, but a BOM only needs the count, so anything unusual is skipped rather than read.
 MAX_SAFETENSORS_HEADER = 16 << 20
@@ -156,10 +176,30 @@ def read_front_matter(readme: Path) -> dict[str, Any]:
     if len(block) > MAX_FRONT_MATTER_CHARS:
         return {}
     try:
+        if _nests_deeper_than(block, MAX_FRONT_MATTER_DEPTH):
+            raise UnreadableInputError(
+                f"{readme}: the YAML front matter is nested too deeply (more than "
+                f"{MAX_FRONT_MATTER_DEPTH} levels) and was not parsed (a hostile model card?); "
+                "flatten it"
+            )
         data = yaml.safe_load(block)
     except yaml.YAMLError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _nests_deeper_than(block: str, limit: int) -> bool:
+    """True when collections in ``block`` nest past ``limit`` (YAML's own tokens, so quoted
+    brackets and comments do not count); costs one token scan, stopped at the limit."""
+    depth = 0
+    for token in yaml.scan(block, Loader=_SCANNER):
+        if isinstance(token, _OPENERS):
+            depth += 1
+            if depth > limit:
+                return True
+        elif isinstance(token, _CLOSERS):
+            depth -= 1
+    return False
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -15,9 +15,8 @@ from mlgate.api import scan
 from mlgate.bom.model_card import ModelCard, read_model_card
 from mlgate.config import Config
 from mlgate.findings import Finding, Severity, relative_finding
-from mlgate.provenance.manifest import Manifest, hash_model
+from mlgate.provenance.manifest import Manifest, hash_model, signature_name
 
-SIGNATURE_NAME = "model.sig"  # the OMS default inside a model folder
 # Hub sources given as a URL: https://huggingface.co/ORG/NAME[/tree/REVISION]
 _HF_URL = re.compile(
     r"^https?://(?:www\.)?(?:huggingface\.co|hf\.co)/(?P<repo>[^/?#]+(?:/[^/?#]+)?)"
@@ -127,7 +126,10 @@ def _hub_repo(source: str | None, name: str | None) -> tuple[str | None, str | N
 
 
 def _signature(path: Path) -> Signature | None:
-    sig = path / SIGNATURE_NAME if path.is_dir() else path.with_name(path.name + ".sig")
+    # A pulled folder's signature is the registry's mlgate.sig (a vendor's model.sig beside it
+    # is content, listed in the manifest); the rule is signature_name's, which the manifest
+    # and `mlgate verify` (provenance.signing.find_signature, ~0.5 s to import) follow too.
+    sig = path / signature_name(path) if path.is_dir() else path.with_name(path.name + ".sig")
     if sig.is_symlink() or not sig.is_file():
         return None
     digest = hashlib.sha256()

@@ -95,6 +95,9 @@ class ScanContext:
                 f"nesting deeper than {self.limits.max_depth} levels; not analysed",
                 LIMIT_EXCEEDED,
             )
+            # Listed here, not left to whoever builds the report: an artifact that was never
+            # read is part of the result, and it is incomplete.
+            self._record(source, "unknown")
             return LIMIT_EXCEEDED.severity
         mark = len(self.findings)
         self.depth += 1
@@ -102,12 +105,15 @@ class ScanContext:
             fmt = self.dispatch(self, source)
         finally:
             self.depth -= 1
+        self._record(source, fmt)
+        return max((f.severity for f in self.findings[mark:]), default=None)
+
+    def _record(self, source: Source, fmt: str) -> None:
         self.artifacts.append(
             ArtifactResult(
                 source.location.artifact, fmt, not self.is_incomplete(source), source.size
             )
         )
-        return max((f.severity for f in self.findings[mark:]), default=None)
 
     def start_deadline(self) -> None:
         """Open the budget of a new top-level file (the scan's budget opens with the first)."""

@@ -23,6 +23,7 @@ class Format(Enum):
     LZMA = "lzma"
     ZLIB = "zlib"
     LZ4 = "lz4"
+    ZSTD = "zstd"
     TAR = "tar"
     SEVEN_ZIP = "7z"
     SAFETENSORS = "safetensors"
@@ -35,6 +36,7 @@ class Format(Enum):
     PYTHON = "python"
 
 
+_LZ4_MAGIC = b"\x04\x22\x4d\x18"
 _MAGIC: tuple[tuple[bytes, Format], ...] = (
     (b"\x93NUMPY", Format.NUMPY),
     (b"PK\x03\x04", Format.ZIP),
@@ -42,7 +44,8 @@ _MAGIC: tuple[tuple[bytes, Format], ...] = (
     (b"\x1f\x8b", Format.GZIP),
     (b"\xfd7zXZ\x00", Format.XZ),
     (b"7z\xbc\xaf\x27\x1c", Format.SEVEN_ZIP),
-    (b"\x04\x22\x4d\x18", Format.LZ4),
+    (_LZ4_MAGIC, Format.LZ4),
+    (b"\x28\xb5\x2f\xfd", Format.ZSTD),  # RFC 8878: pandas' compression="zstd", .zst
     (b"\x89HDF\r\n\x1a\n", Format.HDF5),
     (b"GGUF", Format.GGUF),
 )
@@ -58,6 +61,8 @@ def sniff(head: bytes, name: str = "") -> Format:
     for magic, fmt in _MAGIC:
         if head.startswith(magic):
             return fmt
+    if _is_skippable_frame(head):
+        return Format.LZ4 if _after_skippable_frames(head).startswith(_LZ4_MAGIC) else Format.ZSTD
     if head[4:8] == b"TFL3":
         return Format.TFLITE
     if head[:3] == b"BZh" and head[4:10] == b"1AY&SY":
@@ -88,6 +93,23 @@ def _sniff_headerless(head: bytes, name: str) -> Format:
     if _is_protobuf(head):
         return Format.PROTOBUF
     return Format.PICKLE
+
+
+def _is_skippable_frame(head: bytes) -> bool:
+    # Magic 0x184D2A50-0x184D2A5F, little-endian: a frame of user data decoders skip.
+    return len(head) >= 8 and head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18"
+
+
+def _after_skippable_frames(head: bytes) -> bytes:
+    """What follows the leading skippable frames, as far as ``head`` shows it.
+
+    zstd (RFC 8878 section 3.1.2) and LZ4 frames share skippable frames, and a file may open
+    with one to hide its codec from magic-byte sniffing. Beyond ``head`` zstd is assumed: a
+    wrong guess fails to decompress and the file is reported incomplete, never passed.
+    """
+    while _is_skippable_frame(head):
+        head = head[8 + struct.unpack_from("<I", head, 4)[0] :]
+    return head
 
 
 def _is_text(head: bytes) -> bool:

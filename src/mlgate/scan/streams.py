@@ -5,17 +5,25 @@ from __future__ import annotations
 import bz2
 import io
 import lzma
+import sys
 import zlib
 from collections.abc import Callable
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeAlias
 
 import lz4.frame
 
 from mlgate.scan.limits import ResourceLimitError
 
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
+
 _CHUNK = 1 << 18
 # Charged with every decompressed chunk; raises ResourceLimitError when a budget is spent.
 Meter = Callable[[int], None]
+# Told when the stream ends before its end marker (a truncated or cut-short file).
+OnTruncated = Callable[[], None]
 
 
 class _Decompressor(Protocol):
@@ -53,6 +61,7 @@ class DecompressingReader(io.RawIOBase):
         ratio_floor: int,
         multi_stream: bool = False,
         meter: Meter | None = None,
+        on_truncated: OnTruncated | None = None,
     ) -> None:
         super().__init__()
         self._inner = inner
@@ -63,6 +72,7 @@ class DecompressingReader(io.RawIOBase):
         self._floor = ratio_floor
         self._multi = multi_stream
         self._meter = meter
+        self._on_truncated = on_truncated
         self._in = 0
         self._out = 0
         self._done = False
@@ -89,7 +99,7 @@ class DecompressingReader(io.RawIOBase):
                 if not rest:
                     self._done = True
                     break
-                self._dec = self._make()  # next member of a multi-member gzip/bz2/xz file
+                self._next_member()
                 self._dec.feed(rest)
             elif self._dec.needs_input:
                 chunk = self._read_chunk()
@@ -98,12 +108,22 @@ class DecompressingReader(io.RawIOBase):
                 self._dec.feed(chunk)
         return b""
 
+    def _next_member(self) -> None:
+        # Next member of a multi-member gzip/bz2/xz file, or next zstd/lz4 frame. Empty
+        # members inflate nothing, so charge each to the meter: a file of millions of empty
+        # (e.g. zstd skippable) frames still ends at the file's deadline.
+        if self._meter is not None:
+            self._meter(0)
+        self._dec = self._make()
+
     def _truncated(self) -> bytes:
         # Report EOF once so buffered readers keep the bytes decoded so far; raise on the
         # next read, so a consumer that needs more learns the stream is damaged.
         if self._eof_reported:
             raise EOFError("compressed stream ended before its end marker (truncated)")
         self._eof_reported = True
+        if self._on_truncated is not None:
+            self._on_truncated()
         return b""
 
     def _read_chunk(self) -> bytes:
@@ -163,12 +183,18 @@ class _ZlibAdapter:
         return self._d.unused_data
 
 
-class _IncrementalAdapter:
-    """bz2/lzma decompressors, which buffer their input themselves."""
+_Incremental: TypeAlias = (
+    bz2.BZ2Decompressor
+    | lzma.LZMADecompressor
+    | lz4.frame.LZ4FrameDecompressor
+    | zstd.ZstdDecompressor
+)
 
-    def __init__(
-        self, dec: bz2.BZ2Decompressor | lzma.LZMADecompressor | lz4.frame.LZ4FrameDecompressor
-    ) -> None:
+
+class _IncrementalAdapter:
+    """bz2/lzma/lz4/zstd decompressors, which buffer their input themselves."""
+
+    def __init__(self, dec: _Incremental) -> None:
         self._d = dec
         self._buf = b""
 
@@ -178,9 +204,10 @@ class _IncrementalAdapter:
     def drain(self, n: int) -> bytes:
         if self._d.eof or (self._d.needs_input and not self._buf):
             return b""
+        # lz4.frame reports corrupt frames as RuntimeError, zstd as ZstdError (an Exception).
         try:
             out = self._d.decompress(self._buf, n)
-        except RuntimeError as e:  # lz4.frame reports corrupt frames as RuntimeError
+        except (RuntimeError, zstd.ZstdError) as e:
             raise OSError(f"corrupt compressed stream: {e}") from e
         self._buf = b""
         return out
@@ -198,6 +225,18 @@ class _IncrementalAdapter:
         return self._d.unused_data
 
 
+# A zstd frame declares its window (up to 2 GiB) and the decoder allocates it up front: keep
+# zstd's own default cap (2**27, 128 MiB) so a header cannot claim more memory; a frame
+# asking for more is refused as corrupt. RFC 8878 section 3.1.1.1.2 asks decoders for 8 MiB.
+_ZSTD_WINDOW_LOG = 27
+
+
+def _zstd_decompressor() -> zstd.ZstdDecompressor:
+    return zstd.ZstdDecompressor(
+        options={zstd.DecompressionParameter.window_log_max: _ZSTD_WINDOW_LOG}
+    )
+
+
 CODECS: dict[str, tuple[Callable[[], _Decompressor], bool]] = {
     "zlib": (lambda: _ZlibAdapter(zlib.MAX_WBITS), False),
     "deflate": (lambda: _ZlibAdapter(-zlib.MAX_WBITS), False),
@@ -206,6 +245,7 @@ CODECS: dict[str, tuple[Callable[[], _Decompressor], bool]] = {
     "xz": (lambda: _IncrementalAdapter(lzma.LZMADecompressor(lzma.FORMAT_XZ)), True),
     "lzma": (lambda: _IncrementalAdapter(lzma.LZMADecompressor(lzma.FORMAT_ALONE)), False),
     "lz4": (lambda: _IncrementalAdapter(lz4.frame.LZ4FrameDecompressor()), True),
+    "zstd": (lambda: _IncrementalAdapter(_zstd_decompressor()), True),
 }
 
 
@@ -216,8 +256,11 @@ def decompressing(
     max_ratio: int,
     ratio_floor: int,
     meter: Meter | None = None,
+    on_truncated: OnTruncated | None = None,
 ) -> BinaryIO:
     """A buffered reader of ``inner`` decompressed with ``codec`` (a key of CODECS)."""
     make, multi = CODECS[codec]
-    raw = DecompressingReader(inner, make, max_total, max_ratio, ratio_floor, multi, meter)
+    raw = DecompressingReader(
+        inner, make, max_total, max_ratio, ratio_floor, multi, meter, on_truncated
+    )
     return io.BufferedReader(raw, buffer_size=1 << 20)

@@ -60,6 +60,7 @@ HANDLERS: dict[Format, Handler] = {
     Format.LZMA: _codec("lzma"),
     Format.ZLIB: _codec("zlib"),
     Format.LZ4: _codec("lz4"),
+    Format.ZSTD: _codec("zstd"),
     Format.TAR: scan_tar,
     Format.SEVEN_ZIP: _7z,
     Format.SAFETENSORS: scan_safetensors,
