@@ -188,16 +188,21 @@ def test_usage_errors_escape_hostile_paths(
     assert "d\\nFAIL x\\x1b[2J\\u202e is a folder" in err
 
 
-def test_rules_says_how_a_findings_severity_is_decided(
+def test_scan_explain_and_rules_agree_on_a_findings_severity(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """pickle.loads of an os.system payload: rules says MLG105 is LOW, explain says the call
-    is HIGH, scan reports a CRITICAL MLG105; rules must say why they differ."""
+    """pickle.loads of an os.system payload: rules said MLG105 is LOW, explain said the call
+    is HIGH, scan reported a CRITICAL MLG105. Explain now shows the scan's own verdict on
+    each call, and rules says its column is only the default and why."""
     monkeypatch.chdir(tmp_path)
     Path("nested.pkl").write_bytes(nested_loads("surprises-nested"))
     code, out, _ = _run(capsys, "scan", "nested.pkl", "--format", "json")
     nested = [f for f in json.loads(out)["findings"] if f["rule_id"] == "MLG105"]
     assert code == ExitCode.UNSAFE and [f["severity"] for f in nested] == ["CRITICAL"]
+    explained = _run(capsys, "explain", "nested.pkl")[1]
+    (call,) = [line for line in explained.splitlines() if "loads(" in line]
+    assert "# CRITICAL MLG105:" in call, explained
+    assert "# CRITICAL MLG101:" in explained  # the payload's own call, as scan reports it
     out = _run(capsys, "rules")[1]
     assert "MLG105  LOW" in out
     note = out.split("\n\n", 1)[1]

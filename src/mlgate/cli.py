@@ -145,8 +145,8 @@ The severity shown is the rule's default. Each finding's severity is decided by 
   - a call takes the policy's verdict on the callable (configuration deny entries can raise it);
   - a nested payload (MLG105) or chained load (MLG109) takes the worst severity found inside
     it: pickle.loads of a payload that calls os.system is a CRITICAL MLG105;
-  - `mlgate explain` annotates each call with the verdict on the callable alone (pickle.loads:
-    HIGH), and shows the nested payload's own calls with theirs.
+  - `mlgate explain` annotates each call with the findings `mlgate scan` reports for it (rule
+    and severity), and the nested payload's own calls with theirs.
 The gate (--fail-on) always applies to each finding's own severity.
 """
 
