@@ -155,8 +155,8 @@ def scan_paths(
 def _artifact_results(ctx: ScanContext) -> tuple[ArtifactResult, ...]:
     """The artifacts, each marked incomplete when a finding says it was cut short, whichever
     handler reported it: "complete" next to a limit finding would read as a pass. A place such
-    a finding names that no handler listed (a folder that could not be listed) is added as an
-    incomplete artifact."""
+    a finding names that no handler listed is added as an incomplete artifact (fail closed
+    whatever a handler forgot to list)."""
     cut = {f.location.artifact for f in ctx.findings if f.rule_id in _INCOMPLETE_RULES}
     results = [replace(a, complete=False) if a.artifact in cut else a for a in ctx.artifacts]
     listed = {a.artifact for a in results}
