@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from factories import Reduce, assert_benign, assert_caught, describe, scan, write
-from payloads import proto, shell
-from test_hostile import assert_bounded, bounded_scan
+from payloads import shell
+from test_hostile import assert_bounded, bounded_scan, zeros_pickle_bomb
 
 from mlgate import Severity
 
@@ -87,16 +87,8 @@ def test_zstd_frame_declaring_a_huge_window_is_refused(tmp_path: Path) -> None:
 
 
 def zeros_zstd(path: Path, mib: int = 2048) -> Path:
-    """One frame of ``mib`` MiB of zeros behind a pickle BINBYTES8 header (64 KB per 2 GiB),
-    compressed chunk by chunk."""
-    comp = zstd.ZstdCompressor()
-    chunk = bytes(1 << 20)
-    with path.open("wb") as f:
-        f.write(comp.compress(proto(4) + b"\x8e" + struct.pack("<Q", mib << 20)))
-        for _ in range(mib):
-            f.write(comp.compress(chunk))
-        f.write(comp.flush())
-    return path
+    """2 GiB of zeros in one frame (64 KB on disk)."""
+    return zeros_pickle_bomb(path, mib, zstd.ZstdCompressor())
 
 
 def test_zstd_bomb_hits_the_ratio_limit(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import zipfile
 import zlib
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from factories import assert_caught, describe, rules_found, write
@@ -28,16 +29,25 @@ def scan_with(path: Path, **limits: float) -> Report:
     return mlgate.scan(path, config=Config(limits=replace(Limits(), **limits)))
 
 
-def _zeros_gzip(path: Path, megabytes: int) -> Path:
-    """A gzip bomb whose content is one pickle BINBYTES8 argument the scanner must skip."""
-    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+class Compressor(Protocol):
+    def compress(self, data: bytes, /) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
+def zeros_pickle_bomb(path: Path, mib: int, comp: Compressor) -> Path:
+    """A compression bomb whose content is one pickle BINBYTES8 argument of ``mib`` MiB of
+    zeros (the scanner must skip it, never hold it), compressed chunk by chunk."""
     chunk = bytes(1 << 20)
     with path.open("wb") as f:
-        f.write(comp.compress(proto(4) + b"\x8e" + struct.pack("<Q", megabytes << 20)))
-        for _ in range(megabytes):
+        f.write(comp.compress(proto(4) + b"\x8e" + struct.pack("<Q", mib << 20)))
+        for _ in range(mib):
             f.write(comp.compress(chunk))
         f.write(comp.flush())
     return path
+
+
+def _zeros_gzip(path: Path, megabytes: int) -> Path:
+    return zeros_pickle_bomb(path, megabytes, zlib.compressobj(9, zlib.DEFLATED, 31))
 
 
 def test_gzip_bomb_hits_the_ratio_limit(tmp_path: Path) -> None:
