@@ -59,7 +59,11 @@ class ScanContext:
 
     def __post_init__(self) -> None:
         # Helper processes end with the scan that started them (or at interpreter exit).
-        weakref.finalize(self, _close_all, self.helpers)
+        self._finalizer = weakref.finalize(self, _close_all, self.helpers)
+
+    def close(self) -> None:
+        """End the helper processes now (the scan is over), not whenever ctx is collected."""
+        self._finalizer()
 
     def add(
         self,

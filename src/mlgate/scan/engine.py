@@ -143,8 +143,11 @@ def scan_paths(
     ctx = ScanContext(
         policy=policy, limits=limits, dispatch=dispatch, roots=roots, observer=observer
     )
-    for path in paths:
-        _scan_target(ctx, path)
+    try:
+        for path in paths:
+            _scan_target(ctx, path)
+    finally:
+        ctx.close()
     return Report(
         targets=tuple(str(p) for p in paths),
         findings=tuple(ctx.findings),
