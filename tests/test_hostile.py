@@ -474,3 +474,55 @@ def test_hdf5_member_of_an_archive_is_read_in_place_or_copied(tmp_path: Path,
     report = mlgate.scan(path, config=Config())
     assert_caught(report, "MLG101")
     assert all(a.complete for a in report.artifacts), describe(report)
+
+
+def _seven_zip(path: Path, members: dict[str, bytes]) -> Path:
+    import py7zr
+
+    with py7zr.SevenZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(data, name)
+    return path
+
+
+SEVEN_ZIP_FAULTS = {"hang": "MLG301", "crash": "MLG302"}
+
+
+@pytest.mark.parametrize("fault", SEVEN_ZIP_FAULTS, ids=SEVEN_ZIP_FAULTS)
+def test_7z_decoder_hang_or_crash_is_a_finding_and_the_scan_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    # A PPMd/BCJ decoder looping forever (py7zr #255, #417) or faulting: the worker stands in.
+    monkeypatch.setenv("MLGATE_TEST_7Z_WORKER_FAULT", fault)
+    archive = _seven_zip(tmp_path / "a.7z", {"model.pkl": pickle.dumps([1])})
+    write(tmp_path / "b.pkl", os_system("after-7z"))
+    start = time.monotonic()
+    report = scan_with(tmp_path, file_seconds=2)
+    seconds = time.monotonic() - start
+    print(f"{fault}: {seconds:.1f} s")
+    assert seconds < MAX_SECONDS
+    assert_caught(report, SEVEN_ZIP_FAULTS[fault])
+    assert_caught(report, "MLG101", Severity.CRITICAL)  # the next file was scanned
+    assert [a.artifact for a in report.artifacts if not a.complete] == [str(archive)]
+
+
+def test_7z_member_before_a_hanging_decoder_is_still_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLGATE_TEST_7Z_WORKER_FAULT", "hang:1")
+    archive = _seven_zip(
+        tmp_path / "m.7z", {"evil.pkl": os_system("first-7z-member"), "w.pkl": pickle.dumps([1])}
+    )
+    report = scan_with(archive, file_seconds=2)
+    assert_caught(report, "MLG101", Severity.CRITICAL)
+    assert_caught(report, "MLG301")
+    assert not report.complete, describe(report)
+
+
+def test_7z_inflating_past_the_file_budget_is_stopped_in_the_decoder(tmp_path: Path) -> None:
+    # Honest headers under every per-member limit; the file's budget is spent while decoding.
+    result = bounded_scan(zeros_7z(tmp_path / "zeros.7z", 16),
+                          max_file_decompressed_bytes=4 << 20)
+    assert_bounded(result)
+    findings = result["findings"]
+    assert any("decoder stopped at 4194304 bytes" in f[2] for f in findings), findings  # type: ignore[union-attr]
