@@ -526,3 +526,22 @@ def test_7z_inflating_past_the_file_budget_is_stopped_in_the_decoder(tmp_path: P
     assert_bounded(result)
     findings = result["findings"]
     assert any("decoder stopped at 4194304 bytes" in f[2] for f in findings), findings  # type: ignore[union-attr]
+
+
+def test_corrupt_ppmd_7z_crashing_its_decoder_is_a_finding(tmp_path: Path) -> None:
+    # pyppmd dereferences corrupt model state: 16 zero bytes into a PPMd stream are a SIGSEGV,
+    # which in-process took the whole scanner down (exit 139, no report at all).
+    import py7zr
+
+    archive = tmp_path / "a.7z"
+    with py7zr.SevenZipFile(archive, "w", filters=[{"id": py7zr.FILTER_PPMD}]) as z:
+        z.writestr(pickle.dumps({"w": list(range(20000))}), "data.pkl")
+    data = bytearray(archive.read_bytes())
+    data[1000:1016] = bytes(16)  # inside the packed stream (the headers are at the end)
+    archive.write_bytes(bytes(data))
+    write(tmp_path / "b.pkl", os_system("after-ppmd"))
+    report = scan_with(tmp_path)
+    assert any(f.rule_id == "MLG302" and "signal 11" in f.message for f in report.findings), (
+        describe(report))
+    assert_caught(report, "MLG101", Severity.CRITICAL)
+    assert [a.artifact for a in report.artifacts if not a.complete] == [str(archive)]
