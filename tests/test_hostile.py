@@ -528,20 +528,46 @@ def test_7z_inflating_past_the_file_budget_is_stopped_in_the_decoder(tmp_path: P
     assert any("decoder stopped at 4194304 bytes" in f[2] for f in findings), findings  # type: ignore[union-attr]
 
 
-def test_corrupt_ppmd_7z_crashing_its_decoder_is_a_finding(tmp_path: Path) -> None:
-    # pyppmd dereferences corrupt model state: 16 zero bytes into a PPMd stream are a SIGSEGV,
-    # which in-process took the whole scanner down (exit 139, no report at all).
+def _segfaulting_ppmd_7z(path: Path) -> Path:
+    """pyppmd dereferences corrupt model state: 16 zero bytes into a PPMd stream are a SIGSEGV."""
     import py7zr
 
-    archive = tmp_path / "a.7z"
-    with py7zr.SevenZipFile(archive, "w", filters=[{"id": py7zr.FILTER_PPMD}]) as z:
+    with py7zr.SevenZipFile(path, "w", filters=[{"id": py7zr.FILTER_PPMD}]) as z:
         z.writestr(pickle.dumps({"w": list(range(20000))}), "data.pkl")
-    data = bytearray(archive.read_bytes())
+    data = bytearray(path.read_bytes())
     data[1000:1016] = bytes(16)  # inside the packed stream (the headers are at the end)
-    archive.write_bytes(bytes(data))
+    return write(path, bytes(data))
+
+
+def test_corrupt_ppmd_7z_crashing_its_decoder_is_a_finding(tmp_path: Path) -> None:
+    # In-process, the segfault took the whole scanner down (exit 139, no report at all).
+    archive = _segfaulting_ppmd_7z(tmp_path / "a.7z")
     write(tmp_path / "b.pkl", os_system("after-ppmd"))
     report = scan_with(tmp_path)
     assert any(f.rule_id == "MLG302" and "signal 11" in f.message for f in report.findings), (
         describe(report))
     assert_caught(report, "MLG101", Severity.CRITICAL)
     assert [a.artifact for a in report.artifacts if not a.complete] == [str(archive)]
+
+
+def test_7z_decoder_is_reused_across_archives_and_replaced_after_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlgate.scan.formats import sevenzip
+
+    started: list[object] = []
+    real_init = sevenzip._Worker.__init__
+
+    def counting_init(self: object, memory: int) -> None:
+        started.append(self)
+        real_init(self, memory)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sevenzip._Worker, "__init__", counting_init)
+    _seven_zip(tmp_path / "a.7z", {"a.pkl": os_system("7z-a")})
+    _segfaulting_ppmd_7z(tmp_path / "b.7z")
+    for name in ("c", "d"):
+        _seven_zip(tmp_path / f"{name}.7z", {f"{name}.pkl": os_system(f"7z-{name}")})
+    report = scan_with(tmp_path)
+    assert len(report.at_or_above(Severity.CRITICAL)) == 3, describe(report)
+    assert [a.artifact for a in report.artifacts if not a.complete] == [str(tmp_path / "b.7z")]
+    assert len(started) == 2  # a and b share one worker; b's crash replaces it for c and d

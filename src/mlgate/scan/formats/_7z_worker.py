@@ -3,24 +3,27 @@ brotli) are C code that corrupt input can make loop forever (py7zr issues #255, 
 on exhausted input), and py7zr's own loops that feed them never reach the scan's deadline
 checks. Nothing in-process can interrupt them; the parent kills this process instead.
 
-Run as a plain script (``python -I _7z_worker.py ARCHIVE FOLDER MEMORY CPU_SECONDS
-MAX_BYTES``), not through the ``mlgate`` package, so it starts in the time py7zr takes to
-import. It caps its address space (RLIMIT_AS), CPU time (RLIMIT_CPU) and the size of any
-file it writes (RLIMIT_FSIZE), and counts the bytes it writes over all members against
-``MAX_BYTES`` (the file's remaining decompression budget).
+Run as a plain script (``python -I _7z_worker.py MEMORY``), not through the ``mlgate``
+package, so it starts in the time py7zr takes to import; the parent reuses it for every 7z
+file of a scan until it hangs or crashes. It caps its address space (RLIMIT_AS); per archive,
+its CPU time (RLIMIT_CPU, to the archive's deadline) and the size of any file it writes
+(RLIMIT_FSIZE), and it counts the bytes it writes over all members against ``max_bytes``
+(the archive's remaining decompression budget).
 
 Protocol, one JSON object per line:
+- in ``{"path": str, "folder": str, "max_bytes": int, "seconds": int}`` (one archive)
 - out ``{"members": [[name, declared size | null, is directory, is symlink], ...]}``
-- in ``{"extract": [name, ...]}`` (the members the parent accepted; none ends the process)
+- in ``{"extract": [name, ...]}`` (the members the parent accepted; may be none)
 - out ``{"member": name, "file": n}`` per member decompressed, as soon as it is complete, into
-  ``FOLDER/n`` (a number: member names are attacker text and never become paths)
+  ``folder/n`` (a number: member names are attacker text and never become paths)
 - out ``{"end": true}``, or ``{"error": message}`` (corrupt archive) or ``{"limit": message}``
-  (bytes or memory budget) as the last line.
+  (bytes or memory budget) as the archive's last line; the worker then awaits the next one.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import sys
@@ -130,10 +133,9 @@ def _run(path: str, folder: Path, max_bytes: int) -> None:
         with archive:
             _say({"members": members})
             targets = json.loads(sys.stdin.readline() or "{}").get("extract") or []
-            if not targets:
-                return
             try:
-                archive.extract(targets=targets, factory=_Members(folder, max_bytes))
+                if targets:
+                    archive.extract(targets=targets, factory=_Members(folder, max_bytes))
             except _OverBudget as e:
                 _say({"limit": str(e)})
                 return
@@ -143,16 +145,25 @@ def _run(path: str, folder: Path, max_bytes: int) -> None:
     _say({"end": True})
 
 
+def _limit(kind: int, soft: int) -> None:
+    """Set the soft limit only: the hard one stays where it was, so the next archive can
+    have its own (the limits guard against runaway decoders, not against this code)."""
+    resource.setrlimit(kind, (soft, resource.getrlimit(kind)[1]))
+
+
 def main() -> None:
-    path, folder, memory, cpu, max_bytes = sys.argv[1:6]
-    resource.setrlimit(resource.RLIMIT_AS, (int(memory), int(memory)))
-    resource.setrlimit(resource.RLIMIT_CPU, (int(cpu), int(cpu)))
-    # A backstop to the count in _Members: no single file may outgrow the whole budget.
-    resource.setrlimit(resource.RLIMIT_FSIZE, (int(max_bytes) + 1, int(max_bytes) + 1))
-    try:
-        _run(path, Path(folder), int(max_bytes))
-    except MemoryError:
-        _say({"limit": "7z decoder ran out of its memory limit"})
+    memory = int(sys.argv[1])
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    while line := sys.stdin.readline():
+        request = json.loads(line)
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        _limit(resource.RLIMIT_CPU, math.ceil(used.ru_utime + used.ru_stime) + request["seconds"])
+        # A backstop to the count in _Members: no file may outgrow the archive's budget.
+        _limit(resource.RLIMIT_FSIZE, request["max_bytes"] + 1)
+        try:
+            _run(request["path"], Path(request["folder"]), request["max_bytes"])
+        except MemoryError:
+            _say({"limit": "7z decoder ran out of its memory limit"})
 
 
 if __name__ == "__main__":

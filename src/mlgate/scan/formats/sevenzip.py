@@ -2,9 +2,10 @@
 
 py7zr's decoders are C code (pyppmd, inflate64, pybcj, brotli) that corrupt input can make
 loop forever (py7zr issues #255, #417), and py7zr's Python loops feeding them never reach
-the scan's deadline checks: the decoder runs in a process started per 7z file (7z files are
-rare; it starts in ~0.3 s) under memory, CPU and file-size limits, and is killed at the
-file's deadline. A hang or crash is a finding on the archive, never a stuck scan.
+the scan's deadline checks, and a corrupt PPMd stream is a segfault in pyppmd. The decoder
+runs in a process (started once per scan, ~0.2 s, then ~10 ms per archive; replaced after a
+hang or crash) under memory, CPU and file-size limits, and is killed at the file's deadline.
+A hang or crash is a finding on the archive, never a stuck or dead scan.
 
 The sizes the headers declare are checked here first (a 300 KB archive declaring 2 GiB is
 refused without decompressing anything); since headers are attacker-controlled, the bytes
@@ -57,14 +58,23 @@ class _WorkerFailed(Exception):
 
 def scan_7z(source: Source, ctx: ScanContext) -> str:
     """Check declared sizes against the limits, then scan every member as it is decompressed."""
+    # Taken out of the helpers while in use: a 7z inside this one gets a worker of its own.
+    worker = ctx.helpers.pop("7z", None)
+    if not isinstance(worker, _Worker):
+        worker = _Worker(ctx.limits.sevenzip_worker_memory)
+    reusable = False
     with _whole_file(source) as path, tempfile.TemporaryDirectory(prefix="mlgate-7z-") as out:
-        worker = _Worker(path, Path(out), ctx, source.size or 0)
         try:
-            _extract(worker, source, ctx)
+            reusable = _Archive(source, ctx, worker, Path(out)).extract(path)
         except _WorkerFailed as e:
             ctx.incomplete(source, str(e), e.rule)
         finally:
-            worker.close()
+            # Stopped mid-archive (hang, crash, a limit met here), the worker may still be
+            # decoding or writing: the next archive gets a new one.
+            if reusable and "7z" not in ctx.helpers:
+                ctx.helpers["7z"] = worker
+            else:
+                worker.close()
     return "7z"
 
 
@@ -81,30 +91,6 @@ def _whole_file(source: Source) -> Iterator[Path]:
         shutil.copyfileobj(f, spool, 1 << 20)
         spool.flush()
         yield Path(spool.name)
-
-
-def _extract(worker: _Worker, source: Source, ctx: ScanContext) -> None:
-    listing = worker.next_event()
-    if "error" in listing:
-        ctx.incomplete(source, f"7z archive could not be read: {listing['error']}")
-        return
-    members = listing.get("members")
-    if not isinstance(members, list) or not all(_is_member(m) for m in members):
-        raise _WorkerFailed("7z decoder gave an invalid member list")
-    _check_declared(source, ctx, members)
-    targets = _safe_members(source, ctx, members)
-    worker.send({"extract": targets})
-    while targets:
-        event = worker.next_event()
-        if "member" in event:
-            _scan_member(worker, event, source, ctx)
-        elif "limit" in event:
-            raise ResourceLimitError(str(event["limit"]))
-        elif "error" in event:
-            ctx.incomplete(source, f"7z archive could not be fully read: {event['error']}")
-            return
-        else:
-            return  # {"end": true}
 
 
 def _is_member(member: object) -> bool:
@@ -145,55 +131,73 @@ def _safe_members(source: Source, ctx: ScanContext, members: list[list[Any]]) ->
     return safe
 
 
-def _scan_member(worker: _Worker, event: dict[str, Any], source: Source, ctx: ScanContext) -> None:
-    """Charge and scan one decompressed member, then delete it (the worker writes ahead)."""
-    name, number = event.get("member"), event.get("file")
-    if not isinstance(name, str) or not isinstance(number, int):
-        raise _WorkerFailed("7z decoder gave an invalid member report")
-    path = worker.folder / str(number)
-    with path.open("rb") as spool:
-        path.unlink()
-        worker.charge(os.fstat(spool.fileno()).st_size)
-        ctx.scan(spooled(source, name, spool))
+class _Archive:
+    """One archive's exchange with the worker: its members, bytes and deadline."""
 
-
-class _Worker:
-    """The decoder process for one archive, read line by line until the file's deadline."""
-
-    def __init__(self, archive: Path, folder: Path, ctx: ScanContext, size: int) -> None:
-        limits = ctx.limits
-        now = time.monotonic()
-        self.deadline = ctx.deadline if ctx.deadline is not None else now + limits.file_seconds
-        self.folder = folder
+    def __init__(self, source: Source, ctx: ScanContext, worker: _Worker, folder: Path) -> None:
+        self.source = source
         self.ctx = ctx
-        self.size = size
+        self.worker = worker
+        self.folder = folder
         self.total = 0
+        now = time.monotonic()
+        self.deadline = ctx.deadline if ctx.deadline is not None else now + ctx.limits.file_seconds
+
+    def extract(self, path: Path) -> bool:
+        """Scan the archive's members; True when the worker is ready for the next archive."""
+        source, ctx = self.source, self.ctx
+        self.worker.send(self._request(path))
+        listing = self.worker.next_event(self.deadline)
+        if "error" in listing:
+            ctx.incomplete(source, f"7z archive could not be read: {listing['error']}")
+            return True
+        members = listing.get("members")
+        if not isinstance(members, list) or not all(_is_member(m) for m in members):
+            raise _WorkerFailed("7z decoder gave an invalid member list")
+        _check_declared(source, ctx, members)
+        self.worker.send({"extract": _safe_members(source, ctx, members)})
+        while "member" in (event := self.worker.next_event(self.deadline)):
+            self._scan_member(event)
+        if "limit" in event:
+            ctx.incomplete(source, f"limit reached: {event['limit']}", rules.LIMIT_EXCEEDED)
+        elif "error" in event:
+            ctx.incomplete(source, f"7z archive could not be fully read: {event['error']}")
+        elif "end" not in event:
+            raise _WorkerFailed("7z decoder gave an invalid answer")
+        return True
+
+    def _request(self, path: Path) -> dict[str, Any]:
+        ctx, limits = self.ctx, self.ctx.limits
         # The worker stops at whichever byte limit charge() would hit first.
         max_bytes = min(
             limits.max_decompressed_bytes,
-            max(limits.ratio_floor_bytes, limits.max_compression_ratio * max(size, 1)),
+            max(limits.ratio_floor_bytes, limits.max_compression_ratio * max(self.size, 1)),
             limits.max_file_decompressed_bytes - ctx.inflated,
             limits.max_scan_decompressed_bytes - ctx.scan_inflated,
         )
-        cpu = math.ceil(max(0.0, self.deadline - now)) + 1
-        self._proc = subprocess.Popen(  # noqa: S603 - our interpreter and our script
-            [
-                sys.executable,
-                "-I",
-                str(WORKER_SCRIPT),
-                str(archive.resolve()),
-                str(folder),
-                str(limits.sevenzip_worker_memory),
-                str(cpu),
-                str(max(max_bytes, 0)),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        self._pending = bytearray()
+        return {
+            "path": str(path.resolve()),
+            "folder": str(self.folder),
+            "max_bytes": max(max_bytes, 0),
+            "seconds": math.ceil(max(0.0, self.deadline - time.monotonic())) + 1,
+        }
 
-    def charge(self, n: int) -> None:
+    @property
+    def size(self) -> int:
+        return self.source.size or 0
+
+    def _scan_member(self, event: dict[str, Any]) -> None:
+        """Charge and scan one decompressed member, then delete it (the worker writes ahead)."""
+        name, number = event.get("member"), event.get("file")
+        if not isinstance(name, str) or not isinstance(number, int):
+            raise _WorkerFailed("7z decoder gave an invalid member report")
+        path = self.folder / str(number)
+        with path.open("rb") as spool:
+            path.unlink()
+            self._charge(os.fstat(spool.fileno()).st_size)
+            self.ctx.scan(spooled(self.source, name, spool))
+
+    def _charge(self, n: int) -> None:
         limits = self.ctx.limits
         self.total += n
         self.ctx.count_inflated(n)
@@ -205,6 +209,19 @@ class _Worker:
             limits.ratio_floor_bytes,
         )
 
+
+class _Worker:
+    """The decoder process, reused for every 7z file of a scan; read line by line."""
+
+    def __init__(self, memory: int) -> None:
+        self._proc = subprocess.Popen(  # noqa: S603 - our interpreter and our script
+            [sys.executable, "-I", str(WORKER_SCRIPT), str(memory)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        self._pending = bytearray()
+
     def send(self, request: dict[str, Any]) -> None:
         assert self._proc.stdin is not None
         try:
@@ -213,12 +230,12 @@ class _Worker:
         except OSError as e:
             raise self._failure() from e
 
-    def next_event(self) -> dict[str, Any]:
-        """The worker's next line, read by the deadline."""
+    def next_event(self, deadline: float) -> dict[str, Any]:
+        """The worker's next line, read by ``deadline`` (monotonic)."""
         assert self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
         while b"\n" not in self._pending:
-            wait = max(0.0, self.deadline - time.monotonic())
+            wait = max(0.0, deadline - time.monotonic())
             if not select.select([fd], [], [], wait)[0]:
                 raise _WorkerFailed(
                     "7z decoder did not finish within the time budget (decoder hang?); "
