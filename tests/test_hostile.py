@@ -571,3 +571,18 @@ def test_7z_decoder_is_reused_across_archives_and_replaced_after_a_crash(
     assert len(report.at_or_above(Severity.CRITICAL)) == 3, describe(report)
     assert [a.artifact for a in report.artifacts if not a.complete] == [str(tmp_path / "b.7z")]
     assert len(started) == 2  # a and b share one worker; b's crash replaces it for c and d
+
+
+def test_7z_decoder_runs_under_its_memory_limit(tmp_path: Path) -> None:
+    # LZMA2 preset 9 declares a 64 MiB dictionary, which liblzma allocates before decoding
+    # (a hostile header may declare 1.5 GiB): past the worker's address space, a finding.
+    import py7zr
+
+    path = tmp_path / "big-dict.7z"
+    with py7zr.SevenZipFile(path, "w", filters=[{"id": py7zr.FILTER_LZMA2, "preset": 9}]) as z:
+        z.writestr(pickle.dumps([1]), "a.pkl")
+    report = scan_with(path, sevenzip_worker_memory=64 << 20)
+    assert any("memory limit" in f.message for f in report.findings), describe(report)
+    assert_caught(report, "MLG301")
+    assert not report.complete
+    assert scan_with(path).complete  # the default limit decodes it
