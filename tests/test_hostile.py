@@ -586,3 +586,26 @@ def test_7z_decoder_runs_under_its_memory_limit(tmp_path: Path) -> None:
     assert_caught(report, "MLG301")
     assert not report.complete
     assert scan_with(path).complete  # the default limit decodes it
+
+
+SEVEN_ZIP_CODECS = ["FILTER_PPMD", "FILTER_LZMA2", "FILTER_BZIP2", "FILTER_DEFLATE",
+                    "FILTER_BROTLI"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(codec=st.sampled_from(SEVEN_ZIP_CODECS), flips=st.lists(
+    st.tuples(st.integers(32, 600), st.integers(0, 255)), min_size=1, max_size=8))
+def test_mutated_7z_streams_end_in_a_report(tmp_path: Path, codec: str,
+                                            flips: list[tuple[int, int]]) -> None:
+    # Every C decoder py7zr uses, fed corrupt streams: crash, hang or garbage, the scan reports.
+    import py7zr
+
+    path = tmp_path / f"{codec}.7z"
+    with py7zr.SevenZipFile(path, "w", filters=[{"id": getattr(py7zr, codec)}]) as z:
+        z.writestr(pickle.dumps({"w": list(range(3000))}), "data.pkl")
+    data = bytearray(path.read_bytes())
+    for at, value in flips:
+        data[at % (len(data) - 128)] = value  # the packed stream; the headers are at the end
+    report = scan_with(write(path, bytes(data)), file_seconds=5)
+    assert report.complete or rules_found(report, Severity.HIGH), describe(report)
