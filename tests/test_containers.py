@@ -229,6 +229,38 @@ def test_seven_zip(tmp_path: Path) -> None:
     assert_caught(report, "MLG101", CRIT)
 
 
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_seven_zip_inside_a_zip_is_copied_for_the_decoder(tmp_path: Path, method: int) -> None:
+    # The decoder process opens a file of its own: a nested 7z is copied out of its parent.
+    import py7zr
+
+    inner = tmp_path / "m.7z"
+    with py7zr.SevenZipFile(inner, "w") as z:
+        z.writestr(os_system("nested-sevenzip"), "model.ckpt")
+    path = tmp_path / "m.zip"
+    with zipfile.ZipFile(path, "w", method) as outer:
+        outer.write(inner, "pad/m.7z")
+    report = scan(path)
+    assert_caught(report, "MLG101", CRIT)
+    assert report.complete, describe(report)
+
+
+def test_seven_zip_inside_a_seven_zip(tmp_path: Path) -> None:
+    # The inner archive is decoded while the outer one's worker is still mid-archive.
+    import py7zr
+
+    inner = tmp_path / "inner.7z"
+    with py7zr.SevenZipFile(inner, "w") as z:
+        z.writestr(os_system("7z-in-7z"), "model.ckpt")
+    path = tmp_path / "outer.7z"
+    with py7zr.SevenZipFile(path, "w") as z:
+        z.write(inner, "inner.7z")
+        z.writestr(os_system("7z-after-7z"), "last.pkl")
+    report = scan(path)
+    assert len(report.at_or_above(CRIT)) == 2, describe(report)
+    assert report.complete, describe(report)
+
+
 def test_gzip_wrapped_pickle(tmp_path: Path) -> None:
     report = scan(write(tmp_path / "m.pkl.gz", gzip.compress(os_system("gz"))))
     assert_caught(report, "MLG101", CRIT)

@@ -484,3 +484,138 @@ def test_hdf5_member_of_an_archive_is_read_in_place_or_copied(tmp_path: Path,
     report = mlgate.scan(path, config=Config())
     assert_caught(report, "MLG101")
     assert all(a.complete for a in report.artifacts), describe(report)
+
+
+def _seven_zip(path: Path, members: dict[str, bytes]) -> Path:
+    import py7zr
+
+    with py7zr.SevenZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(data, name)
+    return path
+
+
+SEVEN_ZIP_FAULTS = {"hang": "MLG301", "crash": "MLG302"}
+
+
+@pytest.mark.parametrize("fault", SEVEN_ZIP_FAULTS, ids=SEVEN_ZIP_FAULTS)
+def test_7z_decoder_hang_or_crash_is_a_finding_and_the_scan_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    # A PPMd/BCJ decoder looping forever (py7zr #255, #417) or faulting: the worker stands in.
+    monkeypatch.setenv("MLGATE_TEST_7Z_WORKER_FAULT", fault)
+    archive = _seven_zip(tmp_path / "a.7z", {"model.pkl": pickle.dumps([1])})
+    write(tmp_path / "b.pkl", os_system("after-7z"))
+    start = time.monotonic()
+    report = scan_with(tmp_path, file_seconds=2)
+    seconds = time.monotonic() - start
+    print(f"{fault}: {seconds:.1f} s")
+    assert seconds < MAX_SECONDS
+    assert_caught(report, SEVEN_ZIP_FAULTS[fault])
+    assert_caught(report, "MLG101", Severity.CRITICAL)  # the next file was scanned
+    assert [a.artifact for a in report.artifacts if not a.complete] == [str(archive)]
+
+
+def test_7z_member_before_a_hanging_decoder_is_still_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLGATE_TEST_7Z_WORKER_FAULT", "hang:1")
+    archive = _seven_zip(
+        tmp_path / "m.7z", {"evil.pkl": os_system("first-7z-member"), "w.pkl": pickle.dumps([1])}
+    )
+    report = scan_with(archive, file_seconds=2)
+    assert_caught(report, "MLG101", Severity.CRITICAL)
+    assert_caught(report, "MLG301")
+    assert not report.complete, describe(report)
+
+
+def test_7z_inflating_past_the_file_budget_is_stopped_in_the_decoder(tmp_path: Path) -> None:
+    # Honest headers under every per-member limit; the file's budget is spent while decoding.
+    result = bounded_scan(zeros_7z(tmp_path / "zeros.7z", 16),
+                          max_file_decompressed_bytes=4 << 20)
+    assert_bounded(result)
+    findings = result["findings"]
+    assert any("decoder stopped at 4194304 bytes" in f[2] for f in findings), findings  # type: ignore[union-attr]
+
+
+def _segfaulting_ppmd_7z(path: Path) -> Path:
+    """pyppmd dereferences corrupt model state: 16 zero bytes into a PPMd stream are a SIGSEGV."""
+    import py7zr
+
+    with py7zr.SevenZipFile(path, "w", filters=[{"id": py7zr.FILTER_PPMD}]) as z:
+        z.writestr(pickle.dumps({"w": list(range(20000))}), "data.pkl")
+    data = bytearray(path.read_bytes())
+    data[1000:1016] = bytes(16)  # inside the packed stream (the headers are at the end)
+    return write(path, bytes(data))
+
+
+def test_corrupt_ppmd_7z_crashing_its_decoder_is_a_finding(tmp_path: Path) -> None:
+    # In-process, the segfault took the whole scanner down (exit 139, no report at all).
+    archive = _segfaulting_ppmd_7z(tmp_path / "a.7z")
+    write(tmp_path / "b.pkl", os_system("after-ppmd"))
+    report = scan_with(tmp_path)
+    assert any(f.rule_id == "MLG302" and "signal 11" in f.message for f in report.findings), (
+        describe(report))
+    assert_caught(report, "MLG101", Severity.CRITICAL)
+    assert [a.artifact for a in report.artifacts if not a.complete] == [str(archive)]
+
+
+def test_7z_decoder_is_reused_across_archives_and_replaced_after_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlgate.scan.formats import sevenzip
+
+    started: list[object] = []
+    real_init = sevenzip._Worker.__init__
+
+    def counting_init(self: object, memory: int) -> None:
+        started.append(self)
+        real_init(self, memory)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sevenzip._Worker, "__init__", counting_init)
+    _seven_zip(tmp_path / "a.7z", {"a.pkl": os_system("7z-a")})
+    _segfaulting_ppmd_7z(tmp_path / "b.7z")
+    for name in ("c", "d"):
+        _seven_zip(tmp_path / f"{name}.7z", {f"{name}.pkl": os_system(f"7z-{name}")})
+    report = scan_with(tmp_path)
+    assert len(report.at_or_above(Severity.CRITICAL)) == 3, describe(report)
+    assert [a.artifact for a in report.artifacts if not a.complete] == [str(tmp_path / "b.7z")]
+    assert len(started) == 2  # a and b share one worker; b's crash replaces it for c and d
+
+
+def test_7z_decoder_runs_under_its_memory_limit(tmp_path: Path) -> None:
+    # LZMA2 preset 9 declares a 64 MiB dictionary, which liblzma allocates before decoding
+    # (a hostile header may declare 1.5 GiB): past the worker's address space, a finding.
+    import py7zr
+
+    path = tmp_path / "big-dict.7z"
+    with py7zr.SevenZipFile(path, "w", filters=[{"id": py7zr.FILTER_LZMA2, "preset": 9}]) as z:
+        z.writestr(pickle.dumps([1]), "a.pkl")
+    report = scan_with(path, sevenzip_worker_memory=64 << 20)
+    assert any("memory limit" in f.message for f in report.findings), describe(report)
+    assert_caught(report, "MLG301")
+    assert not report.complete
+    assert scan_with(path).complete  # the default limit decodes it
+
+
+SEVEN_ZIP_CODECS = ["FILTER_PPMD", "FILTER_LZMA2", "FILTER_BZIP2", "FILTER_DEFLATE",
+                    "FILTER_BROTLI"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(codec=st.sampled_from(SEVEN_ZIP_CODECS), flips=st.lists(
+    st.tuples(st.integers(32, 600), st.integers(0, 255)), min_size=1, max_size=8))
+def test_mutated_7z_streams_end_in_a_report(tmp_path: Path, codec: str,
+                                            flips: list[tuple[int, int]]) -> None:
+    # Every C decoder py7zr uses, fed corrupt streams: crash, hang or garbage, the scan reports.
+    import py7zr
+
+    path = tmp_path / f"{codec}.7z"
+    with py7zr.SevenZipFile(path, "w", filters=[{"id": getattr(py7zr, codec)}]) as z:
+        z.writestr(pickle.dumps({"w": list(range(3000))}), "data.pkl")
+    data = bytearray(path.read_bytes())
+    for at, value in flips:
+        data[at % (len(data) - 128)] = value  # the packed stream; the headers are at the end
+    report = scan_with(write(path, bytes(data)), file_seconds=5)
+    assert report.complete or rules_found(report, Severity.HIGH), describe(report)

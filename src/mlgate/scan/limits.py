@@ -38,6 +38,9 @@ class Limits:
     # libhdf5 reads only structure and attributes here (honest files answer in well under a
     # second); a fuzzed file can make it loop forever, which must end long before file_seconds.
     hdf5_seconds: float = 6.0
+    # Address space of the process py7zr decodes in (RLIMIT_AS); its C decoders (PPMd, BCJ,
+    # Deflate64) can hang on corrupt input, so it runs in a child killed at the file's deadline.
+    sevenzip_worker_memory: int = 2 << 30
     max_proto_memory: int = 1 << 30  # protobuf/flatbuffer read into memory when not mappable
     max_graph_nodes: int = 2_000_000  # graph nodes/operators visited per model
     max_graph_depth: int = 32  # nested subgraphs and functions

@@ -1,20 +1,35 @@
-"""7-Zip archives, via py7zr (pure Python), member by member into bounded spools.
+"""7-Zip archives, decoded by py7zr in a child process (``_7z_worker.py``), member by member.
 
-Nothing is extracted to a folder: each member is decompressed into an anonymous temporary
-file through a writer that charges every byte to the limits, and scanned as soon as it is
-complete. The sizes the headers declare are checked first (a 300 KB archive declaring 2 GiB
-is refused without decompressing anything); since headers are attacker-controlled, the
-bytes actually produced are bounded again while writing.
+py7zr's decoders are C code (pyppmd, inflate64, pybcj, brotli) that corrupt input can make
+loop forever (py7zr issues #255, #417), and py7zr's Python loops feeding them never reach
+the scan's deadline checks, and a corrupt PPMd stream is a segfault in pyppmd. The decoder
+runs in a process (started once per scan, ~0.2 s, then ~10 ms per archive; replaced after a
+hang or crash) under memory, CPU and file-size limits, and is killed at the file's deadline.
+A hang or crash is a finding on the archive, never a stuck or dead scan.
+
+The sizes the headers declare are checked here first (a 300 KB archive declaring 2 GiB is
+refused without decompressing anything); since headers are attacker-controlled, the bytes
+actually produced are bounded again: the worker stops at the file's remaining budget, and
+each member is charged here when it is reported. Every member is scanned as soon as it is
+complete, so the members before a hang or crash are analysed and reported.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
 import tempfile
-from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
-
-import py7zr
-from py7zr.io import Py7zIO, WriterFactory
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
@@ -22,43 +37,78 @@ from mlgate.scan.limits import ResourceLimitError
 from mlgate.scan.source import Source, spooled
 from mlgate.scan.streams import check_expansion
 
-if TYPE_CHECKING:
-    from py7zr.py7zr import FileInfo
+WORKER_SCRIPT = Path(__file__).with_name("_7z_worker.py")
+# A member listing or progress line longer than this is not an honest worker's.
+_MAX_LINE = 64 << 20
+# Why the worker died, by signal: its own limits (see _7z_worker.main), or a decoder fault.
+_SIGNALS: dict[int, str] = {
+    signal.SIGXFSZ: "wrote more than the decompression budget",
+    signal.SIGXCPU: "ran out of CPU time",
+    signal.SIGKILL: "was killed (out of memory?)",
+}
+
+
+class _WorkerFailed(Exception):
+    """The decoder process hung, crashed or answered nonsense; the message says which."""
+
+    def __init__(self, message: str, rule: rules.Rule = rules.UNSUPPORTED) -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 def scan_7z(source: Source, ctx: ScanContext) -> str:
     """Check declared sizes against the limits, then scan every member as it is decompressed."""
-    with source.open() as f:
+    # Taken out of the helpers while in use: a 7z inside this one gets a worker of its own.
+    worker = ctx.helpers.pop("7z", None)
+    if not isinstance(worker, _Worker):
+        worker = _Worker(ctx.limits.sevenzip_worker_memory)
+    reusable = False
+    with _whole_file(source) as path, tempfile.TemporaryDirectory(prefix="mlgate-7z-") as out:
         try:
-            archive = py7zr.SevenZipFile(f, mode="r")
-            infos = archive.list()
-        except (
-            py7zr.Bad7zFile,
-            py7zr.exceptions.UnsupportedCompressionMethodError,
-            EOFError,
-            OSError,
-            ValueError,
-        ) as e:
-            ctx.incomplete(source, f"7z archive could not be read: {e}")
-            return "7z"
-        with archive:
-            _check_declared(source, ctx, infos)
-            targets = _safe_members(source, ctx, archive)
-            if targets:
-                try:
-                    archive.extract(targets=targets, factory=_Members(source, ctx))
-                except (py7zr.exceptions.ArchiveError, EOFError, ValueError) as e:
-                    ctx.incomplete(source, f"7z archive could not be fully read: {e}")
+            reusable = _Archive(source, ctx, worker, Path(out)).extract(path)
+        except _WorkerFailed as e:
+            ctx.incomplete(source, str(e), e.rule)
+        finally:
+            # Stopped mid-archive (hang, crash, a limit met here), the worker may still be
+            # decoding or writing: the next archive gets a new one.
+            if reusable and "7z" not in ctx.helpers:
+                ctx.helpers["7z"] = worker
+            else:
+                worker.close()
     return "7z"
 
 
-def _check_declared(source: Source, ctx: ScanContext, infos: list[FileInfo]) -> None:
+@contextmanager
+def _whole_file(source: Source) -> Iterator[Path]:
+    """A file holding exactly the archive, for the worker to open: the file scanned, or a
+    temporary copy of a nested archive (the copy is bounded by the parent's limits)."""
+    if source.on_disk is not None and source.on_disk[1] == 0:
+        path = source.on_disk[0]
+        if source.size == path.stat().st_size:
+            yield path
+            return
+    with tempfile.NamedTemporaryFile(prefix="mlgate-7z-") as spool, source.open() as f:
+        shutil.copyfileobj(f, spool, 1 << 20)
+        spool.flush()
+        yield Path(spool.name)
+
+
+def _is_member(member: object) -> bool:
+    return (
+        isinstance(member, list)
+        and len(member) == 4
+        and isinstance(member[0], str)
+        and (member[1] is None or isinstance(member[1], int))
+    )
+
+
+def _check_declared(source: Source, ctx: ScanContext, members: list[list[Any]]) -> None:
     limits = ctx.limits
-    for _ in infos:
+    for _ in members:
         ctx.count_member()
     try:
         check_expansion(
-            sum(i.uncompressed or 0 for i in infos),
+            sum(m[1] or 0 for m in members),
             source.size or 0,
             limits.max_decompressed_bytes,
             limits.max_compression_ratio,
@@ -68,68 +118,163 @@ def _check_declared(source: Source, ctx: ScanContext, infos: list[FileInfo]) -> 
         raise ResourceLimitError(f"7z headers declare a bomb: {e}; nothing extracted") from e
 
 
-def _safe_members(source: Source, ctx: ScanContext, archive: py7zr.SevenZipFile) -> list[str]:
+def _safe_members(source: Source, ctx: ScanContext, members: list[list[Any]]) -> list[str]:
     """Regular members; escaping names and links are findings and never decompressed."""
     safe = []
-    for member in archive.files:
-        name = member.filename
+    for name, _, is_directory, is_symlink in members:
         if name.startswith("/") or ".." in PurePosixPath(name).parts:
             ctx.add(rules.PATH_TRAVERSAL, source.location, f"member {name!r} escapes the archive")
-        elif member.is_symlink:
+        elif is_symlink:
             ctx.add(rules.PATH_TRAVERSAL, source.location, f"member {name!r} is a symbolic link")
-        elif not member.is_directory:
+        elif not is_directory:
             safe.append(name)
     return safe
 
 
-class _Members(WriterFactory):
-    """Receives each member py7zr decompresses; bounds the bytes across the archive."""
+class _Archive:
+    """One archive's exchange with the worker: its members, bytes and deadline."""
 
-    def __init__(self, source: Source, ctx: ScanContext) -> None:
+    def __init__(self, source: Source, ctx: ScanContext, worker: _Worker, folder: Path) -> None:
         self.source = source
         self.ctx = ctx
+        self.worker = worker
+        self.folder = folder
         self.total = 0
+        now = time.monotonic()
+        self.deadline = ctx.deadline if ctx.deadline is not None else now + ctx.limits.file_seconds
 
-    def create(self, filename: str) -> Py7zIO:
-        return _Member(self, filename)
+    def extract(self, path: Path) -> bool:
+        """Scan the archive's members; True when the worker is ready for the next archive."""
+        source, ctx = self.source, self.ctx
+        self.worker.send(self._request(path))
+        listing = self.worker.next_event(self.deadline)
+        if "error" in listing:
+            ctx.incomplete(source, f"7z archive could not be read: {listing['error']}")
+            return True
+        members = listing.get("members")
+        if not isinstance(members, list) or not all(_is_member(m) for m in members):
+            raise _WorkerFailed("7z decoder gave an invalid member list")
+        _check_declared(source, ctx, members)
+        self.worker.send({"extract": _safe_members(source, ctx, members)})
+        while "member" in (event := self.worker.next_event(self.deadline)):
+            self._scan_member(event)
+        if "limit" in event:
+            ctx.incomplete(source, f"limit reached: {event['limit']}", rules.LIMIT_EXCEEDED)
+        elif "error" in event:
+            ctx.incomplete(source, f"7z archive could not be fully read: {event['error']}")
+        elif "end" not in event:
+            raise _WorkerFailed("7z decoder gave an invalid answer")
+        return True
 
-    def charge(self, n: int) -> None:
+    def _request(self, path: Path) -> dict[str, Any]:
+        ctx, limits = self.ctx, self.ctx.limits
+        # The worker stops at whichever byte limit charge() would hit first.
+        max_bytes = min(
+            limits.max_decompressed_bytes,
+            max(limits.ratio_floor_bytes, limits.max_compression_ratio * max(self.size, 1)),
+            limits.max_file_decompressed_bytes - ctx.inflated,
+            limits.max_scan_decompressed_bytes - ctx.scan_inflated,
+        )
+        return {
+            "path": str(path.resolve()),
+            "folder": str(self.folder),
+            "max_bytes": max(max_bytes, 0),
+            "seconds": math.ceil(max(0.0, self.deadline - time.monotonic())) + 1,
+        }
+
+    @property
+    def size(self) -> int:
+        return self.source.size or 0
+
+    def _scan_member(self, event: dict[str, Any]) -> None:
+        """Charge and scan one decompressed member, then delete it (the worker writes ahead)."""
+        name, number = event.get("member"), event.get("file")
+        if not isinstance(name, str) or not isinstance(number, int):
+            raise _WorkerFailed("7z decoder gave an invalid member report")
+        path = self.folder / str(number)
+        with path.open("rb") as spool:
+            path.unlink()
+            self._charge(os.fstat(spool.fileno()).st_size)
+            self.ctx.scan(spooled(self.source, name, spool))
+
+    def _charge(self, n: int) -> None:
         limits = self.ctx.limits
         self.total += n
         self.ctx.count_inflated(n)
         check_expansion(
             self.total,
-            self.source.size or 0,
+            self.size,
             limits.max_decompressed_bytes,
             limits.max_compression_ratio,
             limits.ratio_floor_bytes,
         )
 
 
-class _Member(Py7zIO):
-    """One member spooled to an anonymous temporary file, scanned when py7zr completes it."""
+class _Worker:
+    """The decoder process, reused for every 7z file of a scan; read line by line."""
 
-    def __init__(self, members: _Members, filename: str) -> None:
-        self._members = members
-        self._name = filename  # relative: extract() is given no output folder
-        self._spool = tempfile.TemporaryFile(prefix="mlgate-7z-")  # noqa: SIM115 - closed in close()
+    def __init__(self, memory: int) -> None:
+        self._proc = subprocess.Popen(  # noqa: S603 - our interpreter and our script
+            [sys.executable, "-I", str(WORKER_SCRIPT), str(memory)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        self._pending = bytearray()
 
-    def write(self, s: bytes | bytearray) -> int:
-        self._members.charge(len(s))
-        return self._spool.write(s)
+    def send(self, request: dict[str, Any]) -> None:
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self._proc.stdin.flush()
+        except OSError as e:
+            raise self._failure() from e
 
-    def read(self, size: int | None = None) -> bytes:
-        return self._spool.read(size)
+    def next_event(self, deadline: float) -> dict[str, Any]:
+        """The worker's next line, read by ``deadline`` (monotonic)."""
+        assert self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._pending:
+            wait = max(0.0, deadline - time.monotonic())
+            if not select.select([fd], [], [], wait)[0]:
+                raise _WorkerFailed(
+                    "7z decoder did not finish within the time budget (decoder hang?); "
+                    "archive not fully analysed",
+                    rules.LIMIT_EXCEEDED,
+                )
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                raise self._failure()
+            self._pending += chunk
+            if len(self._pending) > _MAX_LINE:
+                raise _WorkerFailed("7z decoder answer too large", rules.LIMIT_EXCEEDED)
+        line, _, rest = self._pending.partition(b"\n")
+        self._pending = rest
+        try:
+            event = json.loads(line)
+        except ValueError as e:
+            raise _WorkerFailed(f"7z decoder gave an invalid answer: {e}") from e
+        if not isinstance(event, dict):
+            raise _WorkerFailed("7z decoder gave an invalid answer")
+        return event
 
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._spool.seek(offset, whence)
-
-    def flush(self) -> None:
-        self._spool.flush()
-
-    def size(self) -> int:
-        return self._spool.tell()
+    def _failure(self) -> _WorkerFailed:
+        code = self._proc.wait()
+        if code < 0:
+            why = _SIGNALS.get(-code, "crashed (a decoder fault)")
+            return _WorkerFailed(
+                f"7z decoder {why} (signal {-code}); archive not fully analysed",
+                rules.LIMIT_EXCEEDED if -code in _SIGNALS else rules.UNSUPPORTED,
+            )
+        return _WorkerFailed(
+            f"7z decoder crashed (exit status {code}; out of memory or a decoder fault); "
+            "archive not fully analysed"
+        )
 
     def close(self) -> None:
-        with self._spool:
-            self._members.ctx.scan(spooled(self._members.source, self._name, self._spool))
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            if pipe is not None:
+                pipe.close()
