@@ -37,6 +37,7 @@ from mlgate.convert.model import convert_model
 from mlgate.errors import ExitCode, UnreadableInputError
 from mlgate.findings import Severity
 from mlgate.scan import rules
+from mlgate.scan import engine
 from mlgate.scan.engine import scan_paths
 from mlgate.scan.limits import Limits
 from mlgate.scan.pickle.policy import Policy
@@ -212,6 +213,32 @@ def test_fifo_swapped_in_after_the_check_does_not_block_the_scan(tmp_path: Path)
 
     assert not reader.is_alive(), "opening the swapped-in FIFO blocked"
     assert outcome and "not a regular file" in str(outcome[0])
+
+
+def test_file_swapped_between_reads_is_not_what_gets_analysed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Time-of-check gap inside one scan: the sniff read one file, then the name was given to
+    another before the handler (or a reader process) opened it again. A file scanned for
+    itself is opened once; every reading, the HDF5 and 7z reader processes included (through
+    /proc/PID/fd), sees that file, so the report describes one file, never a mix of two."""
+    model = tmp_path / "model"
+    path = write(model / "pytorch_model.bin", benign_state_dict())
+    swapped = write(tmp_path / "swap.bin", os_system("swap-between-reads"))
+    real_sniff = engine.sniff
+
+    def sniff_then_swap(head: bytes, name: str) -> object:
+        os.replace(swapped, path)  # a new file under the same name
+        return real_sniff(head, name)
+
+    monkeypatch.setattr(engine, "sniff", sniff_then_swap)
+    report = scan(model)
+
+    assert not report.at_or_above(Severity.HIGH), describe(report)
+    assert report.complete and [a.format for a in report.artifacts] == ["pickle"]
+    # The name now holds the swapped-in pickle: the next scan (or admit) sees that file.
+    monkeypatch.setattr(engine, "sniff", real_sniff)
+    assert "MLG101" in rules_found(scan(model))
 
 
 # --- 2. nothing to analyse is not a pass -----------------------------------------------------

@@ -9,6 +9,7 @@ import stat
 import traceback
 import zlib
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from mlgate.scan.hf_repo import analyse_hf_folder
 from mlgate.scan.limits import Limits, ResourceLimitError
 from mlgate.scan.pickle.policy import Policy
 from mlgate.scan.sniff import HEAD, Format, has_zip_directory, is_lfs_pointer, sniff
-from mlgate.scan.source import Source, file_source
+from mlgate.scan.source import Source, pinned_file
 
 PICKLE_LABELS = frozenset({"pickle", "joblib", "pytorch-legacy"})
 # Extensions whose format is never a pickle: a pickle behind one is disguised.
@@ -248,12 +249,13 @@ def _scan_entry(ctx: ScanContext, path: Path, info: os.stat_result, root: Path) 
         _check_link(ctx, path, root)
     elif stat.S_ISREG(mode):
         ctx.start_deadline()
-        try:
-            source = file_source(path, str(path))
-        except OSError as e:
-            _unreadable(ctx, path, e)
-            return
-        ctx.scan(source)
+        with ExitStack() as pinned:
+            try:
+                source = pinned.enter_context(pinned_file(path, str(path)))
+            except OSError as e:
+                _unreadable(ctx, path, e)
+                return
+            ctx.scan(source)
     elif stat.S_ISDIR(mode):  # listed as a file, a folder now: it changed during the scan
         _unreadable(ctx, path, OSError(errno.EISDIR, "became a folder during the scan"))
     else:

@@ -159,6 +159,10 @@ class _PositionalReader(io.RawIOBase):
         self._pos = max(0, base + pos)
         return self._pos
 
+    def fileno(self) -> int:
+        # Lets a reader map the file (protowire.mapped) when it is exactly this artifact.
+        return self._fd
+
     def readinto(self, b: memoryview) -> int:  # type: ignore[override]
         data = os.pread(self._fd, len(b), self._pos)
         b[: len(data)] = data
@@ -167,10 +171,34 @@ class _PositionalReader(io.RawIOBase):
 
 
 def file_source(path: Path, display: str | None = None) -> Source:
-    """An artifact stored in a regular file."""
+    """An artifact stored in a regular file, reopened by name at each read (a file another
+    artifact names, e.g. a chained ``torch.load``); a file scanned for itself is pinned."""
     size = path.stat().st_size
     loc = Location(path=display or str(path))
     return Source(loc, lambda: _open_regular(path), size, path.name, path.parent, on_disk=(path, 0))
+
+
+@contextmanager
+def pinned_file(path: Path, display: str | None = None) -> Iterator[Source]:
+    """An artifact stored in a regular file, opened once: every reading of it (the sniff,
+    each handler, both readings of a polyglot, a reader process through ``/proc``) sees the
+    same file, so one swapped in by name during the scan is never what gets analysed
+    (time-of-check gap between the reads)."""
+    f = _open_regular(path)
+    try:
+        fd = f.fileno()
+        size = os.fstat(fd).st_size
+        yield Source(
+            Location(path=display or str(path)),
+            lambda: io.BufferedReader(_PositionalReader(fd, size), 1 << 16),
+            size,
+            path.name,
+            path.parent,
+            # Reader processes open the descriptor's file, not whatever bears the name now.
+            on_disk=(Path(f"/proc/{os.getpid()}/fd/{fd}"), 0),
+        )
+    finally:
+        f.close()
 
 
 def _open_regular(path: Path) -> BinaryIO:

@@ -81,7 +81,7 @@ def _read(path: Path, offset: int, size: int | None, ctx: ScanContext) -> list[l
     if not isinstance(worker, _Worker):
         worker = ctx.helpers["hdf5"] = _Worker(limits.hdf5_worker_memory)
     request = {
-        "path": str(path.resolve()),
+        "path": str(path.absolute()),  # not resolve(): /proc/PID/fd/N must stay the pinned file
         "offset": offset,
         "size": size,
         "max_objects": limits.max_hdf5_objects,

@@ -176,7 +176,7 @@ class _Archive:
             limits.max_scan_decompressed_bytes - ctx.scan_inflated,
         )
         return {
-            "path": str(path.resolve()),
+            "path": str(path.absolute()),  # not resolve(): /proc/PID/fd/N must stay the pinned file
             "folder": str(self.folder),
             "max_bytes": max(max_bytes, 0),
             "seconds": math.ceil(max(0.0, self.deadline - time.monotonic())) + 1,
