@@ -36,8 +36,7 @@ from mlgate.convert.errors import ConversionError
 from mlgate.convert.model import convert_model
 from mlgate.errors import ExitCode, UnreadableInputError
 from mlgate.findings import Severity
-from mlgate.scan import rules
-from mlgate.scan import engine
+from mlgate.scan import engine, rules
 from mlgate.scan.engine import scan_paths
 from mlgate.scan.limits import Limits
 from mlgate.scan.pickle.policy import Policy

@@ -8,12 +8,14 @@ from mlgate.scan.context import ScanContext
 from mlgate.scan.formats.compressed import scan_compressed
 from mlgate.scan.formats.flax_msgpack import scan_msgpack
 from mlgate.scan.formats.gguf import scan_gguf
+from mlgate.scan.formats.hdf5 import scan_keras_h5
 from mlgate.scan.formats.json_config import scan_json
 from mlgate.scan.formats.numpy import scan_npy
 from mlgate.scan.formats.pickle import scan_pickle
 from mlgate.scan.formats.protobuf import scan_protobuf
 from mlgate.scan.formats.python_source import scan_python
 from mlgate.scan.formats.safetensors import scan_safetensors
+from mlgate.scan.formats.sevenzip import scan_7z
 from mlgate.scan.formats.tar import scan_tar
 from mlgate.scan.formats.tflite import scan_tflite
 from mlgate.scan.formats.zip import scan_zip
@@ -23,31 +25,8 @@ from mlgate.scan.source import Source
 Handler = Callable[[Source, ScanContext], str]
 
 
-def _lz4(source: Source, ctx: ScanContext) -> str:
-    ctx.incomplete(
-        source,
-        "lz4-compressed content (joblib compress='lz4') is not analysed "
-        "yet; it is not known to be safe",
-    )
-    return "lz4"
-
-
 def _codec(name: str) -> Handler:
     return lambda source, ctx: scan_compressed(source, ctx, name)
-
-
-def _hdf5(source: Source, ctx: ScanContext) -> str:
-    # h5py and numpy cost ~240 ms to import; only HDF5 input needs them.
-    from mlgate.scan.formats.hdf5 import scan_keras_h5  # noqa: PLC0415
-
-    return scan_keras_h5(source, ctx)
-
-
-def _7z(source: Source, ctx: ScanContext) -> str:
-    # py7zr costs ~1 s to import; only 7z input needs it.
-    from mlgate.scan.formats.sevenzip import scan_7z  # noqa: PLC0415
-
-    return scan_7z(source, ctx)
 
 
 HANDLERS: dict[Format, Handler] = {
@@ -62,11 +41,9 @@ HANDLERS: dict[Format, Handler] = {
     Format.LZ4: _codec("lz4"),
     Format.ZSTD: _codec("zstd"),
     Format.TAR: scan_tar,
-    Format.SEVEN_ZIP: _7z,
+    Format.SEVEN_ZIP: scan_7z,
     Format.SAFETENSORS: scan_safetensors,
-    # Placeholders until their handlers land: today's reading (pickle attempt, then
-    # "unrecognised") so no file is skipped in the meantime.
-    Format.HDF5: _hdf5,
+    Format.HDF5: scan_keras_h5,
     Format.GGUF: scan_gguf,
     Format.TFLITE: scan_tflite,
     Format.PROTOBUF: scan_protobuf,
