@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import pickle
 import struct
 import time
@@ -514,6 +515,33 @@ def test_7z_decoder_hang_or_crash_is_a_finding_and_the_scan_goes_on(
     assert_caught(report, SEVEN_ZIP_FAULTS[fault])
     assert_caught(report, "MLG101", Severity.CRITICAL)  # the next file was scanned
     assert [a.artifact for a in report.artifacts if not a.complete] == [str(archive)]
+
+
+def test_silent_7z_decoder_is_killed_long_before_the_file_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decoder looping inside C reports nothing: with the default 600 s file budget the scan
+    still ends once the archive's decoding allowance is spent, not at the file deadline."""
+    monkeypatch.setenv("MLGATE_TEST_7Z_WORKER_FAULT", "hang")
+    archive = _seven_zip(tmp_path / "a.7z", {"model.pkl": pickle.dumps([1])})
+    start = time.monotonic()
+    report = scan_with(archive, sevenzip_idle_seconds=1)
+    assert time.monotonic() - start < MAX_SECONDS
+    assert_caught(report, "MLG301")
+    assert not report.complete
+
+
+def test_7z_decoding_allowance_grows_with_the_declared_size(tmp_path: Path) -> None:
+    """The other side of that limit: a member that takes longer to decode (96 MiB, about
+    0.8 s of LZMA2 here) than the fixed part of the allowance (0.3 s) is given the time its
+    declared size needs, and is scanned complete."""
+    import py7zr
+
+    archive = tmp_path / "big.7z"
+    with py7zr.SevenZipFile(archive, "w", filters=[{"id": py7zr.FILTER_LZMA2, "preset": 1}]) as z:
+        z.writestr(os.urandom(1 << 20) * 96, "blob.bin")
+    report = scan_with(archive, sevenzip_idle_seconds=0.3)
+    assert report.complete, describe(report)
 
 
 def test_7z_member_before_a_hanging_decoder_is_still_reported(

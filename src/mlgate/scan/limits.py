@@ -41,6 +41,11 @@ class Limits:
     # Address space of the process py7zr decodes in (RLIMIT_AS); its C decoders (PPMd, BCJ,
     # Deflate64) can hang on corrupt input, so it runs in a child killed at the file's deadline.
     sevenzip_worker_memory: int = 2 << 30
+    # Decoding time a 7z archive may take: this much, plus its declared (ratio-checked) size
+    # at the slowest honest decoder speed (PPMd, BZip2). A decoder looping on corrupt input is
+    # killed then rather than at file_seconds.
+    sevenzip_idle_seconds: float = 10.0
+    sevenzip_min_bytes_per_second: int = 10 << 20
     max_proto_memory: int = 1 << 30  # protobuf/flatbuffer read into memory when not mappable
     max_graph_nodes: int = 2_000_000  # graph nodes/operators visited per model
     max_graph_depth: int = 32  # nested subgraphs and functions

@@ -140,6 +140,7 @@ class _Archive:
         self.worker = worker
         self.folder = folder
         self.total = 0
+        self.allowance = 0.0  # seconds of decoding left, set from the declared sizes
         now = time.monotonic()
         self.deadline = ctx.deadline if ctx.deadline is not None else now + ctx.limits.file_seconds
 
@@ -147,6 +148,7 @@ class _Archive:
         """Scan the archive's members; True when the worker is ready for the next archive."""
         source, ctx = self.source, self.ctx
         self.worker.send(self._request(path))
+        # The listing waits for the worker's start-up (py7zr's import) and header parsing.
         listing = self.worker.next_event(self.deadline)
         if "error" in listing:
             ctx.incomplete(source, f"7z archive could not be read: {listing['error']}")
@@ -155,8 +157,13 @@ class _Archive:
         if not isinstance(members, list) or not all(_is_member(m) for m in members):
             raise _WorkerFailed("7z decoder gave an invalid member list")
         _check_declared(source, ctx, members)
+        declared = sum(m[1] or 0 for m in members)  # bounded by the ratio check just made
+        limits = ctx.limits
+        self.allowance = (
+            limits.sevenzip_idle_seconds + declared / limits.sevenzip_min_bytes_per_second
+        )
         self.worker.send({"extract": _safe_members(source, ctx, members)})
-        while "member" in (event := self.worker.next_event(self.deadline)):
+        while "member" in (event := self._next()):
             self._scan_member(event)
         if "limit" in event:
             ctx.incomplete(source, f"limit reached: {event['limit']}", rules.LIMIT_EXCEEDED)
@@ -165,6 +172,17 @@ class _Archive:
         elif "end" not in event:
             raise _WorkerFailed("7z decoder gave an invalid answer")
         return True
+
+    def _next(self) -> dict[str, Any]:
+        """The worker's next report, within the decoding time the archive can need. A decoder
+        looping inside C (PPMd on exhausted input) reports nothing: waiting is charged to an
+        allowance of ``sevenzip_idle_seconds`` plus the declared bytes at
+        ``sevenzip_min_bytes_per_second``, so a hang costs seconds, not the file's whole
+        budget. Time the scan spends on members already reported is not charged."""
+        start = time.monotonic()
+        event = self.worker.next_event(min(self.deadline, start + self.allowance))
+        self.allowance -= time.monotonic() - start
+        return event
 
     def _request(self, path: Path) -> dict[str, Any]:
         ctx, limits = self.ctx, self.ctx.limits
