@@ -1,0 +1,38 @@
+"""The audit log's operations: verify the chain and its checkpoints, export it, sign its head."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from mlgate.registry import audit, store
+from mlgate.registry.context import RegistryContext
+from mlgate.registry.roles import Action
+
+
+class Auditing:
+    """Reads and checkpoints of the audit log (entries are appended by the context)."""
+
+    def __init__(self, ctx: RegistryContext) -> None:
+        self.ctx = ctx
+
+    def verify(self, public_key: Any = None) -> audit.AuditVerification:
+        """Verify the audit chain and its checkpoints (against ``public_key``, else the
+        public key the registry recorded at set-up)."""
+        key = public_key if public_key is not None else self.ctx.org_public_key()
+        with self.ctx.read(Action.READ) as conn:
+            return audit.verify_log(audit.read_entries(conn), audit.read_checkpoints(conn), key)
+
+    def export(self) -> Iterator[str]:
+        """The audit log as JSON lines."""
+        with self.ctx.read(Action.READ) as conn:
+            entries = list(audit.read_entries(conn))
+            points = audit.read_checkpoints(conn)
+        yield from audit.export_lines(entries, points)
+
+    def checkpoint(self) -> audit.Checkpoint:
+        """Sign the current head of the audit log now."""
+        key = self.ctx.org_key()
+        with self.ctx.write(Action.ADMINISTER) as conn:
+            head = self.ctx.append_audit(conn, "checkpoint", "registry", {}, checkpoint=False)
+            return audit.checkpoint(conn, head, key, store.now())

@@ -1,0 +1,163 @@
+"""What consumers see: pulls of served versions, download records, content look-ups and
+the inventory queries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+from sqlalchemy import select
+
+from mlgate.registry import schema as t
+from mlgate.registry import store
+from mlgate.registry.context import RegistryContext
+from mlgate.registry.errors import RegistryError, TransitionRefused
+from mlgate.registry.lifecycle import SERVED, State
+from mlgate.registry.records import ModelSummary, StateChange, Version
+from mlgate.registry.roles import Action
+
+
+class Downloads:
+    """Pulls, download records and read-only views of the inventory."""
+
+    def __init__(self, ctx: RegistryContext) -> None:
+        self.ctx = ctx
+
+    def pull(self, ref: str, dest: Path) -> Version:
+        """Write a served version's files and the registry's signature (``mlgate.sig``, so a
+        vendor's own ``model.sig`` is kept) into the empty folder ``dest``, checking every
+        blob's digest while copying; each file's download is recorded.
+
+        The files are written into a temporary sibling renamed to ``dest`` at the end: a pull
+        that fails (a corrupt blob, a full disk) leaves no partial model behind to be used.
+        """
+        from mlgate.provenance.manifest import PULL_SIGNATURE_FILE  # noqa: PLC0415
+
+        version = self.ctx.show(ref)
+        self.ctx.require(Action.DOWNLOAD)
+        if version.state not in SERVED:
+            raise TransitionRefused(
+                f"{version.ref} is {version.state.value}: only published versions are served"
+            )
+        if dest.exists() and any(dest.iterdir()):
+            raise RegistryError(f"{dest} is not empty")
+        staging = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.pull")
+        try:
+            staging.mkdir(parents=True)
+            for f in version.files:
+                self.copy_out(f.digest, staging / f.path)
+            if version.signature:
+                _write_new(staging / PULL_SIGNATURE_FILE, version.signature)
+            os.rename(staging, dest)  # replaces an empty dest; fails on one filled meanwhile
+        except OSError as e:
+            raise RegistryError(f"cannot pull {version.ref} into {dest}: {e.strerror or e}") from e
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.record_downloads(version.ref, [f.path for f in version.files])
+        return version
+
+    def copy_out(self, digest: str, target: Path) -> None:
+        """Copy a blob to ``target``, refusing it if its content no longer matches."""
+        from mlgate.registry.blobs import copy_verified  # noqa: PLC0415
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        copy_verified(self.ctx.blobs.path(digest), target, digest)
+
+    def record_downloads(self, ref: str, paths: list[str]) -> None:
+        """Record that the actor downloaded ``paths`` of a version."""
+        with self.ctx.write(Action.DOWNLOAD) as conn:
+            row = self.ctx.row(conn, ref)
+            at = store.now()
+            for path in paths:
+                conn.execute(
+                    t.downloads.insert().values(
+                        version_id=row.id, path=path, actor=self.ctx.actor, at=at
+                    )
+                )
+            self.ctx.append_audit(conn, "download", self.ctx.subject(conn, row), {"files": paths})
+
+    def find_by_content(self, digests: Mapping[str, str]) -> list[Version]:
+        """Versions whose files are exactly ``digests`` (path -> SHA-256), newest first."""
+        if not digests:
+            return []
+        with self.ctx.read(Action.READ) as conn:
+            path, digest = next(iter(sorted(digests.items())))
+            rows = conn.execute(
+                select(t.versions, t.models.c.name)
+                .join(t.models, t.models.c.id == t.versions.c.model_id)
+                .join(t.files, t.files.c.version_id == t.versions.c.id)
+                .where(t.files.c.path == path, t.files.c.digest == digest)
+                .order_by(t.versions.c.id.desc())
+            ).all()
+            found = []
+            for row in rows:
+                files = {f.path: f.digest for f in store.files_of(conn, row.id)}
+                if files == dict(digests):
+                    found.append(store.to_version(conn, row, row.name, detail=False))
+            return found
+
+    def closest_version(self, digests: Mapping[str, str]) -> Version | None:
+        """The version sharing the most (path, SHA-256) pairs with ``digests`` (newest on a
+        tie), to name what differs when nothing matches exactly; None if nothing is shared."""
+        pairs = set(digests.items())
+        if not pairs:
+            return None
+        with self.ctx.read(Action.READ) as conn:
+            rows = conn.execute(
+                select(t.files.c.version_id, t.files.c.path, t.files.c.digest).where(
+                    t.files.c.digest.in_(sorted({d for _, d in pairs}))
+                )
+            ).all()
+            shared: dict[int, int] = {}
+            for r in rows:
+                if (r.path, r.digest) in pairs:
+                    shared[r.version_id] = shared.get(r.version_id, 0) + 1
+            if not shared:
+                return None
+            candidates = conn.execute(
+                select(t.versions, t.models.c.name)
+                .join(t.models, t.models.c.id == t.versions.c.model_id)
+                .where(t.versions.c.id.in_(sorted(shared)))
+            ).all()
+            best = max(candidates, key=lambda r: (shared[r.id], State(r.state) in SERVED, r.id))
+            return store.to_version(conn, best, best.name, detail=True)
+
+    def models(self) -> list[ModelSummary]:
+        """Every model with its versions."""
+        with self.ctx.read(Action.READ) as conn:
+            result = []
+            for m in conn.execute(select(t.models).order_by(t.models.c.name)).all():
+                rows = conn.execute(
+                    select(t.versions)
+                    .where(t.versions.c.model_id == m.id)
+                    .order_by(t.versions.c.number)
+                ).all()
+                versions = tuple(store.to_version(conn, r, m.name, detail=False) for r in rows)
+                aliases = {a: v.number for v in versions for a in v.aliases}
+                result.append(ModelSummary(m.name, m.owner, m.created_at, versions, aliases))
+            return result
+
+    def history(self, name: str) -> tuple[StateChange, ...]:
+        """Every state change of every version of model ``name``, oldest first."""
+        with self.ctx.read(Action.READ) as conn:
+            model = store.model_row(conn, name)
+            ids = list(
+                conn.execute(
+                    select(t.versions.c.id).where(t.versions.c.model_id == model.id)
+                ).scalars()
+            )
+            return store.history_of(conn, ids)
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create ``path``; never overwrite a file of the model that bears the same name."""
+    try:
+        with path.open("x", encoding="utf-8") as f:
+            f.write(text)
+    except FileExistsError as e:
+        raise RegistryError(
+            f"the version holds a file named {path.name}, where the registry's signature goes"
+        ) from e
