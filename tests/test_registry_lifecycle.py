@@ -81,3 +81,44 @@ def test_roles_and_separation_of_duties(registry, benign: Path) -> None:
     assert "separation of duties" in (pat.pending_reason(version) or "")
     assert as_user(registry, "rita").approve("tiny@1", "second pair of eyes").state \
         is State.APPROVED
+
+
+def test_schema_check_is_one_query_that_follows_the_migrations(registry) -> None:
+    """Every command checks the schema against SCHEMA_HEAD with one query, without importing
+    Alembic (0.3 s of every command's start-up); the constant must follow the migrations, or
+    every command would refuse a freshly migrated registry."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import text
+
+    from mlgate.registry import database
+    from mlgate.registry.errors import RegistryError, SchemaOutdated
+
+    script = ScriptDirectory.from_config(database._alembic_config())
+    assert script.get_current_head() == database.SCHEMA_HEAD
+    assert database.current_revision(registry.engine) == database.SCHEMA_HEAD
+    database.require_current(registry.engine)
+    with registry.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    with pytest.raises(SchemaOutdated):
+        database.require_current(registry.engine)
+    with registry.engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+    with pytest.raises(RegistryError, match="not initialised"):
+        database.require_current(registry.engine)
+
+
+def test_opening_a_registry_does_not_import_alembic(registry_home: Path) -> None:
+    import subprocess
+    import sys
+
+    from mlgate.registry import init_registry
+
+    init_registry(registry_home, admin="alice")
+    probe = (
+        "import sys; from mlgate.registry import open_registry; "
+        f"open_registry({str(registry_home)!r}, None, 'alice').models(); "
+        "print('alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "False", done.stderr
