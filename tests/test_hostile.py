@@ -594,13 +594,13 @@ def test_7z_decoder_is_reused_across_archives_and_replaced_after_a_crash(
     from mlgate.scan.formats import sevenzip
 
     started: list[object] = []
-    real_init = sevenzip._Worker.__init__
+    real_new_worker = sevenzip._new_worker
 
-    def counting_init(self: object, memory: int) -> None:
-        started.append(self)
-        real_init(self, memory)  # type: ignore[arg-type]
+    def counting_new_worker(memory: int) -> object:
+        started.append(memory)
+        return real_new_worker(memory)
 
-    monkeypatch.setattr(sevenzip._Worker, "__init__", counting_init)
+    monkeypatch.setattr(sevenzip, "_new_worker", counting_new_worker)
     _seven_zip(tmp_path / "a.7z", {"a.pkl": os_system("7z-a")})
     _segfaulting_ppmd_7z(tmp_path / "b.7z")
     for name in ("c", "d"):

@@ -16,12 +16,7 @@ some tools store there.
 from __future__ import annotations
 
 import base64
-import json
-import os
-import select
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,6 +29,7 @@ from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
 from mlgate.scan.formats.keras import analyse_config
 from mlgate.scan.limits import ResourceLimitError
+from mlgate.scan.reader_process import ReaderFailed, ReaderProcess
 from mlgate.scan.source import Source, bytes_source
 
 WORKER_SCRIPT = Path(__file__).with_name("_hdf5_worker.py")
@@ -42,20 +38,12 @@ _KERAS_CONFIGS = ("model_config", "training_config")
 _MIN_PAYLOAD = 4
 
 
-class _ReaderFailed(Exception):
-    """The reader process hung, crashed or answered nonsense; the message says which."""
-
-    def __init__(self, message: str, rule: rules.Rule) -> None:
-        super().__init__(message)
-        self.rule = rule
-
-
 def scan_keras_h5(source: Source, ctx: ScanContext) -> str:
     """Scan an HDF5 file; a legacy Keras model is recognised by its ``model_config``."""
     try:
         with _on_disk(source) as (path, offset):
             events = _read(path, offset, source.size, ctx)
-    except _ReaderFailed as e:
+    except ReaderFailed as e:
         ctx.incomplete(source, str(e), e.rule)
         return "hdf5"
     return _analyse(events, source, ctx)
@@ -78,8 +66,15 @@ def _read(path: Path, offset: int, size: int | None, ctx: ScanContext) -> list[l
     """The reader's events for ``path``; the reader is replaced after a hang or crash."""
     limits = ctx.limits
     worker = ctx.helpers.get("hdf5")
-    if not isinstance(worker, _Worker):
-        worker = ctx.helpers["hdf5"] = _Worker(limits.hdf5_worker_memory)
+    if not isinstance(worker, ReaderProcess):
+        worker = ctx.helpers["hdf5"] = ReaderProcess(
+            WORKER_SCRIPT,
+            limits.hdf5_worker_memory,
+            "HDF5 reader",
+            "libhdf5 hang?",
+            "file not analysed",
+            max_line=2 * limits.max_hdf5_attribute_bytes,
+        )
     request = {
         "path": str(path.absolute()),  # not resolve(): /proc/PID/fd/N must stay the pinned file
         "offset": offset,
@@ -91,76 +86,14 @@ def _read(path: Path, offset: int, size: int | None, ctx: ScanContext) -> list[l
     if ctx.deadline is not None:
         deadline = min(deadline, ctx.deadline)
     try:
-        answer = worker.ask(request, deadline, 2 * limits.max_hdf5_attribute_bytes)
-    except _ReaderFailed:
+        worker.send(request)
+        events = worker.next_event(deadline).get("events")
+    except ReaderFailed:
         ctx.helpers.pop("hdf5").close()
         raise
-    events = answer.get("events") if isinstance(answer, dict) else None
     if not isinstance(events, list) or not all(isinstance(e, list) and e for e in events):
-        raise _ReaderFailed("HDF5 reader gave an invalid answer", rules.UNSUPPORTED)
+        raise ReaderFailed("HDF5 reader gave an invalid answer", rules.UNSUPPORTED)
     return events
-
-
-class _Worker:
-    """The reader process: one JSON request line in, one JSON answer line out."""
-
-    def __init__(self, memory: int) -> None:
-        # One BLAS thread: each reserves address space that counts against RLIMIT_AS.
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-        self._proc = subprocess.Popen(  # noqa: S603 - our interpreter and our script
-            [sys.executable, "-I", str(WORKER_SCRIPT), str(memory)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-
-    def ask(self, request: dict[str, Any], deadline: float, max_answer: int) -> object:
-        """The answer to ``request``, read by ``deadline`` (monotonic) and within ``max_answer``."""
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        try:
-            self._proc.stdin.write(json.dumps(request).encode() + b"\n")
-            self._proc.stdin.flush()
-        except OSError as e:
-            raise self._failure() from e
-        answer = bytearray()
-        fd = self._proc.stdout.fileno()
-        while not answer.endswith(b"\n"):
-            wait = max(0.0, deadline - time.monotonic())
-            if not select.select([fd], [], [], wait)[0]:
-                raise _ReaderFailed(
-                    "HDF5 reader did not finish within the time budget (libhdf5 hang?); "
-                    "file not analysed",
-                    rules.LIMIT_EXCEEDED,
-                )
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                raise self._failure()
-            answer += chunk
-            if len(answer) > max_answer:
-                raise _ReaderFailed("HDF5 reader answer too large", rules.LIMIT_EXCEEDED)
-        try:
-            return json.loads(answer)
-        except ValueError as e:
-            raise _ReaderFailed(
-                f"HDF5 reader gave an invalid answer: {e}", rules.UNSUPPORTED
-            ) from e
-
-    def _failure(self) -> _ReaderFailed:
-        code = self._proc.wait()
-        return _ReaderFailed(
-            f"HDF5 reader crashed on this file (exit status {code}; out of memory or a "
-            "libhdf5 fault); file not analysed",
-            rules.UNSUPPORTED,
-        )
-
-    def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-        for pipe in (self._proc.stdin, self._proc.stdout):
-            if pipe is not None:
-                pipe.close()
 
 
 def _analyse(events: list[list[Any]], source: Source, ctx: ScanContext) -> str:

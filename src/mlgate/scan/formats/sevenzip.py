@@ -4,7 +4,8 @@ py7zr's decoders are C code (pyppmd, inflate64, pybcj, brotli) that corrupt inpu
 loop forever (py7zr issues #255, #417), and py7zr's Python loops feeding them never reach
 the scan's deadline checks, and a corrupt PPMd stream is a segfault in pyppmd. The decoder
 runs in a process (started once per scan, ~0.2 s, then ~10 ms per archive; replaced after a
-hang or crash) under memory, CPU and file-size limits, and is killed at the file's deadline.
+hang or crash; see ``scan/reader_process.py``) under memory, CPU and file-size limits, and is
+killed when the archive's decoding allowance (``_Archive._next``) or the file's deadline ends.
 A hang or crash is a finding on the archive, never a stuck or dead scan.
 
 The sizes the headers declare are checked here first (a 300 KB archive declaring 2 GiB is
@@ -16,14 +17,9 @@ complete, so the members before a hang or crash are analysed and reported.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import select
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,39 +30,26 @@ from typing import Any
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
 from mlgate.scan.limits import ResourceLimitError
+from mlgate.scan.reader_process import ReaderFailed, ReaderProcess
 from mlgate.scan.source import Source, spooled
 from mlgate.scan.streams import check_expansion
 
 WORKER_SCRIPT = Path(__file__).with_name("_7z_worker.py")
-# A member listing or progress line longer than this is not an honest worker's.
+# A member listing longer than this is not an honest worker's.
 _MAX_LINE = 64 << 20
-# Why the worker died, by signal: its own limits (see _7z_worker.main), or a decoder fault.
-_SIGNALS: dict[int, str] = {
-    signal.SIGXFSZ: "wrote more than the decompression budget",
-    signal.SIGXCPU: "ran out of CPU time",
-    signal.SIGKILL: "was killed (out of memory?)",
-}
-
-
-class _WorkerFailed(Exception):
-    """The decoder process hung, crashed or answered nonsense; the message says which."""
-
-    def __init__(self, message: str, rule: rules.Rule = rules.UNSUPPORTED) -> None:
-        super().__init__(message)
-        self.rule = rule
 
 
 def scan_7z(source: Source, ctx: ScanContext) -> str:
     """Check declared sizes against the limits, then scan every member as it is decompressed."""
     # Taken out of the helpers while in use: a 7z inside this one gets a worker of its own.
     worker = ctx.helpers.pop("7z", None)
-    if not isinstance(worker, _Worker):
-        worker = _Worker(ctx.limits.sevenzip_worker_memory)
+    if not isinstance(worker, ReaderProcess):
+        worker = _new_worker(ctx.limits.sevenzip_worker_memory)
     reusable = False
     with _whole_file(source) as path, tempfile.TemporaryDirectory(prefix="mlgate-7z-") as out:
         try:
             reusable = _Archive(source, ctx, worker, Path(out)).extract(path)
-        except _WorkerFailed as e:
+        except ReaderFailed as e:
             ctx.incomplete(source, str(e), e.rule)
         finally:
             # Stopped mid-archive (hang, crash, a limit met here), the worker may still be
@@ -134,7 +117,9 @@ def _safe_members(source: Source, ctx: ScanContext, members: list[list[Any]]) ->
 class _Archive:
     """One archive's exchange with the worker: its members, bytes and deadline."""
 
-    def __init__(self, source: Source, ctx: ScanContext, worker: _Worker, folder: Path) -> None:
+    def __init__(
+        self, source: Source, ctx: ScanContext, worker: ReaderProcess, folder: Path
+    ) -> None:
         self.source = source
         self.ctx = ctx
         self.worker = worker
@@ -155,7 +140,7 @@ class _Archive:
             return True
         members = listing.get("members")
         if not isinstance(members, list) or not all(_is_member(m) for m in members):
-            raise _WorkerFailed("7z decoder gave an invalid member list")
+            raise ReaderFailed("7z decoder gave an invalid member list")
         _check_declared(source, ctx, members)
         declared = sum(m[1] or 0 for m in members)  # bounded by the ratio check just made
         limits = ctx.limits
@@ -170,7 +155,7 @@ class _Archive:
         elif "error" in event:
             ctx.incomplete(source, f"7z archive could not be fully read: {event['error']}")
         elif "end" not in event:
-            raise _WorkerFailed("7z decoder gave an invalid answer")
+            raise ReaderFailed("7z decoder gave an invalid answer")
         return True
 
     def _next(self) -> dict[str, Any]:
@@ -208,7 +193,7 @@ class _Archive:
         """Charge and scan one decompressed member, then delete it (the worker writes ahead)."""
         name, number = event.get("member"), event.get("file")
         if not isinstance(name, str) or not isinstance(number, int):
-            raise _WorkerFailed("7z decoder gave an invalid member report")
+            raise ReaderFailed("7z decoder gave an invalid member report")
         path = self.folder / str(number)
         with path.open("rb") as spool:
             path.unlink()
@@ -228,71 +213,13 @@ class _Archive:
         )
 
 
-class _Worker:
-    """The decoder process, reused for every 7z file of a scan; read line by line."""
-
-    def __init__(self, memory: int) -> None:
-        self._proc = subprocess.Popen(  # noqa: S603 - our interpreter and our script
-            [sys.executable, "-I", str(WORKER_SCRIPT), str(memory)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        self._pending = bytearray()
-
-    def send(self, request: dict[str, Any]) -> None:
-        assert self._proc.stdin is not None
-        try:
-            self._proc.stdin.write(json.dumps(request).encode() + b"\n")
-            self._proc.stdin.flush()
-        except OSError as e:
-            raise self._failure() from e
-
-    def next_event(self, deadline: float) -> dict[str, Any]:
-        """The worker's next line, read by ``deadline`` (monotonic)."""
-        assert self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        while b"\n" not in self._pending:
-            wait = max(0.0, deadline - time.monotonic())
-            if not select.select([fd], [], [], wait)[0]:
-                raise _WorkerFailed(
-                    "7z decoder did not finish within the time budget (decoder hang?); "
-                    "archive not fully analysed",
-                    rules.LIMIT_EXCEEDED,
-                )
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                raise self._failure()
-            self._pending += chunk
-            if len(self._pending) > _MAX_LINE:
-                raise _WorkerFailed("7z decoder answer too large", rules.LIMIT_EXCEEDED)
-        line, _, rest = self._pending.partition(b"\n")
-        self._pending = rest
-        try:
-            event = json.loads(line)
-        except ValueError as e:
-            raise _WorkerFailed(f"7z decoder gave an invalid answer: {e}") from e
-        if not isinstance(event, dict):
-            raise _WorkerFailed("7z decoder gave an invalid answer")
-        return event
-
-    def _failure(self) -> _WorkerFailed:
-        code = self._proc.wait()
-        if code < 0:
-            why = _SIGNALS.get(-code, "crashed (a decoder fault)")
-            return _WorkerFailed(
-                f"7z decoder {why} (signal {-code}); archive not fully analysed",
-                rules.LIMIT_EXCEEDED if -code in _SIGNALS else rules.UNSUPPORTED,
-            )
-        return _WorkerFailed(
-            f"7z decoder crashed (exit status {code}; out of memory or a decoder fault); "
-            "archive not fully analysed"
-        )
-
-    def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-        for pipe in (self._proc.stdin, self._proc.stdout):
-            if pipe is not None:
-                pipe.close()
+def _new_worker(memory: int) -> ReaderProcess:
+    """The decoder process, reused for every 7z file of a scan while it stays healthy."""
+    return ReaderProcess(
+        WORKER_SCRIPT,
+        memory,
+        "7z decoder",
+        "decoder hang?",
+        "archive not fully analysed",
+        max_line=_MAX_LINE,
+    )
