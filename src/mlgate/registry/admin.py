@@ -32,15 +32,17 @@ class Admin:
         if not name or len(name) > 128:
             raise RegistryError("a user name must be 1 to 128 characters")
         with self.ctx.write(Action.ADMINISTER) as conn:
-            conn.execute(t.principals.delete().where(t.principals.c.name == name))
-            conn.execute(
-                t.principals.insert().values(
-                    name=name,
-                    roles=",".join(sorted(r.value for r in wanted)),
-                    created_at=store.now(),
-                    created_by=self.ctx.actor,
-                )
+            text = ",".join(sorted(r.value for r in wanted))
+            # Updated in place: the user's API tokens refer to the row.
+            updated = conn.execute(
+                t.principals.update().where(t.principals.c.name == name).values(roles=text)
             )
+            if not updated.rowcount:
+                conn.execute(
+                    t.principals.insert().values(
+                        name=name, roles=text, created_at=store.now(), created_by=self.ctx.actor
+                    )
+                )
             self.ctx.append_audit(conn, "user", name, {"roles": sorted(r.value for r in wanted)})
 
     def users(self) -> dict[str, tuple[str, ...]]:

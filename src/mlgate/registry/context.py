@@ -46,12 +46,23 @@ def split_ref(ref: str) -> tuple[str, str | None]:
 
 class RegistryContext:
     """An open registry's shared state: ``engine`` (SQLite or PostgreSQL), ``data_dir`` with
-    its blob store, and ``actor``, the identity every call acts as."""
+    its blob store, and ``actor``, the identity every call acts as.
 
-    def __init__(self, engine: Engine, data_dir: Path, actor: str) -> None:
+    ``scope`` narrows the actor's roles: a hub API token carries a subset of its owner's
+    roles, and a request made with it may do no more than that subset (None: all roles).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        data_dir: Path,
+        actor: str,
+        scope: frozenset[Role] | None = None,
+    ) -> None:
         self.engine = engine
         self.data_dir = data_dir
         self.actor = actor
+        self.scope = scope
         self.blobs = BlobStore(data_dir / "blobs")
         self._key: OrgKey | None = None
 
@@ -68,6 +79,11 @@ class RegistryContext:
             select(t.principals.c.roles).where(t.principals.c.name == name)
         ).scalar()
         return parse_roles(text) if text else frozenset()
+
+    def actor_roles(self, conn: Connection) -> frozenset[Role]:
+        """The roles the acting identity holds now, narrowed to the ``scope``."""
+        roles = self.roles_of(conn, self.actor)
+        return roles if self.scope is None else roles & self.scope
 
     def org_public_key(self) -> Any:
         """The organisation public key recorded at set-up (None if there is none)."""
@@ -145,13 +161,13 @@ class RegistryContext:
     @contextmanager
     def write(self, action: Action) -> Iterator[Connection]:
         with database.write_transaction(self.engine) as conn:
-            require(self.actor, self.roles_of(conn, self.actor), action)
+            require(self.actor, self.actor_roles(conn), action)
             yield conn
 
     @contextmanager
     def read(self, action: Action) -> Iterator[Connection]:
         with database.read_transaction(self.engine) as conn:
-            require(self.actor, self.roles_of(conn, self.actor), action)
+            require(self.actor, self.actor_roles(conn), action)
             yield conn
 
     def show(self, ref: str) -> Version:

@@ -17,6 +17,10 @@ class PermissionDenied(RegistryError):
     """The acting identity lacks the role the operation needs."""
 
 
+class Unauthenticated(PermissionDenied):
+    """A hub request carried no valid token (missing, unknown, expired or revoked)."""
+
+
 class TransitionRefused(RegistryError):
     """The lifecycle forbids this change (e.g. publishing a rejected version)."""
 

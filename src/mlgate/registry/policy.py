@@ -25,6 +25,8 @@ class RegistryPolicy:
     needed. ``separation_of_duties``: the ingester's approval never suffices on its own.
     ``convert_on_ingest``: pickle weights are converted to safetensors for publication.
     ``checkpoint_every``: the audit log is signed every this many entries.
+    ``anonymous_reads``: the hub serves reads without a token, as the user ``anonymous``
+    (who must exist, with the roles an admin gave it).
     """
 
     auto_reject_at: Severity | None = Severity.HIGH
@@ -32,6 +34,7 @@ class RegistryPolicy:
     separation_of_duties: bool = True
     convert_on_ingest: bool = False
     checkpoint_every: int = 50
+    anonymous_reads: bool = False
 
     def to_json(self) -> str:
         """Stored form."""
@@ -69,7 +72,7 @@ def _build(data: dict[str, Any], where: str) -> RegistryPolicy:
         value = values.get(name, 1)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{where}: {name.replace('_', '-')} must be a positive integer")
-    for name in ("separation_of_duties", "convert_on_ingest"):
+    for name in ("separation_of_duties", "convert_on_ingest", "anonymous_reads"):
         if not isinstance(values.get(name, False), bool):
             raise ConfigError(f"{where}: {name.replace('_', '-')} must be true or false")
     return RegistryPolicy(**values)

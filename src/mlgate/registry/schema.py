@@ -172,3 +172,58 @@ audit_checkpoints = Table(
     Column("key_id", String(128), nullable=False),
     Column("signature", Text, nullable=False),
 )
+
+# Bearer tokens of the hub API (issue 18). Only a SHA-256 of the secret is stored: the
+# secret is 256 random bits, so a slow password hash would add nothing but latency per request.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("principal", String(128), ForeignKey("principals.name"), nullable=False),
+    Column("label", String(128), nullable=False),
+    Column("roles", String(256), nullable=False),
+    Column("secret_hash", Digest, nullable=False),
+    Column("created_at", Stamp, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("expires_at", Stamp),
+    Column("revoked_at", Stamp),
+    Column("revoked_by", String(128)),
+)
+
+# Requests the hub could not answer from the registry and asked its upstream for
+# (pull-through). One row per (repo, immutable commit); every requester is recorded.
+upstream_requests = Table(
+    "upstream_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repo_id", String(256), nullable=False),
+    Column("commit", String(64), nullable=False),
+    Column("requested_revision", String(256), nullable=False),
+    Column("requested_by", String(128), nullable=False),
+    Column("requested_at", Stamp, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("version_id", Integer, ForeignKey("versions.id")),
+    Column("error", Text),
+    UniqueConstraint("repo_id", "commit", name="uq_upstream_requests_repo_commit"),
+)
+
+# Background jobs (fetch, scan, rescan...). The queue engine carries them to workers; this
+# table is their durable state: idempotent by key, leased while running so that a job whose
+# worker was killed is handed out again, with attempts, progress and the last error.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("args", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("progress", Text),
+    Column("result", Text),
+    Column("error", Text),
+    Column("lease_until", Stamp),
+    Column("worker", String(128)),
+    Column("created_at", Stamp, nullable=False),
+    Column("updated_at", Stamp, nullable=False),
+)
+Index("ix_jobs_state", jobs.c.state)

@@ -7,7 +7,8 @@ audit entry in the same transaction, so the inventory and its audit log never di
 :class:`~mlgate.registry.context.RegistryContext`: ``admin`` (policy, users), ``intake``
 (ingest, scan), ``decisions`` (approve, reject, publish, deprecate, revoke), ``aliases``
 (alias, rollback, fall-back on revoke), ``downloads`` (pull, download records, queries) and
-``auditing`` (verify, export, checkpoint). Front ends may use the services directly.
+``auditing`` (verify, export, checkpoint) and ``tokens`` (hub API tokens). Front ends may
+use the services directly.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from mlgate.registry.policy import RegistryPolicy
 from mlgate.registry.records import ModelSummary, StateChange, Version
 from mlgate.registry.roles import Action, Role
 from mlgate.registry.sources import SourceLimits
+from mlgate.registry.tokens import Tokens
 
 __all__ = [
     "POLICY_ACTOR",
@@ -62,14 +64,28 @@ class Registry:
     is the identity every call acts as; its roles come from the registry's user table.
     """
 
-    def __init__(self, engine: Engine, data_dir: Path, actor: str) -> None:
-        self.context = RegistryContext(engine, data_dir, actor)
+    def __init__(
+        self,
+        engine: Engine,
+        data_dir: Path,
+        actor: str,
+        scope: frozenset[Role] | None = None,
+    ) -> None:
+        self.context = RegistryContext(engine, data_dir, actor, scope)
         self.admin = Admin(self.context)
         self.aliases = Aliases(self.context)
         self.decisions = Decisions(self.context, self.aliases)
         self.intake = Intake(self.context, self.decisions)
         self.downloads = Downloads(self.context)
         self.auditing = Auditing(self.context)
+        self.tokens = Tokens(self.context)
+
+    def acting_as(self, actor: str, scope: frozenset[Role] | None = None) -> Registry:
+        """The same registry (engine, blob store, loaded key) acting as ``actor`` with at
+        most the roles in ``scope``: how the hub serves each authenticated request."""
+        other = Registry(self.engine, self.data_dir, actor, scope)
+        other.context._key = self.context._key
+        return other
 
     @property
     def engine(self) -> Engine:

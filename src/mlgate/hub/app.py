@@ -1,0 +1,19 @@
+"""The hub's ASGI application: one registry, the Hugging Face-compatible routes and the
+management API, built by :func:`create_app` for uvicorn (``mlgate serve``)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from mlgate.hub.settings import HubSettings
+from mlgate.registry.service import open_registry
+
+HUB_ACTOR = "mlgate-hub"
+
+
+def create_app(settings: HubSettings) -> FastAPI:
+    """An application serving the registry at ``settings.data_dir`` / ``registry_url``."""
+    app = FastAPI(title="mlgate hub", version="1")
+    app.state.settings = settings
+    app.state.registry = open_registry(settings.data_dir, settings.registry_url, HUB_ACTOR)
+    return app

@@ -1,0 +1,24 @@
+"""How a hub is run: where its registry is, its upstream, its queue and its request limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """``data_dir`` and ``registry_url`` as for every registry command; ``upstream`` a Hugging
+    Face-compatible endpoint for pull-through (None: no pull-through); ``queue_url`` where
+    background jobs go (None: the embedded queue in ``data_dir``; ``redis://...`` for workers
+    on other machines)."""
+
+    data_dir: Path
+    registry_url: str | None = None
+    upstream: str | None = None
+    upstream_token: str | None = None
+    queue_url: str | None = None
+    # A request body larger than this is refused before it is read (HTTP 413).
+    max_body_bytes: int = 1024 * 1024
+    # Requests per minute per token (or per client address without one); over it, HTTP 429.
+    rate_limit_per_minute: int = 1200
