@@ -3,7 +3,7 @@
 Clients send tokens the Hugging Face way (``Authorization: Bearer``, which ``huggingface_hub``
 fills from ``HF_TOKEN`` or the stored token). Every write needs a valid token. A read without
 one acts as the user ``anonymous`` when the registry policy allows anonymous reads and an
-admin has created that user (``mlgate registry user add anonymous --roles reader``);
+admin has created that user (``mlgate registry user anonymous --role reader``);
 otherwise it is refused with 401.
 """
 
