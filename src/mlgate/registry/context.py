@@ -80,10 +80,11 @@ class RegistryContext:
         ).scalar()
         return parse_roles(text) if text else frozenset()
 
-    def actor_roles(self, conn: Connection) -> frozenset[Role]:
-        """The roles the acting identity holds now, narrowed to the ``scope``."""
-        roles = self.roles_of(conn, self.actor)
-        return roles if self.scope is None else roles & self.scope
+    def check(self, conn: Connection, action: Action) -> None:
+        """Raise unless the actor's roles, read now, allow ``action`` and so does the scope."""
+        require(self.actor, self.roles_of(conn, self.actor), action)
+        if self.scope is not None:
+            require(f"a token of {self.actor} scoped to", self.scope, action)
 
     def org_public_key(self) -> Any:
         """The organisation public key recorded at set-up (None if there is none)."""
@@ -161,13 +162,13 @@ class RegistryContext:
     @contextmanager
     def write(self, action: Action) -> Iterator[Connection]:
         with database.write_transaction(self.engine) as conn:
-            require(self.actor, self.actor_roles(conn), action)
+            self.check(conn, action)
             yield conn
 
     @contextmanager
     def read(self, action: Action) -> Iterator[Connection]:
         with database.read_transaction(self.engine) as conn:
-            require(self.actor, self.actor_roles(conn), action)
+            self.check(conn, action)
             yield conn
 
     def show(self, ref: str) -> Version:

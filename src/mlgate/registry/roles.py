@@ -65,6 +65,11 @@ def parse_roles(text: str) -> frozenset[Role]:
     return frozenset(roles)
 
 
+def grants(roles: frozenset[Role]) -> frozenset[Action]:
+    """Every action one of ``roles`` allows."""
+    return frozenset().union(*(_GRANTS[r] for r in roles))
+
+
 def require(actor: str, roles: frozenset[Role], action: Action) -> None:
     """Raise :class:`PermissionDenied` unless one of ``roles`` grants ``action``."""
     if any(action in _GRANTS[r] for r in roles):

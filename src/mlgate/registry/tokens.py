@@ -1,9 +1,9 @@
 """Bearer tokens: how the hub knows who is asking, instead of trusting a claimed ``--as``.
 
 A token reads ``mlg_<id>_<secret>``: the id finds the row, the secret (256 random bits) is
-compared with its stored SHA-256 in constant time. Tokens are scoped to a subset of their
-owner's roles, may expire, and are revocable; the owner's roles are read on every request,
-so taking a role from a user takes it from their tokens at once.
+compared with its stored SHA-256 in constant time. A token is scoped to roles that allow no
+more than its owner's do, may expire, and is revocable. An operation needs both the scope and
+the owner's roles as they are now, so taking a role from a user takes it from their tokens.
 
 Creating, revoking and listing are audited registry operations like any other: a user
 manages their own tokens, an admin everyone's. The secret is shown once and never stored.
@@ -25,7 +25,7 @@ from mlgate.registry import database, store
 from mlgate.registry import schema as t
 from mlgate.registry.context import RegistryContext
 from mlgate.registry.errors import NotFound, PermissionDenied, RegistryError, Unauthenticated
-from mlgate.registry.roles import Action, Role, parse_roles
+from mlgate.registry.roles import Action, Role, grants, parse_roles
 
 TOKEN_PREFIX = "mlg_"  # noqa: S105  (a prefix that tells tokens apart, not a secret)
 _TOKEN = re.compile(r"mlg_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
@@ -65,7 +65,8 @@ class NewToken:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who an authenticated request acts as, and the roles it may use."""
+    """Who an authenticated request acts as; ``roles`` is the token's scope (what the
+    owner's roles allow, read again on every operation, is checked as well)."""
 
     principal: str
     roles: frozenset[Role]
@@ -98,9 +99,11 @@ class Tokens:
             if not held:
                 raise NotFound(f"no user {owner!r}: an admin adds users first")
             wanted = held if roles is None else _roles(roles)
-            if not wanted <= held:
-                extra = ", ".join(sorted(r.value for r in wanted - held))
-                raise PermissionDenied(f"{owner} does not hold {extra}: a token cannot add roles")
+            if not grants(wanted) <= grants(held):
+                extra = ", ".join(sorted(a.value for a in grants(wanted) - grants(held)))
+                raise PermissionDenied(
+                    f"{owner} may not {extra}: a token cannot add to its owner's rights"
+                )
             token_id = secrets.token_hex(8)
             secret = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
             info = self._insert(conn, token_id, _hash(secret), owner, label, wanted, expires_in)
@@ -151,8 +154,9 @@ class Tokens:
             status = info.status(store.now())
             if status != "active":
                 raise Unauthenticated(f"token {info.id} ({info.label}) is {status}")
-            roles = self.ctx.roles_of(conn, info.principal) & parse_roles(",".join(info.roles))
-        return Identity(info.principal, roles, info.id)
+            if not self.ctx.roles_of(conn, info.principal):
+                raise Unauthenticated(f"token {info.id}: its owner {info.principal} has no role")
+        return Identity(info.principal, parse_roles(",".join(info.roles)), info.id)
 
     def _action_on(self, owner: str) -> Action:
         # Anyone with a role manages their own tokens; someone else's needs an admin.
