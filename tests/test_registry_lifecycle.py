@@ -122,3 +122,33 @@ def test_opening_a_registry_does_not_import_alembic(registry_home: Path) -> None
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_listing_models_takes_the_same_few_queries_at_any_inventory_size(
+    registry, tmp_path: Path
+) -> None:
+    """``models list`` used one query per model and per version (1,049 at 500 models)."""
+    from registry_models import release, write_benign
+    from sqlalchemy import event
+
+    def count_queries() -> int:
+        seen: list[str] = []
+        listener = lambda *args: seen.append(args[2])  # noqa: E731
+        event.listen(registry.engine, "before_cursor_execute", listener)
+        try:
+            summaries = registry.models()
+        finally:
+            event.remove(registry.engine, "before_cursor_execute", listener)
+        assert summaries
+        return len(seen)
+
+    source = write_benign(tmp_path / "m")
+    release(registry, source, "org/first", alias="production")
+    few = count_queries()
+    for i in range(6):
+        registry.ingest(source, name=f"org/m{i}", scan=False)
+        registry.ingest(source, name=f"org/m{i}", scan=False)
+    assert count_queries() == few
+    listed = {m.name: m for m in registry.models()}
+    assert listed["org/first"].aliases == {"production": 1}
+    assert [v.number for v in listed["org/m5"].versions] == [1, 2]

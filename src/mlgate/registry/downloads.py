@@ -128,17 +128,7 @@ class Downloads:
     def models(self) -> list[ModelSummary]:
         """Every model with its versions."""
         with self.ctx.read(Action.READ) as conn:
-            result = []
-            for m in conn.execute(select(t.models).order_by(t.models.c.name)).all():
-                rows = conn.execute(
-                    select(t.versions)
-                    .where(t.versions.c.model_id == m.id)
-                    .order_by(t.versions.c.number)
-                ).all()
-                versions = tuple(store.to_version(conn, r, m.name, detail=False) for r in rows)
-                aliases = {a: v.number for v in versions for a in v.aliases}
-                result.append(ModelSummary(m.name, m.owner, m.created_at, versions, aliases))
-            return result
+            return store.model_summaries(conn)
 
     def history(self, name: str) -> tuple[StateChange, ...]:
         """Every state change of every version of model ``name``, oldest first."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from mlgate.registry.records import (
     Decision,
     Download,
     FileRecord,
+    ModelSummary,
     Source,
     StateChange,
     Version,
@@ -121,26 +123,7 @@ def aliases_of(conn: Connection, version_id: int) -> tuple[str, ...]:
 
 def to_version(conn: Connection, row: Row[Any], name: str, detail: bool) -> Version:
     """A :class:`Version` from its row; ``detail`` adds files, history and documents."""
-    base = Version(
-        model=name,
-        number=row.number,
-        state=State(row.state),
-        source=Source(
-            row.source_kind, row.source_uri, row.repo_id, row.revision, row.requested_revision
-        ),
-        content_digest=row.content_digest,
-        size=row.size,
-        formats=tuple(json.loads(row.formats)),
-        license=row.license,
-        owner=row.owner,
-        ingested_at=row.ingested_at,
-        ingested_by=row.ingested_by,
-        risk=row.risk,
-        aliases=aliases_of(conn, row.id),
-        signature=row.signature,
-        signed_by=row.signed_by,
-        converted_from=_number_of(conn, row.converted_from),
-    )
+    base = version_record(row, name, aliases_of(conn, row.id), _number_of(conn, row.converted_from))
     if not detail:
         return base
     return Version(
@@ -169,6 +152,54 @@ def to_version(conn: Connection, row: Row[Any], name: str, detail: bool) -> Vers
             "bom": _json(row.bom),
         }
     )
+
+
+def version_record(
+    row: Row[Any], name: str, aliases: tuple[str, ...], converted_from: int | None
+) -> Version:
+    """A :class:`Version` without details from its row and what other tables say of it."""
+    return Version(
+        model=name,
+        number=row.number,
+        state=State(row.state),
+        source=Source(
+            row.source_kind, row.source_uri, row.repo_id, row.revision, row.requested_revision
+        ),
+        content_digest=row.content_digest,
+        size=row.size,
+        formats=tuple(json.loads(row.formats)),
+        license=row.license,
+        owner=row.owner,
+        ingested_at=row.ingested_at,
+        ingested_by=row.ingested_by,
+        risk=row.risk,
+        aliases=aliases,
+        signature=row.signature,
+        signed_by=row.signed_by,
+        converted_from=converted_from,
+    )
+
+
+def model_summaries(conn: Connection) -> list[ModelSummary]:
+    """Every model with its versions, in three queries whatever the inventory's size
+    (one per model and per version made ``models list`` slow at a few hundred models)."""
+    versions: dict[int, list[Row[Any]]] = defaultdict(list)
+    numbers: dict[int, int] = {}
+    for row in conn.execute(select(t.versions).order_by(t.versions.c.number)):
+        versions[row.model_id].append(row)
+        numbers[row.id] = row.number
+    aliases: dict[int, list[str]] = defaultdict(list)
+    for a in conn.execute(select(t.aliases).order_by(t.aliases.c.alias)):
+        aliases[a.version_id].append(a.alias)
+    result = []
+    for m in conn.execute(select(t.models).order_by(t.models.c.name)):
+        records = tuple(
+            version_record(r, m.name, tuple(aliases[r.id]), numbers.get(r.converted_from or -1))
+            for r in versions[m.id]
+        )
+        named = {a: v.number for v in records for a in v.aliases}
+        result.append(ModelSummary(m.name, m.owner, m.created_at, records, named))
+    return result
 
 
 def history_of(conn: Connection, version_ids: list[int]) -> tuple[StateChange, ...]:
