@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from mlgate.hub.hf.routes import install as install_hf_routes
 from mlgate.hub.settings import HubSettings
 from mlgate.registry.service import open_registry
 
@@ -16,4 +17,5 @@ def create_app(settings: HubSettings) -> FastAPI:
     app = FastAPI(title="mlgate hub", version="1")
     app.state.settings = settings
     app.state.registry = open_registry(settings.data_dir, settings.registry_url, HUB_ACTOR)
+    install_hf_routes(app)  # last: its /{repo_id}/... and /api/models/{repo_id} are generic
     return app
