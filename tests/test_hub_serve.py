@@ -59,6 +59,12 @@ def client_env(hub: Hub, user: str | None, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def run_client(hub: Hub, tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """A client process run as rob against the hub."""
+    env = client_env(hub, "rob", tmp_path)
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180, check=False)
+
+
 def downloads_by(hub: Hub, ref: str) -> list[tuple[str, str]]:
     return [(d.actor, d.path) for d in hub.registry.show(ref).downloads]
 
@@ -142,13 +148,8 @@ def test_snapshot_carries_the_registry_signature_and_bom(hub: Hub, tmp_path: Pat
 def test_hf_cli_downloads_a_model(hub: Hub, tmp_path: Path) -> None:
     hub.publish("org/tiny")
     out = tmp_path / "out"
-    done = subprocess.run(
-        [str(BIN / "hf"), "download", "org/tiny", "--local-dir", str(out)],
-        env=client_env(hub, "rob", tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = run_client(
+        hub, tmp_path, str(BIN / "hf"), "download", "org/tiny", "--local-dir", str(out)
     )
     assert done.returncode == 0, done.stderr
     assert (out / "model.safetensors").read_bytes() == (
@@ -186,14 +187,7 @@ def test_transformers_loads_a_published_model_and_not_a_quarantined_one(
     expected = sum(p.numel() for p in BertModel(config).parameters())
     release(hub.registry, folder, "org/bert")
     as_user(hub.registry, "pat").ingest(folder, name="org/held", scan=False)
-    done = subprocess.run(
-        [sys.executable, "-c", _LOAD],
-        env=client_env(hub, "rob", tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = run_client(hub, tmp_path, sys.executable, "-c", _LOAD)
     assert done.returncode == 0, done.stderr
     assert f"loaded {expected}" in done.stdout
     assert "refused GatedRepoError" in done.stdout

@@ -12,6 +12,7 @@ import click
 
 from mlgate.hub.server import ENV_UPSTREAM, ENV_UPSTREAM_TOKEN, run
 from mlgate.hub.settings import HubSettings
+from mlgate.registry.commands import location_options
 from mlgate.registry.service import open_registry
 from mlgate.render.escape import echo, inert
 
@@ -21,21 +22,7 @@ from mlgate.render.escape import echo, inert
 @click.option(
     "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="TCP port."
 )
-@click.option(
-    "--data-dir",
-    envvar="MLGATE_HOME",
-    default=".mlgate",
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help="Blob store (and SQLite database) folder [env MLGATE_HOME].",
-)
-@click.option(
-    "--registry",
-    "url",
-    envvar="MLGATE_REGISTRY",
-    metavar="URL",
-    help="Database URL [env MLGATE_REGISTRY; default: SQLite in the data dir].",
-)
+@location_options
 @click.option(
     "--upstream",
     envvar=ENV_UPSTREAM,
