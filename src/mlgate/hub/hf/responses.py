@@ -28,8 +28,9 @@ from mlgate.hub.hf.revisions import Resolved
 from mlgate.registry.errors import PermissionDenied
 from mlgate.registry.service import Registry
 
-# Starlette's default (64 KiB) costs a thread hop per 64 KiB; 1 MiB keeps memory small and
-# the throughput close to a static server's (see the report in docs/hub.md).
+# Starlette's default (64 KiB) costs a thread hop per 64 KiB. Measured on the 2-core VM, a
+# 200 MB file to one client: 64 KiB 303 MB/s, 1 MiB 616 MB/s (`python -m http.server`: 440),
+# server RSS flat at ~80 MB either way.
 CHUNK_SIZE = 1024 * 1024
 _RANGE_START = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-")
 
