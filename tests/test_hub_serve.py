@@ -104,6 +104,22 @@ def test_clients_download_a_published_model(hub: Hub, tmp_path: Path) -> None:
 
 
 @sqlite_only
+def test_concurrent_downloads_are_all_recorded_across_an_audit_checkpoint(hub: Hub) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    version = hub.publish("org/tiny")
+    url = f"{hub.url}/org/tiny/resolve/main/config.json"
+    auth = {"Authorization": f"Bearer {hub.token('rob')}"}
+    # More requests at once than the database pool's 15 connections.
+    with httpx2.Client(headers=auth) as client, ThreadPoolExecutor(32) as pool:
+        codes = list(pool.map(lambda _: client.get(url, timeout=20).status_code, range(60)))
+    assert codes == [200] * 60
+    assert len(downloads_by(hub, version.ref)) == 60
+    audit = hub.registry.audit_verify()
+    assert audit.ok and audit.checkpoints >= 1  # signed among the downloads (every 50)
+
+
+@sqlite_only
 def test_reads_need_a_token_unless_policy_allows_anonymous(hub: Hub, tmp_path: Path) -> None:
     version = hub.publish("org/tiny")
     with pytest.raises(HfHubHTTPError, match="a token is required") as refused:
