@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from mlgate.hub.hf.routes import install as install_hf_routes
 from mlgate.hub.settings import HubSettings
 from mlgate.registry.service import open_registry
 
@@ -16,4 +17,9 @@ def create_app(settings: HubSettings) -> FastAPI:
     app = FastAPI(title="mlgate hub", version="1")
     app.state.settings = settings
     app.state.registry = open_registry(settings.data_dir, settings.registry_url, HUB_ACTOR)
+    # Loaded once here, shared by every request's registry (acting_as): otherwise each audit
+    # checkpoint (every N downloads) would load it under the write lock on a second pooled
+    # connection, and concurrent downloads holding the pool would wait on that lock.
+    app.state.registry.org_key()
+    install_hf_routes(app)  # last: its /{repo_id}/... and /api/models/{repo_id} are generic
     return app

@@ -38,6 +38,11 @@ def registry_options(func: F) -> F:
         metavar="USER",
         help="Act as USER [env MLGATE_ACTOR; default: the OS user].",
     )(func)
+    return location_options(func)
+
+
+def location_options(func: F) -> F:
+    """``--data-dir`` and ``--registry``: where a registry is (also ``mlgate serve``'s)."""
     func = click.option(
         "--registry",
         "url",

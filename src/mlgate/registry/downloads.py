@@ -3,17 +3,19 @@ the inventory queries."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import select
 
 from mlgate.registry import schema as t
 from mlgate.registry import store
-from mlgate.registry.context import RegistryContext
+from mlgate.registry.context import RegistryContext, split_ref
 from mlgate.registry.errors import RegistryError, TransitionRefused
 from mlgate.registry.lifecycle import SERVED, State
 from mlgate.registry.records import ModelSummary, StateChange, Version
@@ -78,6 +80,31 @@ class Downloads:
                     )
                 )
             self.ctx.append_audit(conn, "download", self.ctx.subject(conn, row), {"files": paths})
+
+    def versions_of(self, name: str) -> tuple[Version, ...]:
+        """Every version of model ``name``, newest first, in summary form (no files or
+        documents): what the hub resolves ``main``, aliases and commit ids against."""
+        with self.ctx.read(Action.READ) as conn:
+            model = store.model_row(conn, name)
+            rows = conn.execute(
+                select(t.versions)
+                .where(t.versions.c.model_id == model.id)
+                .order_by(t.versions.c.number.desc())
+            ).all()
+            return tuple(store.to_version(conn, r, name, detail=False) for r in rows)
+
+    def serving_view(self, ref: str) -> Version:
+        """A version with its files, state history, signature and BOM but without its
+        download records, which grow with every download: what each hub request reads."""
+        with self.ctx.read(Action.READ) as conn:
+            row = self.ctx.row(conn, ref)
+            base = store.to_version(conn, row, split_ref(ref)[0], detail=False)
+            return replace(
+                base,
+                files=store.files_of(conn, row.id),
+                history=store.history_of(conn, [row.id]),
+                bom=json.loads(row.bom) if row.bom else None,
+            )
 
     def find_by_content(self, digests: Mapping[str, str]) -> list[Version]:
         """Versions whose files are exactly ``digests`` (path -> SHA-256), newest first."""

@@ -1,0 +1,71 @@
+"""``mlgate serve``: the hub over a registry, for unmodified Hugging Face clients.
+
+The registry is opened once before uvicorn starts, so that a missing or outdated registry
+stops the command with its remedy (exit 2) instead of failing in every worker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mlgate.hub.server import ENV_UPSTREAM, ENV_UPSTREAM_TOKEN, run
+from mlgate.hub.settings import HubSettings
+from mlgate.registry.commands import location_options
+from mlgate.registry.service import open_registry
+from mlgate.render.escape import echo, inert
+
+
+@click.command(name="serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="TCP port."
+)
+@location_options
+@click.option(
+    "--upstream",
+    envvar=ENV_UPSTREAM,
+    metavar="URL",
+    help=f"Hugging Face-compatible hub to pull through from [env {ENV_UPSTREAM}].",
+)
+@click.option(
+    "--upstream-token",
+    envvar=ENV_UPSTREAM_TOKEN,
+    metavar="TOKEN",
+    help=f"Token for the upstream hub [env {ENV_UPSTREAM_TOKEN}].",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="uvicorn worker processes, each with its own registry connection.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    metavar="IPS",
+    help="Trust X-Forwarded-* from these proxy addresses (behind a TLS proxy).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+)
+def serve_cmd(
+    host: str,
+    port: int,
+    data_dir: Path,
+    url: str | None,
+    upstream: str | None,
+    upstream_token: str | None,
+    workers: int,
+    forwarded_allow_ips: str | None,
+    log_level: str,
+) -> None:
+    """Serve the registry to Hugging Face clients (HF_ENDPOINT=http://HOST:PORT)."""
+    settings = HubSettings(data_dir.absolute(), url, upstream, upstream_token)
+    open_registry(settings.data_dir, settings.registry_url).engine.dispose()
+    echo(f"mlgate hub: serving {inert(str(settings.data_dir))} on http://{host}:{port}")
+    run(settings, host, port, workers, forwarded_allow_ips, log_level)

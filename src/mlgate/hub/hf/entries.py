@@ -1,0 +1,96 @@
+"""What a served version offers for download: its files, and beside them the registry's
+signature (``mlgate.sig``, as ``mlgate pull`` writes it) and its ML-BOM
+(``mlgate.bom.cdx.json``, CycloneDX JSON), so a ``snapshot_download`` folder can be checked
+with ``mlgate verify`` / ``mlgate admit`` like a pulled one.
+
+Every entry is served as a Git LFS file would be: its ETag is its SHA-256 (what the client
+names its cache blob after) and its git ``oid`` is the SHA-1 of its LFS pointer, derived
+from the SHA-256 and the size, so no file is ever re-read to describe it.
+
+Model files are the blob store's files. The two documents are written once, by content,
+under ``<data dir>/hub/documents`` so that they are served like blobs (ranges included).
+A version holding a file under either name is not served at all: the hub never shadows a
+file of the model, nor lets the model pass off its own file as the registry's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlgate.hub.hf.errors import gated
+from mlgate.provenance.manifest import PULL_SIGNATURE_FILE
+from mlgate.registry.records import Version
+from mlgate.registry.service import Registry
+
+SIGNATURE_NAME = PULL_SIGNATURE_FILE
+BOM_NAME = "mlgate.bom.cdx.json"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One downloadable file: its path in the repo, SHA-256, size and where it is on disk."""
+
+    path: str
+    sha256: str
+    size: int
+    location: Path
+
+    @property
+    def pointer(self) -> bytes:
+        """The Git LFS pointer file standing for this entry in git."""
+        return (
+            f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256}\n"
+            f"size {self.size}\n"
+        ).encode()
+
+    @property
+    def oid(self) -> str:
+        """The git blob id of the LFS pointer (the ``oid`` / ``blobId`` the Hub reports)."""
+        pointer = self.pointer
+        blob = b"blob %d\0" % len(pointer) + pointer
+        return hashlib.sha1(blob, usedforsecurity=False).hexdigest()
+
+
+def entries(registry: Registry, version: Version) -> dict[str, Entry]:
+    """Every entry of a served ``version`` (with its files), by path in path order."""
+    found = {
+        f.path: Entry(f.path, f.digest, f.size, registry.blobs.path(f.digest))
+        for f in version.files
+    }
+    for name in (SIGNATURE_NAME, BOM_NAME):
+        if name in found:
+            raise gated(
+                f"{version.ref} holds a file named {name}, where the hub serves the registry's "
+                "own document; it is not served (rename the file and ingest a new version)"
+            )
+    documents = {SIGNATURE_NAME: _signature(version), BOM_NAME: _bom(version)}
+    folder = registry.data_dir / "hub" / "documents"
+    for name, data in documents.items():
+        if data is not None:
+            found[name] = _document(folder, name, data)
+    return dict(sorted(found.items()))
+
+
+def _signature(version: Version) -> bytes | None:
+    return version.signature.encode() if version.signature else None
+
+
+def _bom(version: Version) -> bytes | None:
+    return json.dumps(version.bom, indent=2).encode() + b"\n" if version.bom else None
+
+
+def _document(folder: Path, name: str, data: bytes) -> Entry:
+    """The entry of a generated document, stored once under its SHA-256."""
+    digest = hashlib.sha256(data).hexdigest()
+    path = folder / digest[:2] / digest
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{uuid.uuid4().hex}.part")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)  # atomic: a concurrent worker writes the same bytes
+    return Entry(name, digest, len(data), path)

@@ -1,0 +1,79 @@
+"""Revisions: each registry version is an immutable commit, and what may resolve to one.
+
+A version's commit id is ``sha1("mlgate-version\\0" name "\\0" number "\\0" content digest)``:
+40 hex characters like a git commit, so clients cache snapshots under it, and derived from
+what never changes about a version. ``main`` is the newest served version (published or
+deprecated); an alias (``production``) is the version it points at; a commit id is its
+version. Anything else is ``RevisionNotFound``.
+
+A version that is not served answers ``GatedRepo`` saying why: quarantined or scanned and
+pending review, approved but not published, rejected or revoked with the reviewer's reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from mlgate.hub.hf.errors import REPO_NOT_FOUND, REVISION_NOT_FOUND, HfError, gated
+from mlgate.registry.errors import NotFound
+from mlgate.registry.lifecycle import SERVED, State
+from mlgate.registry.records import Version
+from mlgate.registry.service import Registry
+
+MAIN = "main"
+COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A served version (with its files) and its commit id."""
+
+    version: Version
+    commit: str
+
+
+def commit_id(version: Version) -> str:
+    """The immutable commit id of a version."""
+    text = f"mlgate-version\0{version.model}\0{version.number}\0{version.content_digest}"
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def resolve(registry: Registry, repo_id: str, revision: str) -> Resolved:
+    """The served version ``revision`` names, or the client's error saying why not."""
+    try:
+        versions = registry.downloads.versions_of(repo_id)
+    except NotFound:
+        raise HfError(404, f"no model {repo_id!r} on this hub", REPO_NOT_FOUND) from None
+    chosen = pick(versions, revision)
+    if chosen is None:
+        raise HfError(404, f"{repo_id} has no revision {revision!r}", REVISION_NOT_FOUND)
+    if chosen.state not in SERVED:
+        raise gated(why_not_served(registry.downloads.serving_view(chosen.ref)))
+    return Resolved(registry.downloads.serving_view(chosen.ref), commit_id(chosen))
+
+
+def pick(versions: tuple[Version, ...], revision: str) -> Version | None:
+    """The version (newest first in ``versions``) that ``revision`` names. ``main`` with
+    nothing served names the newest version, so the client learns why it is not served."""
+    if revision == MAIN:
+        served = [v for v in versions if v.state in SERVED]
+        return served[0] if served else next(iter(versions), None)
+    if COMMIT.fullmatch(revision):
+        return next((v for v in versions if commit_id(v) == revision), None)
+    return next((v for v in versions if revision in v.aliases), None)
+
+
+def why_not_served(version: Version) -> str:
+    """Why ``version`` (with its state history) is not served, for the client to show."""
+    last = version.history[-1] if version.history else None
+    by = f" by {last.actor}: {last.reason}" if last else ""
+    reasons = {
+        State.QUARANTINED: "is quarantined, pending scan and review",
+        State.SCANNED: f"is scanned (risk: {version.risk}), pending review",
+        State.APPROVED: "is approved but not published yet",
+        State.REJECTED: f"was rejected{by}",
+        State.REVOKED: f"was revoked{by}",
+    }
+    return f"{version.ref} {reasons.get(version.state, version.state.value)}; not served"

@@ -1,0 +1,83 @@
+"""Running the hub under uvicorn.
+
+uvicorn's factory mode builds the application in each worker process: with ``--workers N``
+every worker opens its own registry (its own database pool) and serves the same data dir.
+The settings reach the workers in environment variables (the only channel uvicorn passes
+to the processes it spawns); :func:`app_from_env` reads them back.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from mlgate.errors import ConfigError
+from mlgate.hub.app import create_app
+from mlgate.hub.settings import HubSettings
+
+ENV_DATA_DIR = "MLGATE_HOME"
+ENV_REGISTRY = "MLGATE_REGISTRY"
+ENV_UPSTREAM = "MLGATE_HUB_UPSTREAM"
+ENV_UPSTREAM_TOKEN = "MLGATE_HUB_UPSTREAM_TOKEN"  # noqa: S105  (a variable's name)
+ENV_QUEUE = "MLGATE_HUB_QUEUE"
+_OPTIONAL = {
+    ENV_REGISTRY: "registry_url",
+    ENV_UPSTREAM: "upstream",
+    ENV_UPSTREAM_TOKEN: "upstream_token",
+    ENV_QUEUE: "queue_url",
+}
+
+
+def settings_env(settings: HubSettings) -> dict[str, str]:
+    """The environment that carries ``settings`` to uvicorn's workers."""
+    env = {ENV_DATA_DIR: str(Path(settings.data_dir).absolute())}
+    for name, attr in _OPTIONAL.items():
+        value = getattr(settings, attr)
+        if value:
+            env[name] = value
+    return env
+
+
+def settings_from_env() -> HubSettings:
+    """The settings :func:`settings_env` wrote."""
+    data_dir = os.environ.get(ENV_DATA_DIR)
+    if not data_dir:
+        raise ConfigError(f"{ENV_DATA_DIR} is not set: start the hub with `mlgate serve`")
+    return HubSettings(
+        Path(data_dir),
+        registry_url=os.environ.get(ENV_REGISTRY) or None,
+        upstream=os.environ.get(ENV_UPSTREAM) or None,
+        upstream_token=os.environ.get(ENV_UPSTREAM_TOKEN) or None,
+        queue_url=os.environ.get(ENV_QUEUE) or None,
+    )
+
+
+def app_from_env() -> FastAPI:
+    """The application factory each uvicorn worker calls."""
+    return create_app(settings_from_env())
+
+
+def run(
+    settings: HubSettings,
+    host: str,
+    port: int,
+    workers: int,
+    forwarded_allow_ips: str | None,
+    log_level: str,
+) -> None:
+    """Serve until interrupted (uvicorn handles SIGINT/SIGTERM and its workers)."""
+    os.environ.update(settings_env(settings))
+    uvicorn.run(
+        "mlgate.hub.server:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
+        log_level=log_level,
+        server_header=False,
+    )
