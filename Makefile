@@ -34,10 +34,13 @@ lint: $(FULL)
 	$(VENV)/bin/mypy
 
 bench: $(FULL)
+	command -v wrk >/dev/null && test -x /usr/sbin/nginx || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light; }
 	$(PY) bench/run.py
 	$(PY) bench/corpus.py
 	$(PY) bench/hashing.py
 	$(PY) bench/convert.py
+	$(PY) bench/hub.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
