@@ -8,7 +8,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ from registry_support import as_user
 
 from mlgate.cli import main
 from mlgate.hub.hf.revisions import commit_id
+from mlgate.registry.errors import IngestRefused
 from mlgate.registry.policy import RegistryPolicy
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def test_clients_download_a_published_model(hub: Hub, tmp_path: Path) -> None:
     info = api.model_info("org/tiny", files_metadata=True)
     assert (info.id, info.sha) == ("org/tiny", commit)
     by_name = {s.rfilename: s for s in info.siblings or []}
-    assert set(by_name) == {*(f.path for f in version.files), "mlgate.sig", "mlgate.bom.cdx.json"}
+    assert set(by_name) == {*(f.path for f in version.files), "mlgate.sig"}  # BOM: by name
     for f in version.files:
         lfs = by_name[f.path].lfs
         assert by_name[f.path].size == f.size and lfs is not None and lfs.sha256 == f.digest
@@ -138,22 +138,30 @@ def test_reads_need_a_token_unless_policy_allows_anonymous(hub: Hub, tmp_path: P
 @sqlite_only
 def test_snapshot_carries_the_registry_signature_and_bom(hub: Hub, tmp_path: Path) -> None:
     version = hub.publish("org/tiny")
-    snapshot = Path(
-        snapshot_download(
-            "org/tiny", endpoint=hub.url, token=hub.token("rob"), cache_dir=tmp_path / "c"
-        )
-    )
-    assert (snapshot / "mlgate.sig").read_text() == version.signature
-    assert (
-        json.loads((snapshot / "mlgate.bom.cdx.json").read_text())
-        == hub.registry.show(version.ref).bom
-    )
-    # The gate checks the model's files with the served signature (the BOM is not model
-    # content; the client's cache holds symbolic links, so the files are copied out).
+    token = hub.token("rob")
     model = tmp_path / "model"
-    shutil.copytree(snapshot, model, ignore=shutil.ignore_patterns("mlgate.bom.cdx.json"))
+    # As `hf download --local-dir` leaves it: real files plus the client's .cache/huggingface/.
+    snapshot_download("org/tiny", endpoint=hub.url, token=token, local_dir=model)
+    assert (model / ".cache" / "huggingface").is_dir()
+    assert (model / "mlgate.sig").read_text() == version.signature
+    assert not (model / "mlgate.bom.cdx.json").exists()  # not listed: not model content
+    bom = hf_hub_download(
+        "org/tiny", "mlgate.bom.cdx.json", endpoint=hub.url, token=token, cache_dir=tmp_path / "c"
+    )
+    assert json.loads(Path(bom).read_text()) == hub.registry.show(version.ref).bom
+    # The gate checks the folder as downloaded, with the served signature.
     admit = ["admit", str(model), "--data-dir", str(hub.registry.data_dir), "--as", "rob"]
     assert main(admit) == 0
+    # Only the client's own bookkeeping is left out: anything else in its folder counts.
+    for extra in (
+        "extra.pkl",
+        ".cache/huggingface/download/x.pkl",
+        ".cache/huggingface/a.lock",
+        ".cache/huggingface/trees/x.json",
+    ):
+        (model / extra).write_bytes(b"\x80\x04N.")
+        assert main(admit) == 1, extra
+        (model / extra).unlink()
     with (model / "model.safetensors").open("r+b") as f:
         f.seek(-1, os.SEEK_END)
         f.write(b"\x01")
@@ -282,12 +290,15 @@ def test_a_reason_cannot_inject_headers(hub: Hub) -> None:
 
 
 @sqlite_only
-def test_a_version_holding_the_registry_document_names_is_not_served(hub: Hub) -> None:
+@pytest.mark.parametrize("name", ["mlgate.bom.cdx.json", "mlgate.sig"])
+def test_a_model_holding_a_name_the_hub_serves_is_refused(
+    hub: Hub, name: str
+) -> None:
     folder = hub.folder("org/shadow")
-    (folder / "mlgate.bom.cdx.json").write_text('{"forged": true}')
-    release(hub.registry, folder, "org/shadow")
-    with pytest.raises(GatedRepoError, match=re.escape("holds a file named mlgate.bom.cdx.json")):
-        HfApi(endpoint=hub.url, token=hub.token("rob")).model_info("org/shadow")
+    (folder / name).parent.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text('{"forged": true}')
+    with pytest.raises(IngestRefused, match=re.escape(name)):
+        hub.registry.ingest(folder, name="org/shadow")
 
 
 # -- ranges, listings, malformed requests ----------------------------------------------------
@@ -332,13 +343,12 @@ def test_tree_listing_pages_through_the_link_header(hub: Hub) -> None:
     version = release(hub.registry, folder, "org/deep")
     hub.app.state.hf_tree_page_size = 2
     api = HfApi(endpoint=hub.url, token=hub.token("rob"))
-    files = {f.path for f in version.files} | {"mlgate.sig", "mlgate.bom.cdx.json"}
+    files = {f.path for f in version.files} | {"mlgate.sig"}
     recursive = list(api.list_repo_tree("org/deep", recursive=True))
     assert {e.path for e in recursive} == files | {"a", "a/b", "c"}
     assert set(api.list_repo_files("org/deep")) == files
     top = {e.path for e in api.list_repo_tree("org/deep")}
-    assert top == {"a", "c", "README.md", "config.json", "model.safetensors", "mlgate.sig",
-                   "mlgate.bom.cdx.json"}  # fmt: skip
+    assert top == {"a", "c", "README.md", "config.json", "model.safetensors", "mlgate.sig"}
     under = [e.path for e in api.list_repo_tree("org/deep", path_in_repo="a/b", expand=True)]
     assert under == ["a/b/y.json", "a/b/z.json"]
     expanded = next(iter(api.list_repo_tree("org/deep", path_in_repo="c", expand=True)))

@@ -12,11 +12,13 @@ Four checks, each required unless the policy explicitly turns it off:
 The gate fails closed: a check that cannot be carried out (no lock and no registry, no
 trusted key, unreachable database) fails with a line saying why. A lock inside the folder being
 admitted is never a trust anchor (whoever altered the weights can regenerate it), and every
-file of the folder counts, ``.git/`` included: only the signature being checked is left out.
+file of the folder counts, ``.git/`` included: only the signature being checked and the
+Hugging Face client's bookkeeping files (:mod:`mlgate.provenance.client_metadata`) are left out.
 """
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,16 +132,19 @@ class _Context:
         return find_signature(self.model)
 
     def manifest(self, algorithm: str = "sha256", shard_size: int | None = None) -> Manifest:
-        """Every file of the model but the checked signature (no default ignore: a pickle
-        under ``.git/`` must be pinned like any other file); hashed once per method."""
+        """Every file of the model but the checked signature and the Hugging Face client's
+        own bookkeeping files (no default ignore: a pickle under ``.git/`` or
+        ``.cache/huggingface/`` must be pinned like any other file); hashed once per method."""
+        from mlgate.provenance.client_metadata import client_bookkeeping  # noqa: PLC0415
         from mlgate.provenance.manifest import hash_model  # noqa: PLC0415
 
         key = (algorithm, shard_size)
         if key not in self.manifests:
             signature = self.signature()
-            own = [signature.name] if signature.parent == self.model else []
+            own = [glob.escape(signature.name)] if signature.parent == self.model else []
+            left_out = own + (client_bookkeeping(self.model) if self.model.is_dir() else [])
             self.manifests[key] = hash_model(
-                self.model, algorithm, own, shard_size=shard_size, defaults=False
+                self.model, algorithm, left_out, shard_size=shard_size, defaults=False
             )
         return self.manifests[key]
 

@@ -47,6 +47,10 @@ PULL_SIGNATURE_FILE = "mlgate.sig"
 # model root, never deeper), and the model's signature (it cannot pin itself). A nested
 # ``sub/.git/`` is model content: a pickle hidden there is hashed.
 _IGNORED_AT_ROOT = frozenset(GIT_PATHS)
+# What a hub serves beside a version's files, by name: the registry's ML-BOM (downloadable by
+# path, never listed, so a snapshot holds only what the signature covers).
+HUB_BOM_FILE = "mlgate.bom.cdx.json"
+
 _SHARD_PREFIX = b"mlgate-shards-v1\0"
 
 

@@ -124,6 +124,7 @@ class Decisions:
     def publish(self, ref: str, *, alias: str | None = None) -> Version:
         """Sign an approved version with the organisation key, attach its ML-BOM, publish."""
         from mlgate.bom import build_cyclonedx  # noqa: PLC0415  (heavy; loaded on use)
+        from mlgate.provenance.client_metadata import HF_CLIENT_METADATA  # noqa: PLC0415
         from mlgate.provenance.errors import ContentMismatch  # noqa: PLC0415
         from mlgate.provenance.signing import sign_model  # noqa: PLC0415
 
@@ -139,7 +140,16 @@ class Decisions:
             # Every file is signed (git paths too: they are content the registry serves), and
             # only if the bytes hashed for the signature are the recorded digests: a blob
             # altered in the store since ingest is refused here, not signed and caught at pull.
-            sign_model(view, key.signer, signature_path=sig_path, ignore_git=False, expect=recorded)
+            # The HF client's bookkeeping folder is listed as ignored (ingest refuses files
+            # there), so a `hf download --local-dir` copy of a hub version verifies as is.
+            sign_model(
+                view,
+                key.signer,
+                signature_path=sig_path,
+                ignore=(HF_CLIENT_METADATA,),
+                ignore_git=False,
+                expect=recorded,
+            )
             signature = sig_path.read_text(encoding="utf-8")
         except ContentMismatch as e:
             raise RegistryError(

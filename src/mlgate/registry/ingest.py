@@ -18,8 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlgate.provenance.client_metadata import HF_CLIENT_METADATA
 from mlgate.provenance.errors import ProvenanceError
-from mlgate.provenance.manifest import LOCK_FILE, PULL_SIGNATURE_FILE, SIGNATURE_FILE
+from mlgate.provenance.manifest import (
+    HUB_BOM_FILE,
+    LOCK_FILE,
+    PULL_SIGNATURE_FILE,
+    SIGNATURE_FILE,
+)
 from mlgate.registry.blobs import BlobStore
 from mlgate.registry.errors import IngestRefused
 from mlgate.registry.sources import (
@@ -55,6 +61,24 @@ class HubOptions:
     token: str | None = None
 
 
+def _refuse_reserved(staged: StagedSource) -> None:
+    """Names the registry gives its own documents where it serves a version (pull, hub), and
+    the HF client's bookkeeping folder its signatures ignore: a model file there would be
+    shadowed, or pass itself off as the registry's, or go unsigned."""
+    for f in staged.files:
+        if f.path in (PULL_SIGNATURE_FILE, HUB_BOM_FILE):
+            raise SourceError(
+                f"it holds {f.path}, the name the registry serves its own "
+                f"{'signature' if f.path == PULL_SIGNATURE_FILE else 'ML-BOM'} under; "
+                "rename that file"
+            )
+        if f.path.startswith(HF_CLIENT_METADATA + "/"):
+            raise SourceError(
+                f"it holds {f.path}: {HF_CLIENT_METADATA}/ is the Hugging Face client's "
+                "bookkeeping, which signatures ignore; remove it"
+            )
+
+
 def stage(spec: str, hub: HubOptions, staging_root: Path, limits: SourceLimits) -> StagedSource:
     """Validate and fetch the source named by ``spec`` (a path or ``hf://org/name@rev``)."""
     kind, args = parse_source(spec)
@@ -76,11 +100,7 @@ def stage(spec: str, hub: HubOptions, staging_root: Path, limits: SourceLimits) 
             )
         if not staged.files:  # fail closed: an empty version would be scanned "clean"
             raise SourceError("it has no files")
-        if any(f.path == PULL_SIGNATURE_FILE for f in staged.files):
-            raise SourceError(
-                f"it holds {PULL_SIGNATURE_FILE}, the name pull gives the registry's signature; "
-                "rename that file"
-            )
+        _refuse_reserved(staged)
     except BaseException as e:
         # The source removes what it downloaded, not the folder made for it here.
         if staging is not None:

@@ -1,7 +1,8 @@
 """What a served version offers for download: its files, and beside them the registry's
-signature (``mlgate.sig``, as ``mlgate pull`` writes it) and its ML-BOM
-(``mlgate.bom.cdx.json``, CycloneDX JSON), so a ``snapshot_download`` folder can be checked
-with ``mlgate verify`` / ``mlgate admit`` like a pulled one.
+signature (``mlgate.sig``, as ``mlgate pull`` writes it), listed, so that a
+``snapshot_download`` folder can be checked with ``mlgate verify`` / ``mlgate admit`` like a
+pulled one; and its ML-BOM (``mlgate.bom.cdx.json``, CycloneDX JSON), downloadable by name
+but not listed, so that a snapshot holds nothing the signature does not cover.
 
 Every entry is served as a Git LFS file would be: its ETag is its SHA-256 (what the client
 names its cache blob after) and its git ``oid`` is the SHA-1 of its LFS pointer, derived
@@ -23,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlgate.hub.hf.errors import gated
-from mlgate.provenance.manifest import PULL_SIGNATURE_FILE
+from mlgate.provenance.manifest import HUB_BOM_FILE, PULL_SIGNATURE_FILE
 from mlgate.registry.records import Version
 from mlgate.registry.service import Registry
 
 SIGNATURE_NAME = PULL_SIGNATURE_FILE
-BOM_NAME = "mlgate.bom.cdx.json"
+BOM_NAME = HUB_BOM_FILE
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Entry:
     sha256: str
     size: int
     location: Path
+    listed: bool = True
 
     @property
     def pointer(self) -> bytes:
@@ -72,8 +74,13 @@ def entries(registry: Registry, version: Version) -> dict[str, Entry]:
     folder = registry.data_dir / "hub" / "documents"
     for name, data in documents.items():
         if data is not None:
-            found[name] = _document(folder, name, data)
+            found[name] = _document(folder, name, data, listed=name != BOM_NAME)
     return dict(sorted(found.items()))
+
+
+def listed(found: dict[str, Entry]) -> dict[str, Entry]:
+    """The entries a listing shows (siblings, tree): all but the unlisted documents."""
+    return {path: e for path, e in found.items() if e.listed}
 
 
 def _signature(version: Version) -> bytes | None:
@@ -84,7 +91,7 @@ def _bom(version: Version) -> bytes | None:
     return json.dumps(version.bom, indent=2).encode() + b"\n" if version.bom else None
 
 
-def _document(folder: Path, name: str, data: bytes) -> Entry:
+def _document(folder: Path, name: str, data: bytes, listed: bool) -> Entry:
     """The entry of a generated document, stored once under its SHA-256."""
     digest = hashlib.sha256(data).hexdigest()
     path = folder / digest[:2] / digest
@@ -93,4 +100,4 @@ def _document(folder: Path, name: str, data: bytes) -> Entry:
         tmp = path.with_name(f".{uuid.uuid4().hex}.part")
         tmp.write_bytes(data)
         os.replace(tmp, path)  # atomic: a concurrent worker writes the same bytes
-    return Entry(name, digest, len(data), path)
+    return Entry(name, digest, len(data), path, listed)

@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 
 from mlgate.hub.auth import reading_registry
 from mlgate.hub.hf import listing, paths
-from mlgate.hub.hf.entries import Entry, entries
+from mlgate.hub.hf.entries import Entry, entries, listed
 from mlgate.hub.hf.errors import (
     COMMIT_HEADER,
     ENTRY_NOT_FOUND,
@@ -108,7 +108,7 @@ def repo_tree(
     with refusals():
         resolved = resolve(registry, repo, revision)
         items = listing.tree(
-            resolved, entries(registry, resolved.version), under, recursive, expand
+            resolved, listed(entries(registry, resolved.version)), under, recursive, expand
         )
     if under and not items:
         raise HfError(404, f"no folder {under!r} in {repo}", ENTRY_NOT_FOUND, resolved.commit)
@@ -144,7 +144,7 @@ def model_info(request: Request, registry: Reader, blobs: bool = False) -> Respo
 def _model_info(registry: Registry, repo: str, revision: str, blobs: bool) -> Response:
     with refusals():
         resolved = resolve(registry, repo, revision)
-        found = entries(registry, resolved.version)
+        found = listed(entries(registry, resolved.version))
     return _json(listing.model_info(resolved, found, blobs), resolved.commit)
 
 
