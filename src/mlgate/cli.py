@@ -43,6 +43,7 @@ _STAGE_COMMANDS = {
     "models": "mlgate.registry.commands:models_cmd",
     "audit": "mlgate.registry.commands:audit_cmd",
     "admit": "mlgate.gate.commands:admit_cmd",
+    "worker": "mlgate.hub.worker_commands:worker_cmd",
 }
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +33,9 @@ from huey.registry import Message
 from huey.serializer import Serializer
 
 from mlgate.errors import ConfigError
+from mlgate.registry.errors import RegistryError
+from mlgate.registry.jobstate import Job, JobState, Submitted
+from mlgate.registry.service import Registry
 
 QUEUE_FILE = "queue.db"
 DEFAULT_NAME = "mlgate"
@@ -128,6 +132,41 @@ class JobQueue:
 
     def _sweep_task(self) -> None:
         self._runner().sweep()
+
+
+def submit(
+    registry: Registry, queue: JobQueue, key: str, kind: str, args: dict[str, Any]
+) -> Submitted:
+    """Submit job ``key`` and enqueue it unless it is already underway or done."""
+    submitted = registry.jobs.submit(key, kind, args)
+    enqueue_submitted(queue, [submitted])
+    return submitted
+
+
+def enqueue_submitted(queue: JobQueue, submitted: list[Submitted]) -> int:
+    """Enqueue the jobs among ``submitted`` that need a worker; how many."""
+    fresh = [s.job.key for s in submitted if s.enqueue]
+    for key in fresh:
+        queue.enqueue(key)
+    return len(fresh)
+
+
+def wait_for(registry: Registry, keys: list[str], timeout: float, poll: float = 0.5) -> list[Job]:
+    """The jobs ``keys`` once every one is done or failed; :class:`RegistryError` after
+    ``timeout`` seconds (no worker running?)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = registry.jobs.many(keys)
+        left = [j for j in jobs if j.state not in (JobState.DONE, JobState.FAILED)]
+        if not left:
+            return jobs
+        if time.monotonic() > deadline:
+            raise RegistryError(
+                f"{len(left)} of {len(keys)} jobs unfinished after {timeout:g} s "
+                f"(e.g. {left[0].key}: {left[0].state.value}); is `mlgate worker` running "
+                "on this queue?"
+            )
+        time.sleep(poll)
 
 
 def open_queue(data_dir: Path, queue_url: str | None = None) -> JobQueue:

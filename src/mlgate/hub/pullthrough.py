@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from mlgate.hub.jobs import JobQueue, Progress
+from mlgate.hub.jobs import JobQueue, Progress, submit
 from mlgate.hub.settings import HubSettings
 from mlgate.registry.errors import IngestRefused, NotFound, PermissionDenied, RegistryError
 from mlgate.registry.ingest import HubOptions, check_name
@@ -36,7 +36,7 @@ from mlgate.registry.service import Registry
 from mlgate.registry.sources._http import HttpStatusError
 from mlgate.registry.sources.base import SourceError
 from mlgate.registry.sources.huggingface import resolve_revision
-from mlgate.registry.upstream import fetch_key
+from mlgate.registry.upstream import fetch_key, publish_key
 
 if TYPE_CHECKING:
     from mlgate.hub.runner import WorkerSettings
@@ -94,6 +94,16 @@ def request(
     return state_of(registry, repo_id, commit)
 
 
+def approved(registry: Registry, queue: JobQueue, ref: str) -> bool:
+    """After a reviewer approved ``ref``: if it came in through pull-through, have a worker
+    publish it (as ``mlgate-policy``); whether a job was submitted. Workers also find such
+    versions by themselves every minute (an approval made with the CLI)."""
+    if ref not in registry.upstream.approved_pulls():
+        return False
+    submit(registry, queue, publish_key(ref), "publish", {"ref": ref})
+    return True
+
+
 def state_of(registry: Registry, repo_id: str, commit: str) -> PullState:
     """The state of a pull-through request (for the route, or to poll)."""
     pulled = registry.upstream.find(repo_id, commit)
@@ -118,6 +128,8 @@ def _version_state(registry: Registry, repo_id: str, commit: str, version: Versi
         status, why = PullStatus.REJECTED, f"rejected: {reason}"
     elif version.state is State.REVOKED:
         status, why = PullStatus.REVOKED, f"revoked: {version.history[-1].reason}"
+    elif version.state is State.APPROVED:
+        status, why = PullStatus.PENDING, "quarantined: approved, being published"
     else:
         pending = registry.pending_reason(version) or version.state.value
         status, why = PullStatus.PENDING, f"quarantined: pending review ({pending})"

@@ -22,12 +22,13 @@ from types import TracebackType
 from typing import Any
 
 from mlgate.errors import MlgateError
-from mlgate.hub.jobs import JobQueue, Progress
+from mlgate.hub.jobs import JobQueue, Progress, submit
 from mlgate.hub.pullthrough import fetch
 from mlgate.registry.errors import NotFound, PermissionDenied, TransitionRefused
 from mlgate.registry.jobstate import Job, JobState
 from mlgate.registry.rescan import Baseline
 from mlgate.registry.service import Registry
+from mlgate.registry.upstream import publish_key
 
 log = logging.getLogger("mlgate.worker")
 
@@ -107,10 +108,13 @@ class Runner:
         self.queue.enqueue(key)
 
     def sweep(self) -> None:
-        """Re-enqueue every job whose lease expired (periodic, and at start-up)."""
+        """Re-enqueue every job whose lease expired, and have approved pull-through
+        versions published (periodic, and at start-up)."""
         for job in self.registry.jobs.expired():
             log.warning("%s: lease of %s expired; enqueued again", job.key, job.worker)
             self.queue.enqueue(job.key)
+        for ref in self.registry.upstream.approved_pulls():
+            submit(self.registry, self.queue, publish_key(ref), "publish", {"ref": ref})
 
     def start_up(self) -> int:
         """Re-enqueue expired and queued jobs (a queue that lost its messages, e.g. a Redis
@@ -180,4 +184,16 @@ def _rescan(
     return registry.rescans.rescan(ref, baseline).to_json()
 
 
-HANDLERS: dict[str, Handler] = {"fetch": fetch, "scan": _scan, "rescan": _rescan}
+def _publish(
+    registry: Registry, job: Job, settings: WorkerSettings, progress: Progress
+) -> Mapping[str, Any]:
+    version = registry.upstream.publish_approved(str(job.args["ref"]))
+    return {"version": version.ref, "state": version.state.value}
+
+
+HANDLERS: dict[str, Handler] = {
+    "fetch": fetch,
+    "scan": _scan,
+    "rescan": _rescan,
+    "publish": _publish,
+}

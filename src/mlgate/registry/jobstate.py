@@ -29,8 +29,13 @@ from mlgate.registry.errors import NotFound, RegistryError
 from mlgate.registry.roles import Action
 
 # Who may ask for each kind of job: a reader's request may trigger a pull-through fetch;
-# scanning work needs the scan right.
-KINDS: dict[str, Action] = {"fetch": Action.DOWNLOAD, "scan": Action.SCAN, "rescan": Action.SCAN}
+# scanning work (and publishing an approved pull-through version) needs the scan right.
+KINDS: dict[str, Action] = {
+    "fetch": Action.DOWNLOAD,
+    "scan": Action.SCAN,
+    "rescan": Action.SCAN,
+    "publish": Action.SCAN,
+}
 _MAX_KEY = 512
 _MAX_ERROR = 2000  # an error message (possibly quoting a hostile server) is kept short
 _MAX_LIST = 1000

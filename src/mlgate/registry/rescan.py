@@ -19,11 +19,15 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+
 from mlgate import __version__
+from mlgate.registry import schema as t
 from mlgate.registry import store
 from mlgate.registry.aliases import Aliases
 from mlgate.registry.context import RegistryContext
 from mlgate.registry.intake import POLICY_ACTOR, Intake, StaticScan
+from mlgate.registry.jobstate import Submitted, submit_in
 from mlgate.registry.lifecycle import SERVED, State
 from mlgate.registry.records import Version
 from mlgate.registry.roles import Action
@@ -111,6 +115,25 @@ class Rescans:
         self.ctx = ctx
         self.intake = intake
         self.aliases = aliases
+
+    def submit_all(self) -> list[Submitted]:
+        """Submit a rescan job under today's rules for every stored version (one audited
+        transaction); versions already rescanned under these rules are not submitted again."""
+        rules = rules_version()
+        with self.ctx.write(Action.SCAN) as conn:
+            rows = conn.execute(
+                select(t.models.c.name, t.versions.c.number)
+                .join(t.versions, t.versions.c.model_id == t.models.c.id)
+                .order_by(t.models.c.name, t.versions.c.number)
+            ).all()
+            refs = [f"{r.name}@{r.number}" for r in rows]
+            submitted = [
+                submit_in(conn, rescan_key(ref, rules), "rescan", {"ref": ref}) for ref in refs
+            ]
+            queued = sum(s.enqueue for s in submitted)
+            details = {"rules": rules, "versions": len(refs), "queued": queued}
+            self.ctx.append_audit(conn, "rescan-all", "registry", details)
+        return submitted
 
     def baseline(self, ref: str) -> Baseline:
         """The verdict and state of ``ref`` now, as a rescan will compare them."""

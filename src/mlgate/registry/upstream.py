@@ -51,6 +51,11 @@ def fetch_key(repo_id: str, commit: str) -> str:
     return f"fetch:{repo_id}@{commit}"
 
 
+def publish_key(ref: str) -> str:
+    """The idempotency key of the job publishing approved pull-through version ``ref``."""
+    return f"publish:{ref}"
+
+
 class Upstream:
     """Record pull-through requests, find and link what they fetched, auto-publish."""
 
@@ -143,6 +148,26 @@ class Upstream:
         if approved.state is not State.APPROVED:
             return approved
         return decisions.publish(version.ref)
+
+    def publish_approved(self, ref: str) -> Version:
+        """Publish ``ref`` as ``mlgate-policy`` if it came in through pull-through and a
+        reviewer has approved it: the client asked for it, review was the only gate."""
+        version = self.ctx.show(ref)
+        if version.state is not State.APPROVED or ref not in self.approved_pulls():
+            return version
+        self.ctx.require(Action.INGEST)  # the worker, as for auto_publish
+        return _policy_decisions(self.ctx).publish(ref)
+
+    def approved_pulls(self) -> list[str]:
+        """Pulled-through versions approved and not yet published (``name@N``)."""
+        with self.ctx.read(Action.READ) as conn:
+            rows = conn.execute(
+                select(t.models.c.name, t.versions.c.number)
+                .join(t.versions, t.versions.c.model_id == t.models.c.id)
+                .join(t.upstream_requests, t.upstream_requests.c.version_id == t.versions.c.id)
+                .where(t.versions.c.state == State.APPROVED.value)
+            )
+            return sorted({f"{r.name}@{r.number}" for r in rows})
 
 
 class _PolicyContext(RegistryContext):
