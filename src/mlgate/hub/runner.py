@@ -86,10 +86,11 @@ class Runner:
     def _failed(self, job: Job, name: str, error: Exception) -> None:
         text = str(error) if isinstance(error, MlgateError) else f"{type(error).__name__}: {error}"
         final = isinstance(error, _FINAL) or job.attempts >= self.settings.max_attempts
-        recorded = self.registry.jobs.attempt_failed(job.key, name, text, final)
+        delay = None if final else self.settings.backoff(job.attempts)
+        recorded = self.registry.jobs.attempt_failed(job.key, name, text, delay)
         log.warning("%s attempt %d failed%s: %r", job.key, job.attempts, " (final)" * final, text)
-        if recorded is not None and recorded.state is JobState.QUEUED:
-            self.queue.enqueue(job.key, self.settings.backoff(job.attempts))
+        if recorded is not None and delay is not None:
+            self.queue.enqueue(job.key, delay)
 
     def watch(self, key: str, attempt: int) -> None:
         """Re-enqueue ``key`` if attempt ``attempt`` is still running with an expired lease
@@ -100,7 +101,7 @@ class Runner:
             return
         if job.state is not JobState.RUNNING or job.attempts != attempt or not job.lease_until:
             return
-        left = (datetime.fromisoformat(job.lease_until) - datetime.now(UTC)).total_seconds()
+        left = _seconds_until(job.lease_until)
         if left > 0:
             self.queue.watch(key, attempt, left + 1)
             return
@@ -120,10 +121,14 @@ class Runner:
         """Re-enqueue expired and queued jobs (a queue that lost its messages, e.g. a Redis
         restarted without persistence, strands nothing); duplicates are claimed once."""
         self.sweep()
-        queued = self.registry.jobs.keys_in(JobState.QUEUED)
-        for key in queued:
-            self.queue.enqueue(key)
+        queued = self.registry.jobs.queued()
+        for job in queued:  # a retry keeps its backoff
+            self.queue.enqueue(job.key, _seconds_until(job.lease_until) if job.lease_until else 0)
         return len(queued)
+
+
+def _seconds_until(stamp: str) -> float:
+    return (datetime.fromisoformat(stamp) - datetime.now(UTC)).total_seconds()
 
 
 class _Heartbeat:

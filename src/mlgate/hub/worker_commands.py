@@ -121,7 +121,10 @@ def rescan_all(
             _echo_rescan(job.result, job.error)
         changed = sum(bool(j.result and j.result["changed"]) for j in jobs)
         failed = sum(j.result is None for j in jobs)
-        echo(f"{plural(len(jobs), 'version')} rescanned: {changed} changed, {failed} failed")
+        echo(
+            f"{plural(len(jobs), 'version')} rescanned under rules {rules_version()} "
+            f"({queued} just now): {changed} changed, {failed} failed"
+        )
     if any(j.result is None for j in jobs):
         return ExitCode.ERROR
     changed = any(j.result and j.result["changed"] for j in jobs)

@@ -6,7 +6,9 @@ each job here instead: idempotent by key (``fetch:org/name@<commit>``, ``rescan:
 submitting a key twice runs it once), its state (queued, running, done, failed), attempts,
 progress, result and last error, and while it runs a *lease* (``lease_until``, ``worker``)
 that the worker renews. A job whose lease expired is handed out again (at-least-once; the
-jobs are idempotent, so a second run is safe), until ``max_attempts`` is spent.
+jobs are idempotent, so a second run is safe), until ``max_attempts`` is spent. A queued job
+waiting for a retry keeps in ``lease_until`` the time it may run again, so that a duplicate
+message (re-enqueued after a crash) cannot cut its backoff short.
 
 Every transition is one short write transaction, so two workers never both claim a job.
 """
@@ -176,11 +178,14 @@ class Jobs:
         with self.ctx.write(Action.SCAN) as conn:
             return _owned_update(conn, key, worker, values)
 
-    def attempt_failed(self, key: str, worker: str, error: str, final: bool) -> Job | None:
-        """Record a failed attempt: queued again for a retry, or failed for good when
-        ``final``; None if ``worker`` no longer held the job."""
-        state = JobState.FAILED if final else JobState.QUEUED
-        values = {"state": state.value, "error": _short(error), "lease_until": None}
+    def attempt_failed(
+        self, key: str, worker: str, error: str, retry_in: float | None
+    ) -> Job | None:
+        """Record a failed attempt: queued again to run in ``retry_in`` seconds, or failed
+        for good (``retry_in`` None); None if ``worker`` no longer held the job."""
+        state = JobState.FAILED if retry_in is None else JobState.QUEUED
+        not_before = None if retry_in is None else lease_end(retry_in)
+        values = {"state": state.value, "error": _short(error), "lease_until": not_before}
         with self.ctx.write(Action.SCAN) as conn:
             if not _owned_update(conn, key, worker, values):
                 return None
@@ -197,11 +202,11 @@ class Jobs:
             )
             return [_job(r) for r in rows]
 
-    def keys_in(self, state: JobState) -> list[str]:
-        """Keys of every job in ``state`` (what a worker re-enqueues on start-up)."""
+    def queued(self) -> list[Job]:
+        """Every queued job (what a worker re-enqueues on start-up)."""
         with self.ctx.read(Action.READ) as conn:
-            rows = conn.execute(select(t.jobs.c.key).where(t.jobs.c.state == state.value))
-            return [r.key for r in rows]
+            rows = conn.execute(select(t.jobs).where(t.jobs.c.state == JobState.QUEUED.value))
+            return [_job(r) for r in rows]
 
 
 def submit_in(conn: Connection, key: str, kind: str, args: Mapping[str, Any]) -> Submitted:
@@ -225,15 +230,24 @@ def submit_in(conn: Connection, key: str, kind: str, args: Mapping[str, Any]) ->
         )
         return Submitted(_job(_must(conn, key)), True)
     if row.state == JobState.FAILED.value:
-        _update(conn, key, state=JobState.QUEUED, attempts=0, progress=None, worker=None)
+        _update(
+            conn,
+            key,
+            state=JobState.QUEUED,
+            attempts=0,
+            progress=None,
+            worker=None,
+            lease_until=None,
+        )
         return Submitted(_job(_must(conn, key)), True)
     return Submitted(_job(row), False)
 
 
 def _claimable(row: Row[Any]) -> bool:
-    if row.state == JobState.QUEUED.value:
-        return True
-    return row.state == JobState.RUNNING.value and (row.lease_until or "") < store.now()
+    # Queued: once its retry time (if any) has come; running: once its lease has expired.
+    if row.state not in (JobState.QUEUED.value, JobState.RUNNING.value):
+        return False
+    return (row.lease_until or "") <= store.now()
 
 
 def _owned_update(conn: Connection, key: str, worker: str, values: dict[str, Any]) -> bool:
