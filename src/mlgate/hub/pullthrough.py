@@ -161,8 +161,10 @@ def fetch(
     if version.state is State.QUARANTINED and version.scan_report is None:
         progress("scanning")
         version = registry.scan(version.ref)
-    registry.upstream.link(repo_id, commit, version)
+    # Published by policy before it is linked: until then the hub answers "fetching", never
+    # "pending review" for a version about to be served.
     version = registry.upstream.auto_publish(version)
+    registry.upstream.link(repo_id, commit, version)
     return {"version": version.ref, "state": version.state.value, "risk": version.risk}
 
 
