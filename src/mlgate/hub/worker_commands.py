@@ -95,7 +95,11 @@ def worker_cmd(
         f"{concurrency} at once; {requeued} queued job(s) enqueued again"
     )
     consumer = queue.huey.create_consumer(
-        workers=concurrency, worker_type="thread", periodic=True, max_delay=1.0
+        # An idle worker polls the embedded queue at most every 0.25 s (Redis blocks instead).
+        workers=concurrency,
+        worker_type="thread",
+        periodic=True,
+        max_delay=0.25,
     )
     consumer.run()
 
