@@ -40,6 +40,16 @@ def hub_files(folder: Path) -> dict[str, bytes | tuple[bytes, str]]:
     }
 
 
+def pull(reg, hub: HubServer, tmp_path: Path, repo_id: str, queue_url: str | None = None):  # type: ignore[no-untyped-def]
+    """``rob`` asks for ``repo_id`` (a benign model on ``hub``) through pull-through: the
+    fetch job's key, the hub settings and the queue (embedded, or at ``queue_url``)."""
+    hub.add_repo(repo_id, hub_files(write_benign(tmp_path / repo_id)))
+    settings = HubSettings(reg.data_dir, upstream=hub.url, queue_url=queue_url)
+    queue = open_queue(reg.data_dir, queue_url)
+    pulled = request(as_user(reg, "rob"), settings, queue, repo_id, "main")
+    return fetch_key(repo_id, pulled.commit), settings, queue
+
+
 def attempt_starts(log: str) -> list[float]:
     """Seconds (of the day) at which the worker log says each attempt started."""
     times = []
@@ -82,12 +92,8 @@ def test_a_failing_fetch_is_retried_with_backoff_then_succeeds(
     workers,  # noqa: F811
 ) -> None:
     with HubServer() as hub:
-        hub.add_repo("org/flaky", hub_files(write_benign(tmp_path / "flaky")))
         hub.fail(503, "/resolve/")  # the listing answers, every download fails
-        settings = HubSettings(reg.data_dir, upstream=hub.url)
-        queue = open_queue(reg.data_dir)
-        pulled = request(as_user(reg, "rob"), settings, queue, "org/flaky", "main")
-        key = fetch_key("org/flaky", pulled.commit)
+        key, _, _ = pull(reg, hub, tmp_path, "org/flaky")
         worker = workers(reg, "--upstream", hub.url)
         wait_until(lambda: reg.jobs.get(key).attempts >= 3, what="a third attempt")
         failed = reg.jobs.get(key)
@@ -109,13 +115,8 @@ def test_a_job_failing_every_attempt_is_failed_with_its_error(
     workers,  # noqa: F811
 ) -> None:
     with HubServer() as hub:
-        hub.add_repo("org/down", hub_files(write_benign(tmp_path / "down")))
         hub.fail(500, "/resolve/")
-        settings = HubSettings(reg.data_dir, upstream=hub.url)
-        queue = open_queue(reg.data_dir)
-        rob = as_user(reg, "rob")
-        pulled = request(rob, settings, queue, "org/down", "main")
-        key = fetch_key("org/down", pulled.commit)
+        key, settings, queue = pull(reg, hub, tmp_path, "org/down")
         workers(reg, "--upstream", hub.url, "--max-attempts", "3")
         wait_until(lambda: job_state(reg, key) is JobState.FAILED, what="the job to fail")
         job = reg.jobs.get(key)
@@ -123,7 +124,9 @@ def test_a_job_failing_every_attempt_is_failed_with_its_error(
         downloads = [r for r in hub.requests if "/resolve/" in r.path]
         assert len(downloads) == 3  # one per attempt: the first file fails each time
         # A later request gives a failed fetch a fresh start.
-        assert request(rob, settings, queue, "org/down", "main").status == "fetching"
+        assert (
+            request(as_user(reg, "rob"), settings, queue, "org/down", "main").status == "fetching"
+        )
         assert reg.jobs.get(key).state in (JobState.QUEUED, JobState.RUNNING)
     assert reg.models() == []
 
@@ -134,12 +137,8 @@ def test_a_worker_killed_mid_fetch_is_replaced_and_the_version_exists_once(
     workers,  # noqa: F811
 ) -> None:
     with HubServer() as hub:
-        hub.add_repo("org/slow", hub_files(write_benign(tmp_path / "slow")))
         hub.stall = 30.0  # each file hangs half-way: the worker is killed in the middle
-        settings = HubSettings(reg.data_dir, upstream=hub.url)
-        queue = open_queue(reg.data_dir)
-        pulled = request(as_user(reg, "rob"), settings, queue, "org/slow", "main")
-        key = fetch_key("org/slow", pulled.commit)
+        key, _, _ = pull(reg, hub, tmp_path, "org/slow")
         first = workers(reg, "--upstream", hub.url)
         wait_until(lambda: any("/resolve/" in r.path for r in hub.requests), what="a download")
         running = reg.jobs.get(key)
@@ -171,11 +170,8 @@ def test_two_workers_on_redis_share_the_queue_and_survive_a_kill(
     queue = open_queue(reg.data_dir, redis_queue)
     keys = [f"scan:{ref}" for ref in refs]
     with HubServer() as hub:
-        hub.add_repo("org/slow", hub_files(write_benign(tmp_path / "slow")))
         hub.stall = 30.0
-        settings = HubSettings(reg.data_dir, upstream=hub.url)
-        pulled = request(as_user(reg, "rob"), settings, queue, "org/slow", "main")
-        fetch = fetch_key("org/slow", pulled.commit)
+        fetch, _, _ = pull(reg, hub, tmp_path, "org/slow", redis_queue)
         doomed = workers(reg, "--upstream", hub.url, queue=redis_queue)
         wait_until(lambda: job_state(reg, fetch) is JobState.RUNNING, what="the fetch")
         survivor = workers(reg, "--upstream", hub.url, queue=redis_queue)
