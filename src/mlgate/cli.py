@@ -44,6 +44,7 @@ _STAGE_COMMANDS = {
     "audit": "mlgate.registry.commands:audit_cmd",
     "admit": "mlgate.gate.commands:admit_cmd",
     "serve": "mlgate.hub.commands:serve_cmd",
+    "worker": "mlgate.hub.worker_commands:worker_cmd",
 }
 
 

@@ -61,6 +61,18 @@ def location_options(func: F) -> F:
     )(func)
 
 
+def queue_option(func: F) -> F:
+    """``--queue``: where background jobs go (shared by ``worker`` and ``rescan --all``)."""
+    return click.option(
+        "--queue",
+        "queue_url",
+        envvar="MLGATE_QUEUE",
+        metavar="URL",
+        help="Job queue: redis://host:port/db[?name=QUEUE] for workers on several machines "
+        "[env MLGATE_QUEUE; default: the embedded queue in the data dir].",
+    )(func)
+
+
 def _open(data_dir: Path, url: str | None, actor: str | None) -> Registry:
     return open_registry(data_dir, url, actor)
 
@@ -244,11 +256,45 @@ def ingest_cmd(
 
 @click.command(name="rescan")
 @registry_options
-@click.argument("ref")
-def rescan_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str) -> None:
-    """Scan a quarantined (or re-scan a scanned) version. Exit 1 when policy rejects it,
-    2 when the scan was incomplete and not rejected."""
+@click.argument("ref", required=False)
+@click.option(
+    "--all", "everything", is_flag=True, help="Rescan every stored version, as background jobs."
+)
+@queue_option
+@click.option("--wait", is_flag=True, help="With --all: wait for the jobs and report changes.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1),
+    default=3600.0,
+    show_default=True,
+    help="Seconds --wait waits for the workers.",
+)
+@_json_option
+def rescan_cmd(
+    data_dir: Path,
+    url: str | None,
+    actor: str | None,
+    ref: str | None,
+    everything: bool,
+    queue_url: str | None,
+    wait: bool,
+    timeout: float,
+    fmt: str,
+) -> None:
+    """Scan a quarantined (or re-scan a scanned) version REF. Exit 1 when policy rejects
+    it, 2 when the scan was incomplete and not rejected.
+
+    With --all (a retro-hunt after a rule update): enqueue a rescan of every stored version
+    for `mlgate worker`; with --wait, report whose verdict changed (exit 1 if any did, 2 if
+    a rescan failed).
+    """
+    if everything == (ref is not None):
+        raise click.UsageError("give either a version REF or --all")
     registry = _open(data_dir, url, actor)
+    if ref is None:
+        from mlgate.hub.worker_commands import rescan_all  # noqa: PLC0415  (hub extra)
+
+        sys.exit(rescan_all(registry, data_dir, queue_url, timeout if wait else None, fmt))
     version = registry.scan(ref)
     _echo_outcome(registry, version)
     sys.exit(_scan_exit(version))

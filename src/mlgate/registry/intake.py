@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,18 @@ from mlgate.registry.roles import Action
 from mlgate.registry.sources import SourceLimits
 
 POLICY_ACTOR = "mlgate-policy"
+
+
+@dataclass(frozen=True)
+class StaticScan:
+    """A static scan of a version: the JSON ``report``, the ``risk`` summary, each file's
+    detected format, the number of findings and, when policy auto-rejects it, why."""
+
+    report: dict[str, Any]
+    risk: str
+    formats: dict[str, str]
+    findings: int
+    reject: str | None
 
 
 class Intake:
@@ -201,12 +213,12 @@ class Intake:
         self.ctx.append_audit(conn, "ingest", f"{model}@{number}", details)
         return number
 
-    def scan(self, ref: str) -> Version:
-        """Scan a version statically, attach the report and apply the auto-reject policy."""
+    def evaluate(self, version: Version) -> StaticScan:
+        """Scan a version's content statically, as recorded (no state change): what
+        :meth:`scan` records, and what a rescan compares with the stored report."""
         from mlgate.api import scan as scan_paths  # noqa: PLC0415  (heavy; loaded on use)
         from mlgate.render.json import report_to_dict  # noqa: PLC0415
 
-        version = self.ctx.show(ref)
         view = self.ctx.view(version.content_digest, version.files)
         report = scan_paths(view)
         policy = self.ctx.policy
@@ -221,46 +233,71 @@ class Intake:
         )
         data = report_to_dict(type(report)((version.ref,), tuple(relative), artifacts), fail_on)
         formats = {a.artifact: a.format for a in artifacts}
-        # The version's summary: what the scan found each file to be, not the ingest-time guess.
-        summary = sorted({formats.get(f.path, f.format) for f in version.files})
         worst = report.max_severity
         incomplete = not report.complete
         risk = "incomplete" if incomplete else (worst.name.lower() if worst is not None else "none")
+        blocking = report.at_or_above(policy.auto_reject_at) if policy.auto_reject_at else ()
+        reject = None
+        if blocking or (incomplete and policy.auto_reject_at):
+            rules = sorted({f.rule_id for f in blocking})
+            reject = (
+                f"auto-rejected: {len(blocking)} finding(s) at or above "
+                f"{fail_on.name} ({', '.join(rules)})"
+                if blocking
+                else "auto-rejected: the scan could not analyse every file"
+            )
+        return StaticScan(data, risk, formats, len(report.findings), reject)
+
+    def record_report(self, conn: Connection, row: Any, outcome: StaticScan) -> None:
+        """Store ``outcome`` as the version's report, risk and per-file formats."""
+        # The version's summary: what the scan found each file to be, not the ingest-time guess.
+        paths = conn.execute(
+            select(t.files.c.path, t.files.c.format).where(t.files.c.version_id == row.id)
+        )
+        summary = sorted({outcome.formats.get(r.path, r.format) for r in paths})
+        conn.execute(
+            t.versions.update()
+            .where(t.versions.c.id == row.id)
+            .values(
+                scan_report=json.dumps(outcome.report),
+                risk=outcome.risk,
+                formats=json.dumps(summary),
+            )
+        )
+        for path, fmt in outcome.formats.items():
+            conn.execute(
+                t.files.update()
+                .where(t.files.c.version_id == row.id, t.files.c.path == path)
+                .values(format=fmt)
+            )
+
+    def scan(self, ref: str) -> Version:
+        """Scan a version statically, attach the report and apply the auto-reject policy."""
+        version = self.ctx.show(ref)
+        outcome = self.evaluate(version)
         with self.ctx.write(Action.SCAN) as conn:
             row = self.ctx.row(conn, version.ref)
             check_transition(version.ref, State(row.state), State.SCANNED)
-            conn.execute(
-                t.versions.update()
-                .where(t.versions.c.id == row.id)
-                .values(scan_report=json.dumps(data), risk=risk, formats=json.dumps(summary))
-            )
-            for path, fmt in formats.items():
-                conn.execute(
-                    t.files.update()
-                    .where(t.files.c.version_id == row.id, t.files.c.path == path)
-                    .values(format=fmt)
-                )
+            self.record_report(conn, row, outcome)
             store.record_state(
                 conn,
                 row.id,
                 State(row.state),
                 State.SCANNED,
                 self.ctx.actor,
-                f"static scan: {risk}",
+                f"static scan: {outcome.risk}",
             )
             self.ctx.append_audit(
-                conn, "scan", version.ref, {"risk": risk, "findings": len(report.findings)}
+                conn, "scan", version.ref, {"risk": outcome.risk, "findings": outcome.findings}
             )
-            blocking = report.at_or_above(policy.auto_reject_at) if policy.auto_reject_at else ()
-            if blocking or (incomplete and policy.auto_reject_at):
-                rules = sorted({f.rule_id for f in blocking})
-                reason = (
-                    f"auto-rejected: {len(blocking)} finding(s) at or above "
-                    f"{fail_on.name} ({', '.join(rules)})"
-                    if blocking
-                    else "auto-rejected: the scan could not analyse every file"
-                )
+            if outcome.reject is not None:
                 self.decisions.record_rejection(
-                    conn, row.id, version.ref, State.SCANNED, State.REJECTED, POLICY_ACTOR, reason
+                    conn,
+                    row.id,
+                    version.ref,
+                    State.SCANNED,
+                    State.REJECTED,
+                    POLICY_ACTOR,
+                    outcome.reject,
                 )
         return self.ctx.show(version.ref)

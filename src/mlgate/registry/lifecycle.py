@@ -23,13 +23,16 @@ _ALLOWED: dict[State, frozenset[State]] = {
     State.QUARANTINED: frozenset({State.SCANNED}),
     State.SCANNED: frozenset({State.SCANNED, State.APPROVED, State.REJECTED}),
     State.APPROVED: frozenset({State.PUBLISHED, State.REVOKED}),
-    State.PUBLISHED: frozenset({State.DEPRECATED, State.REVOKED}),
-    State.DEPRECATED: frozenset({State.REVOKED}),
+    # Back to quarantine: a served version that a rescan (newer rules) now fails is withdrawn
+    # from serving until reviewed again, without the finality of a revocation (issue 18).
+    State.PUBLISHED: frozenset({State.DEPRECATED, State.REVOKED, State.QUARANTINED}),
+    State.DEPRECATED: frozenset({State.REVOKED, State.QUARANTINED}),
     State.REJECTED: frozenset(),
     State.REVOKED: frozenset(),
 }
 
 _WHY: dict[State, str] = {
+    State.QUARANTINED: "only a served version is withdrawn to quarantine",
     State.SCANNED: "it has not been scanned",
     State.APPROVED: "only a scanned version can be approved",
     State.REJECTED: "only a scanned version can be rejected",

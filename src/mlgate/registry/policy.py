@@ -27,6 +27,11 @@ class RegistryPolicy:
     ``checkpoint_every``: the audit log is signed every this many entries.
     ``anonymous_reads``: the hub serves reads without a token, as the user ``anonymous``
     (who must exist, with the roles an admin gave it).
+    ``auto_publish_below``: a version pulled through from the upstream hub whose complete
+    scan has no finding at or above this severity is approved and published at once by
+    ``mlgate-policy`` (None: every pulled version waits for review).
+    ``quarantine_on_rescan_fail``: a served version that a rescan finds at or above
+    ``auto_reject_at`` goes back to quarantine (withdrawn from serving) automatically.
     """
 
     auto_reject_at: Severity | None = Severity.HIGH
@@ -35,17 +40,30 @@ class RegistryPolicy:
     convert_on_ingest: bool = False
     checkpoint_every: int = 50
     anonymous_reads: bool = False
+    auto_publish_below: Severity | None = None
+    quarantine_on_rescan_fail: bool = False
 
     def to_json(self) -> str:
         """Stored form."""
         data: dict[str, Any] = asdict(self)
-        data["auto_reject_at"] = self.auto_reject_at.name if self.auto_reject_at else None
+        for name in _SEVERITIES:
+            level = getattr(self, name)
+            data[name] = level.name if level else None
         return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> RegistryPolicy:
         """Inverse of :meth:`to_json`."""
         return _build(json.loads(text), "stored policy")
+
+
+_SEVERITIES = ("auto_reject_at", "auto_publish_below")
+_FLAGS = (
+    "separation_of_duties",
+    "convert_on_ingest",
+    "anonymous_reads",
+    "quarantine_on_rescan_fail",
+)
 
 
 def load_policy(path: Path) -> RegistryPolicy:
@@ -60,19 +78,26 @@ def _build(data: dict[str, Any], where: str) -> RegistryPolicy:
     if unknown:
         raise ConfigError(f"{where}: unknown registry policy keys {unknown}")
     values = dict(data)
-    level = values.get("auto_reject_at", RegistryPolicy.auto_reject_at)
-    if isinstance(level, str):
-        try:
-            values["auto_reject_at"] = None if level.lower() == "off" else Severity.parse(level)
-        except ValueError as e:
-            raise ConfigError(f"{where}: auto-reject-at: {e}") from e
-    elif level is not None and not isinstance(level, Severity):
-        raise ConfigError(f'{where}: auto-reject-at must be a severity name or "off"')
+    for name in _SEVERITIES:
+        values[name] = _severity(values.get(name, getattr(RegistryPolicy, name)), name, where)
     for name in ("required_approvals", "checkpoint_every"):
         value = values.get(name, 1)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{where}: {name.replace('_', '-')} must be a positive integer")
-    for name in ("separation_of_duties", "convert_on_ingest", "anonymous_reads"):
+    for name in _FLAGS:
         if not isinstance(values.get(name, False), bool):
             raise ConfigError(f"{where}: {name.replace('_', '-')} must be true or false")
     return RegistryPolicy(**values)
+
+
+def _severity(level: object, name: str, where: str) -> Severity | None:
+    """A severity setting from its stored or TOML form (a name, or ``"off"``)."""
+    key = name.replace("_", "-")
+    if isinstance(level, str):
+        try:
+            return None if level.lower() == "off" else Severity.parse(level)
+        except ValueError as e:
+            raise ConfigError(f"{where}: {key}: {e}") from e
+    if level is not None and not isinstance(level, Severity):
+        raise ConfigError(f'{where}: {key} must be a severity name or "off"')
+    return level

@@ -7,8 +7,9 @@ audit entry in the same transaction, so the inventory and its audit log never di
 :class:`~mlgate.registry.context.RegistryContext`: ``admin`` (policy, users), ``intake``
 (ingest, scan), ``decisions`` (approve, reject, publish, deprecate, revoke), ``aliases``
 (alias, rollback, fall-back on revoke), ``downloads`` (pull, download records, queries) and
-``auditing`` (verify, export, checkpoint) and ``tokens`` (hub API tokens). Front ends may
-use the services directly.
+``auditing`` (verify, export, checkpoint), ``tokens`` (hub API tokens), ``jobs`` (background
+jobs' durable state), ``upstream`` (pull-through requests) and ``rescans`` (retro-hunt).
+Front ends may use the services directly.
 """
 
 from __future__ import annotations
@@ -40,12 +41,15 @@ from mlgate.registry.downloads import Downloads
 from mlgate.registry.errors import PermissionDenied, RegistryError
 from mlgate.registry.ingest import HubOptions
 from mlgate.registry.intake import POLICY_ACTOR, Intake
+from mlgate.registry.jobstate import Jobs
 from mlgate.registry.orgkey import OrgKey, load_org_key, pem_text
 from mlgate.registry.policy import RegistryPolicy
 from mlgate.registry.records import ModelSummary, StateChange, Version
+from mlgate.registry.rescan import Rescans
 from mlgate.registry.roles import Action, Role
 from mlgate.registry.sources import SourceLimits
 from mlgate.registry.tokens import Tokens
+from mlgate.registry.upstream import Upstream
 
 __all__ = [
     "POLICY_ACTOR",
@@ -79,6 +83,9 @@ class Registry:
         self.downloads = Downloads(self.context)
         self.auditing = Auditing(self.context)
         self.tokens = Tokens(self.context)
+        self.jobs = Jobs(self.context)
+        self.upstream = Upstream(self.context)
+        self.rescans = Rescans(self.context, self.intake, self.aliases)
 
     def acting_as(self, actor: str, scope: frozenset[Role] | None = None) -> Registry:
         """The same registry (engine, blob store, loaded key) acting as ``actor`` with at

@@ -85,6 +85,23 @@ def stage_huggingface(
     )
 
 
+def resolve_revision(
+    endpoint: str,
+    repo_id: str,
+    revision: str = "main",
+    *,
+    token: str | None = None,
+    limits: SourceLimits = DEFAULT_LIMITS,
+    repo_type: str = "model",
+) -> str:
+    """The commit sha ``revision`` of ``repo_id`` resolves to on ``endpoint``, from the same
+    validated listing a download starts with (step 1 above); nothing is downloaded."""
+    base = _check_endpoint(endpoint)
+    _check_request(repo_id, revision, repo_type)
+    commit, _ = _list(base, repo_id, revision, repo_type, token, limits)
+    return commit
+
+
 def _check_endpoint(endpoint: str) -> str:
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
