@@ -8,13 +8,12 @@ from pathlib import Path
 
 import click
 
-from mlgate.cli_options import ScanPath, emit, output_option
+from mlgate.cli_options import ScanPath, emit, emit_report, output_option
 from mlgate.config import load_config
 from mlgate.errors import ExitCode, MlgateError
 from mlgate.findings import Severity
-from mlgate.render import RENDERERS, OutputFormat
+from mlgate.render import OutputFormat
 from mlgate.render.escape import echo, inert, inert_block
-from mlgate.render.text import plural
 from mlgate.scan.rules import ALL_RULES
 
 _SEVERITIES = click.Choice([s.name for s in Severity], case_sensitive=False)
@@ -43,6 +42,7 @@ _STAGE_COMMANDS = {
     "models": "mlgate.registry.commands:models_cmd",
     "audit": "mlgate.registry.commands:audit_cmd",
     "admit": "mlgate.gate.commands:admit_cmd",
+    "discover": "mlgate.discover.commands:discover_cmd",
 }
 
 
@@ -109,17 +109,7 @@ def scan(
     config = load_config(config_path)
     threshold = Severity.parse(fail_on) if fail_on else config.fail_on
     report = scan_api(*paths, config=config)
-    use_color = color if color is not None else (output is None and sys.stdout.isatty())
-    text = RENDERERS[OutputFormat(fmt)](report, threshold, use_color and fmt == "text")
-    emit(text, output)
-    if not report.complete:
-        skipped = plural(sum(not a.complete for a in report.artifacts), "artifact")
-        click.echo(
-            f"mlgate: error: {skipped} not fully analysed (see the findings); "
-            "the scan is incomplete, so the model is not known to be safe",
-            err=True,
-        )
-    sys.exit(report.exit_code(threshold))
+    sys.exit(emit_report(report, fmt, output, threshold, color, "the model"))
 
 
 @cli.command()
