@@ -8,11 +8,10 @@ from pathlib import Path
 
 import click
 
-from mlgate.cli_options import ScanPath, emit, emit_report, output_option
+from mlgate.cli_options import ScanPath, emit, emit_report, report_options
 from mlgate.config import load_config
 from mlgate.errors import ExitCode, MlgateError
 from mlgate.findings import Severity
-from mlgate.render import OutputFormat
 from mlgate.render.escape import echo, inert, inert_block
 from mlgate.scan.rules import ALL_RULES
 
@@ -69,28 +68,7 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=ScanPath())
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice([f.value for f in OutputFormat]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
-@output_option("Write the report here [default: standard output].")
-@click.option(
-    "--fail-on",
-    type=_SEVERITIES,
-    default=None,
-    help="Exit 1 when a finding is at or above this severity [default: HIGH].",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, exists=True),
-    help="Configuration file (default: mlgate.toml or [tool.mlgate]).",
-)
-@click.option("--color/--no-color", default=None, help="Colour text output.")
+@report_options("Output format.")
 def scan(
     paths: tuple[Path, ...],
     fmt: str,

@@ -111,3 +111,41 @@ def emit_report(
             err=True,
         )
     return report.exit_code(fail_on)
+
+
+def report_options(format_help: str) -> Callable[[F], F]:
+    """``--format``, ``-o/--output``, ``--fail-on``, ``--config`` and ``--color``: the options
+    of every command that produces a findings report (``scan``, ``discover``)."""
+    from mlgate.render import OutputFormat  # noqa: PLC0415 - rich loads on demand
+
+    decorators = (
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice([f.value for f in OutputFormat]),
+            default="text",
+            show_default=True,
+            help=format_help,
+        ),
+        output_option("Write the report here [default: standard output]."),
+        click.option(
+            "--fail-on",
+            type=click.Choice([s.name for s in Severity], case_sensitive=False),
+            default=None,
+            help="Exit 1 when a finding is at or above this severity [default: HIGH].",
+        ),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(path_type=Path, exists=True),
+            help="Configuration file (default: mlgate.toml or [tool.mlgate]).",
+        ),
+        click.option("--color/--no-color", default=None, help="Colour text output."),
+    )
+
+    def apply(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply

@@ -11,37 +11,16 @@ from pathlib import Path
 
 import click
 
-from mlgate.cli_options import ScanPath, emit_report, output_option
+from mlgate.cli_options import ScanPath, emit_report, report_options
 from mlgate.config import load_config
 from mlgate.discover.crosscheck import Catalogue, HubCatalogue, RegistryCatalogue
 from mlgate.discover.engine import DiscoverOptions, discover_paths
 from mlgate.findings import Severity
-from mlgate.render import OutputFormat
 
 
 @click.command(name="discover")
 @click.argument("paths", nargs=-1, required=True, type=ScanPath())
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice([f.value for f in OutputFormat]),
-    default="text",
-    show_default=True,
-    help="Output format (SARIF carries line and column regions for code scanning).",
-)
-@output_option("Write the report here [default: standard output].")
-@click.option(
-    "--fail-on",
-    type=click.Choice([s.name for s in Severity], case_sensitive=False),
-    default=None,
-    help="Exit 1 when a finding is at or above this severity [default: HIGH].",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, exists=True),
-    help="Configuration file (default: mlgate.toml or [tool.mlgate]).",
-)
+@report_options("Output format (SARIF carries line and column regions for code scanning).")
 @click.option(
     "--hub",
     metavar="URL",
@@ -62,7 +41,6 @@ from mlgate.render import OutputFormat
     help="Cross-check against the registry at this database URL (blobs in --data-dir).",
 )
 @click.option("--as", "actor", metavar="USER", help="Read the registry as USER.")
-@click.option("--color/--no-color", default=None, help="Colour text output.")
 def discover_cmd(
     paths: tuple[Path, ...],
     fmt: str,

@@ -83,17 +83,9 @@ class _Run:
     placed: list[_Placed] = field(default_factory=list)
     files: int = 0
 
-    def add(
-        self,
-        rule: Rule,
-        location: Location,
-        message: str,
-        evidence: str = "",
-        severity: Severity | None = None,
-    ) -> None:
-        self.findings.append(
-            Finding(rule.id, severity or rule.severity, message, location, evidence)
-        )
+    def add(self, rule: Rule, where: Location, message: str, evidence: str = "",
+            severity: Severity | None = None) -> None:  # fmt: skip
+        self.findings.append(Finding(rule.id, severity or rule.severity, message, where, evidence))
 
 
 def discover_paths(paths: list[Path], options: DiscoverOptions | None = None) -> Report:

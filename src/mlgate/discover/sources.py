@@ -53,15 +53,14 @@ class Reference:
         return self.name if self.revision is None else f"{self.name}@{self.revision}"
 
 
-# callee (or method) -> (keyword, position) of the model argument
-_HUB_LOADERS: dict[str, tuple[str, int | None]] = {
+# callee -> (keyword, position) of its model argument (a repo id, a URL or a path: what the
+# value is decides the kind of reference, see classify)
+_LOADERS: dict[str, tuple[str, int | None]] = {
     "huggingface_hub.hf_hub_download": ("repo_id", 0),
     "huggingface_hub.snapshot_download": ("repo_id", 0),
     "transformers.pipeline": ("model", 1),
     "vllm.LLM": ("model", 0),
     "sentence_transformers.SentenceTransformer": ("model_name_or_path", 0),
-}
-_URL_LOADERS: dict[str, tuple[str, int | None]] = {
     "torch.hub.load_state_dict_from_url": ("url", 0),
     "torch.hub.download_url_to_file": ("url", 0),
     "keras.utils.get_file": ("origin", 1),
@@ -72,12 +71,7 @@ _URL_LOADERS: dict[str, tuple[str, int | None]] = {
 
 def is_reference(view: CallView) -> bool:
     callee = view.callee or ""
-    return (
-        view.method == "from_pretrained"
-        or callee in _HUB_LOADERS
-        or callee in _URL_LOADERS
-        or callee == "torch.hub.load"
-    )
+    return view.method == "from_pretrained" or callee in _LOADERS or callee == "torch.hub.load"
 
 
 def references(view: CallView) -> Iterator[Reference]:
@@ -85,10 +79,8 @@ def references(view: CallView) -> Iterator[Reference]:
     callee = view.callee or ""
     if view.method == "from_pretrained":
         yield from _named(view, view.arg("pretrained_model_name_or_path", 0))
-    elif callee in _HUB_LOADERS:
-        yield from _named(view, view.arg(*_HUB_LOADERS[callee]))
-    elif callee in _URL_LOADERS:
-        yield from _named(view, view.arg(*_URL_LOADERS[callee]))
+    elif callee in _LOADERS:
+        yield from _named(view, view.arg(*_LOADERS[callee]))
     elif callee == "torch.hub.load":
         yield from _torch_hub(view)
 
