@@ -217,7 +217,8 @@ def test_json_summary_counts_and_sorted_findings(tmp_path: Path) -> None:
         assert f["rule_name"] == rule.name
         assert set(f) == {"rule_id", "rule_name", "severity", "message", "location", "evidence"}
         loc = f["location"]
-        assert set(loc) == {"path", "members", "artifact", "offset", "opcode_index"}
+        assert set(loc) == {"path", "members", "artifact", "offset", "opcode_index", "region"}
+        assert loc["region"] is None  # model files have byte offsets; source code has regions
         assert loc["members"] == []
         assert loc["artifact"] == loc["path"]
         assert Path(loc["path"]).parent == folder

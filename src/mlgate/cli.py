@@ -8,13 +8,11 @@ from pathlib import Path
 
 import click
 
-from mlgate.cli_options import ScanPath, emit, output_option
+from mlgate.cli_options import ScanPath, emit, emit_report, report_options
 from mlgate.config import load_config
 from mlgate.errors import ExitCode, MlgateError
 from mlgate.findings import Severity
-from mlgate.render import RENDERERS, OutputFormat
 from mlgate.render.escape import echo, inert, inert_block
-from mlgate.render.text import plural
 from mlgate.scan.rules import ALL_RULES
 
 _SEVERITIES = click.Choice([s.name for s in Severity], case_sensitive=False)
@@ -45,6 +43,7 @@ _STAGE_COMMANDS = {
     "admit": "mlgate.gate.commands:admit_cmd",
     "serve": "mlgate.hub.commands:serve_cmd",
     "worker": "mlgate.hub.worker_commands:worker_cmd",
+    "discover": "mlgate.discover.commands:discover_cmd",
 }
 
 
@@ -71,28 +70,7 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=ScanPath())
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice([f.value for f in OutputFormat]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
-@output_option("Write the report here [default: standard output].")
-@click.option(
-    "--fail-on",
-    type=_SEVERITIES,
-    default=None,
-    help="Exit 1 when a finding is at or above this severity [default: HIGH].",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, exists=True),
-    help="Configuration file (default: mlgate.toml or [tool.mlgate]).",
-)
-@click.option("--color/--no-color", default=None, help="Colour text output.")
+@report_options("Output format.")
 def scan(
     paths: tuple[Path, ...],
     fmt: str,
@@ -111,17 +89,7 @@ def scan(
     config = load_config(config_path)
     threshold = Severity.parse(fail_on) if fail_on else config.fail_on
     report = scan_api(*paths, config=config)
-    use_color = color if color is not None else (output is None and sys.stdout.isatty())
-    text = RENDERERS[OutputFormat(fmt)](report, threshold, use_color and fmt == "text")
-    emit(text, output)
-    if not report.complete:
-        skipped = plural(sum(not a.complete for a in report.artifacts), "artifact")
-        click.echo(
-            f"mlgate: error: {skipped} not fully analysed (see the findings); "
-            "the scan is incomplete, so the model is not known to be safe",
-            err=True,
-        )
-    sys.exit(report.exit_code(threshold))
+    sys.exit(emit_report(report, fmt, output, threshold, color, "the model"))
 
 
 @cli.command()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from mlgate.errors import MlgateError
+from mlgate.errors import ExitCode, MlgateError
+from mlgate.findings import Report, Severity
 from mlgate.render.escape import inert
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -87,3 +89,63 @@ def emit(text: str, output: Path | None) -> None:
         output.write_text(text, encoding="utf-8")
     except OSError as e:
         raise MlgateError(f"cannot write {inert(str(output))}: {e.strerror or e}") from e
+
+
+def emit_report(
+    report: Report, fmt: str, output: Path | None, fail_on: Severity, color: bool | None,
+    subject: str,
+) -> ExitCode:  # fmt: skip
+    """Render ``report`` as ``fmt`` to ``output`` (or standard output) and return the exit
+    code every report-producing command shares; an incomplete analysis is also said on
+    standard error, since ``subject`` is then not known to be safe."""
+    from mlgate.render import RENDERERS, OutputFormat  # noqa: PLC0415 - rich loads on demand
+    from mlgate.render.text import plural  # noqa: PLC0415
+
+    use_color = color if color is not None else (output is None and sys.stdout.isatty())
+    emit(RENDERERS[OutputFormat(fmt)](report, fail_on, use_color and fmt == "text"), output)
+    if not report.complete:
+        skipped = plural(sum(not a.complete for a in report.artifacts), "artifact")
+        click.echo(
+            f"mlgate: error: {skipped} not fully analysed (see the findings); "
+            f"the analysis is incomplete, so {subject} is not known to be safe",
+            err=True,
+        )
+    return report.exit_code(fail_on)
+
+
+def report_options(format_help: str) -> Callable[[F], F]:
+    """``--format``, ``-o/--output``, ``--fail-on``, ``--config`` and ``--color``: the options
+    of every command that produces a findings report (``scan``, ``discover``)."""
+    from mlgate.render import OutputFormat  # noqa: PLC0415 - rich loads on demand
+
+    decorators = (
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice([f.value for f in OutputFormat]),
+            default="text",
+            show_default=True,
+            help=format_help,
+        ),
+        output_option("Write the report here [default: standard output]."),
+        click.option(
+            "--fail-on",
+            type=click.Choice([s.name for s in Severity], case_sensitive=False),
+            default=None,
+            help="Exit 1 when a finding is at or above this severity [default: HIGH].",
+        ),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(path_type=Path, exists=True),
+            help="Configuration file (default: mlgate.toml or [tool.mlgate]).",
+        ),
+        click.option("--color/--no-color", default=None, help="Colour text output."),
+    )
+
+    def apply(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply

@@ -30,17 +30,34 @@ class Severity(IntEnum):
 
 
 @dataclass(frozen=True)
+class Region:
+    """A span of a text file (source code): 1-based lines and 1-based columns counted in
+    Unicode code points, end inclusive of its line and exclusive of its column (SARIF 3.30)."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def __str__(self) -> str:
+        return f"{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
 class Location:
     """Where a finding is: a file, the chain of members inside it, and a position.
 
     ``members`` names nested containers from the outside in, e.g.
     ``("model.zip", "archive/data.pkl")`` is ``model.zip!archive/data.pkl`` inside ``path``.
+    Binary artifacts give a byte ``offset``; source code gives a line and column ``region``
+    (inside the innermost member, e.g. a notebook cell).
     """
 
     path: str
     members: tuple[str, ...] = ()
     offset: int | None = None
     opcode_index: int | None = None
+    region: Region | None = None
 
     @property
     def artifact(self) -> str:
@@ -53,6 +70,8 @@ class Location:
             text += f"@{self.offset}"
         if self.opcode_index is not None:
             text += f" (opcode #{self.opcode_index})"
+        if self.region is not None:
+            text += f":{self.region}"
         return text
 
 
@@ -127,12 +146,15 @@ class Report:
         )
 
 
-def _sort_key(f: Finding) -> tuple[str, int, int, int]:
+def _sort_key(f: Finding) -> tuple[str, int, int, int, int, int]:
+    region = f.location.region
     return (
         f.location.artifact,
         -int(f.severity),
         f.location.offset if f.location.offset is not None else -1,
         f.location.opcode_index if f.location.opcode_index is not None else -1,
+        region.line if region is not None else -1,
+        region.column if region is not None else -1,
     )
 
 

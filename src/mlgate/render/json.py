@@ -7,7 +7,7 @@ from typing import Any
 
 from mlgate import __version__
 from mlgate.errors import ExitCode
-from mlgate.findings import Finding, Report, Severity
+from mlgate.findings import Finding, Region, Report, Severity
 from mlgate.render.escape import json_safe
 from mlgate.scan.rules import RULES_BY_ID
 
@@ -57,8 +57,20 @@ def _finding(f: Finding) -> dict[str, Any]:
             "artifact": loc.artifact,
             "offset": loc.offset,
             "opcode_index": loc.opcode_index,
+            "region": _region(loc.region),
         },
         "evidence": f.evidence,
+    }
+
+
+def _region(region: Region | None) -> dict[str, int] | None:
+    if region is None:
+        return None
+    return {
+        "line": region.line,
+        "column": region.column,
+        "end_line": region.end_line,
+        "end_column": region.end_column,
     }
 
 

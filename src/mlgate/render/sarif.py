@@ -47,6 +47,8 @@ def render_sarif(report: Report) -> str:
                     }
                 },
                 "invocations": [_invocation(report)],
+                # Regions count columns as Python does: in characters, not UTF-16 units.
+                "columnKind": "unicodeCodePoints",
                 "results": [_result(f, index) for f in report.sorted_findings()],
             }
         ],
@@ -87,8 +89,17 @@ def _rule(rule: Any) -> dict[str, Any]:
 def _result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
     loc = f.location
     physical: dict[str, Any] = {"artifactLocation": {"uri": _uri(loc.path)}}
+    # A position inside a member (archive entry, notebook cell) is not one in the file on
+    # disk: no region on the outer file; the member is named as a logical location instead.
     if loc.offset is not None and not loc.members:
         physical["region"] = {"byteOffset": loc.offset}
+    if loc.region is not None and not loc.members:
+        physical["region"] = {
+            "startLine": loc.region.line,
+            "startColumn": loc.region.column,
+            "endLine": loc.region.end_line,
+            "endColumn": loc.region.end_column,
+        }
     location: dict[str, Any] = {"physicalLocation": physical}
     if loc.members:
         location["logicalLocations"] = [{"fullyQualifiedName": loc.artifact, "kind": "member"}]
@@ -102,6 +113,8 @@ def _result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
             "evidence": f.evidence,
             "offset": loc.offset,
             "opcodeIndex": loc.opcode_index,
+            "line": loc.region.line if loc.region is not None else None,
+            "column": loc.region.column if loc.region is not None else None,
         },
     }
     if f.rule_id in index:

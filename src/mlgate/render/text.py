@@ -58,6 +58,8 @@ def _finding(f: Finding) -> list[str]:
         where.append(f"offset {f.location.offset}")
     if f.location.opcode_index is not None:
         where.append(f"opcode {f.location.opcode_index}")
+    if f.location.region is not None:
+        where.append(f"line {f.location.region.line}, column {f.location.region.column}")
     suffix = f" [dim]({', '.join(where)})[/dim]" if where else ""
     style = _STYLE[f.severity]
     lines = [f"  [{style}]{f.severity.name:<8}[/{style}] {f.rule_id} {_markup(f.message)}{suffix}"]

@@ -265,6 +265,113 @@ NOTHING_SCANNED = _rule(
     "an empty scan is not a clean one.",
 )
 
+# --- discovery in code (mlgate discover, issue 14) ----------------------------------------------
+TORCH_LOAD = _rule(
+    "MLG601",
+    "torch-load-unpickles",
+    Severity.HIGH,
+    "torch.load without weights_only=True unpickles the checkpoint: loading it runs any code "
+    "in it (MEDIUM when the value or the torch version is not known).",
+)
+TORCH_WEIGHTS_ONLY_BYPASS = _rule(
+    "MLG602",
+    "weights-only-bypassable",
+    Severity.HIGH,
+    "torch.load(weights_only=True) in a project whose requirements admit torch < 2.6.0, where "
+    "the flag could be bypassed to run code (CVE-2025-32434).",
+)
+PICKLE_LOAD = _rule(
+    "MLG603",
+    "pickle-load",
+    Severity.HIGH,
+    "Code deserialises with pickle or a pickle-based loader (cPickle, dill, cloudpickle, joblib, "
+    "pandas.read_pickle): loading an untrusted file runs any code in it.",
+)
+NUMPY_ALLOW_PICKLE = _rule(
+    "MLG604",
+    "numpy-allow-pickle",
+    Severity.HIGH,
+    "numpy.load(allow_pickle=True) unpickles object arrays: loading the file runs code.",
+)
+KERAS_UNSAFE = _rule(
+    "MLG605",
+    "keras-unsafe-deserialization",
+    Severity.HIGH,
+    "Keras load_model(safe_mode=False) or enable_unsafe_deserialization(): Lambda layers and "
+    "arbitrary callables in the model run on load.",
+)
+TRUST_REMOTE_CODE = _rule(
+    "MLG606",
+    "trust-remote-code",
+    Severity.HIGH,
+    "trust_remote_code=True imports and runs Python files from the model repository.",
+)
+TORCH_HUB_LOAD = _rule(
+    "MLG607",
+    "torch-hub-load",
+    Severity.HIGH,
+    "torch.hub.load imports and runs hubconf.py from a GitHub repository.",
+)
+MLFLOW_EXTERNAL = _rule(
+    "MLG608",
+    "mlflow-external-model",
+    Severity.HIGH,
+    "mlflow load_model on a URI outside the tracking server (http, s3, gs...): the pyfunc "
+    "wrapper and its pickles come from wherever the URI points (MEDIUM when not computable).",
+)
+YAML_UNSAFE = _rule(
+    "MLG609",
+    "yaml-unsafe-load",
+    Severity.HIGH,
+    "yaml.load without a safe loader (or yaml.unsafe_load) builds arbitrary Python objects from "
+    "the document (MEDIUM for a missing loader or FullLoader).",
+)
+HYDRA_DOWNLOADED = _rule(
+    "MLG610",
+    "hydra-instantiate-downloaded",
+    Severity.HIGH,
+    "Hydra instantiate/call on a configuration that was downloaded: its _target_ names any "
+    "importable callable, which is called.",
+)
+MODEL_REFERENCE = _rule(
+    "MLG620",
+    "model-reference",
+    Severity.INFO,
+    "A model the code loads or downloads (hub repo, URL, bucket, torch.hub repo): the inventory.",
+)
+FLOATING_REVISION = _rule(
+    "MLG621",
+    "floating-revision",
+    Severity.MEDIUM,
+    "A hub model is loaded without a commit pin (revision= a 40-hex commit): what is loaded "
+    "changes whenever the repository does.",
+)
+FOREIGN_ENDPOINT = _rule(
+    "MLG622",
+    "foreign-endpoint",
+    Severity.MEDIUM,
+    "A model is fetched from an endpoint that is not the configured hub (a URL, a bucket, "
+    "GitHub, another hub): it goes around the gate.",
+)
+SHADOW_MODEL = _rule(
+    "MLG623",
+    "shadow-model",
+    Severity.HIGH,
+    "A model the code loads is not published in the registry (unknown, or not approved).",
+)
+DYNAMIC_REFERENCE = _rule(
+    "MLG624",
+    "dynamic-model-reference",
+    Severity.LOW,
+    "A model reference is computed at run time; it could not be resolved or cross-checked.",
+)
+FRAMEWORK_DEPENDENCY = _rule(
+    "MLG630",
+    "framework-dependency",
+    Severity.INFO,
+    "An ML framework the project depends on, with the versions its requirements admit.",
+)
+
 ALL_RULES: tuple[Rule, ...] = (
     CODE_EXECUTION,
     SYSTEM_ACCESS,
@@ -301,5 +408,21 @@ ALL_RULES: tuple[Rule, ...] = (
     EMPTY_FILE,
     LFS_POINTER,
     NOTHING_SCANNED,
+    TORCH_LOAD,
+    TORCH_WEIGHTS_ONLY_BYPASS,
+    PICKLE_LOAD,
+    NUMPY_ALLOW_PICKLE,
+    KERAS_UNSAFE,
+    TRUST_REMOTE_CODE,
+    TORCH_HUB_LOAD,
+    MLFLOW_EXTERNAL,
+    YAML_UNSAFE,
+    HYDRA_DOWNLOADED,
+    MODEL_REFERENCE,
+    FLOATING_REVISION,
+    FOREIGN_ENDPOINT,
+    SHADOW_MODEL,
+    DYNAMIC_REFERENCE,
+    FRAMEWORK_DEPENDENCY,
 )
 RULES_BY_ID: dict[str, Rule] = {r.id: r for r in ALL_RULES}
