@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from mlgate.hub.hf.routes import install as install_hf_routes
+from mlgate.hub.jobs import open_queue
 from mlgate.hub.settings import HubSettings
 from mlgate.registry.service import open_registry
 
@@ -21,5 +22,9 @@ def create_app(settings: HubSettings) -> FastAPI:
     # checkpoint (every N downloads) would load it under the write lock on a second pooled
     # connection, and concurrent downloads holding the pool would wait on that lock.
     app.state.registry.org_key()
+    # Pull-through hands fetches to workers through the queue; without an upstream, no queue.
+    app.state.queue = (
+        open_queue(settings.data_dir, settings.queue_url) if settings.upstream else None
+    )
     install_hf_routes(app)  # last: its /{repo_id}/... and /api/models/{repo_id} are generic
     return app

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import click
 
-from mlgate.hub.server import ENV_UPSTREAM, ENV_UPSTREAM_TOKEN, run
+from mlgate.hub.server import ENV_UPSTREAM, ENV_UPSTREAM_TOKEN, embedded_worker, run
 from mlgate.hub.settings import HubSettings
-from mlgate.registry.commands import location_options
-from mlgate.registry.service import open_registry
+from mlgate.registry.commands import location_options, queue_option
+from mlgate.registry.errors import RegistryError
+from mlgate.registry.roles import Action
+from mlgate.registry.service import Registry, open_registry
 from mlgate.render.escape import echo, inert
 
 
@@ -34,6 +36,20 @@ from mlgate.render.escape import echo, inert
     envvar=ENV_UPSTREAM_TOKEN,
     metavar="TOKEN",
     help=f"Token for the upstream hub [env {ENV_UPSTREAM_TOKEN}].",
+)
+@queue_option
+@click.option(
+    "--worker-as",
+    default="mlgate-worker",
+    show_default=True,
+    metavar="USER",
+    help="With --upstream on the embedded queue, run one `mlgate worker` beside the server "
+    "as USER (a user with the publisher role) to fetch and scan pulled models.",
+)
+@click.option(
+    "--no-worker",
+    is_flag=True,
+    help="Run no worker beside the server (workers run elsewhere: `mlgate worker`).",
 )
 @click.option(
     "--workers",
@@ -60,12 +76,30 @@ def serve_cmd(
     url: str | None,
     upstream: str | None,
     upstream_token: str | None,
+    queue_url: str | None,
+    worker_as: str,
+    no_worker: bool,
     workers: int,
     forwarded_allow_ips: str | None,
     log_level: str,
 ) -> None:
     """Serve the registry to Hugging Face clients (HF_ENDPOINT=http://HOST:PORT)."""
-    settings = HubSettings(data_dir.absolute(), url, upstream, upstream_token)
-    open_registry(settings.data_dir, settings.registry_url).engine.dispose()
+    settings = HubSettings(data_dir.absolute(), url, upstream, upstream_token, queue_url)
+    worker = None if no_worker or upstream is None or queue_url else worker_as
+    registry = open_registry(settings.data_dir, settings.registry_url, worker)
+    if worker is not None:
+        _require_worker_role(registry.acting_as(worker))
+    registry.engine.dispose()
     echo(f"mlgate hub: serving {inert(str(settings.data_dir))} on http://{host}:{port}")
-    run(settings, host, port, workers, forwarded_allow_ips, log_level)
+    with embedded_worker(settings, worker):
+        run(settings, host, port, workers, forwarded_allow_ips, log_level)
+
+
+def _require_worker_role(registry: Registry) -> None:
+    try:
+        registry.require(Action.INGEST)
+    except RegistryError as e:
+        raise RegistryError(
+            f"the pull-through worker cannot run: {e}; an admin runs `mlgate registry user "
+            f"{registry.actor} --role publisher`, or start the hub with --no-worker"
+        ) from e

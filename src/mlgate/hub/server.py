@@ -9,6 +9,10 @@ to the processes it spawns); :func:`app_from_env` reads them back.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
@@ -20,9 +24,10 @@ from mlgate.hub.settings import HubSettings
 
 ENV_DATA_DIR = "MLGATE_HOME"
 ENV_REGISTRY = "MLGATE_REGISTRY"
-ENV_UPSTREAM = "MLGATE_HUB_UPSTREAM"
-ENV_UPSTREAM_TOKEN = "MLGATE_HUB_UPSTREAM_TOKEN"  # noqa: S105  (a variable's name)
-ENV_QUEUE = "MLGATE_HUB_QUEUE"
+# The same variables `mlgate worker` and `--queue` read: one configuration for both.
+ENV_UPSTREAM = "MLGATE_UPSTREAM"
+ENV_UPSTREAM_TOKEN = "MLGATE_UPSTREAM_TOKEN"  # noqa: S105  (a variable's name)
+ENV_QUEUE = "MLGATE_QUEUE"
 _OPTIONAL = {
     ENV_REGISTRY: "registry_url",
     ENV_UPSTREAM: "upstream",
@@ -58,6 +63,26 @@ def settings_from_env() -> HubSettings:
 def app_from_env() -> FastAPI:
     """The application factory each uvicorn worker calls."""
     return create_app(settings_from_env())
+
+
+@contextmanager
+def embedded_worker(settings: HubSettings, actor: str | None) -> Iterator[None]:
+    """One ``mlgate worker`` beside the server, acting as ``actor``, for a single node on
+    the embedded queue (nothing when ``actor`` is None); stopped with the server."""
+    if actor is None:
+        yield
+        return
+    command = [sys.executable, "-m", "mlgate", "worker", "--as", actor]
+    env = {**os.environ, **settings_env(settings)}  # the token travels in the environment
+    worker = subprocess.Popen(command, env=env)  # noqa: S603  (our own interpreter and CLI)
+    try:
+        yield
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
 
 
 def run(

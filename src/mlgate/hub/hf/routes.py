@@ -11,7 +11,9 @@
 
 Every route reads as the request's identity (:func:`mlgate.hub.auth.reading_registry`):
 a bearer token, which clients send from ``HF_TOKEN``, or anonymous where policy allows.
-Routes are matched on the decoded path and then parsed from the raw one (:mod:`.paths`).
+A repo the registry lacks is pulled through from the upstream when one is configured
+(:mod:`.pulled`). Routes are matched on the decoded path and then parsed from the raw one
+(:mod:`.paths`).
 The generic ``/api/models/{repo_id}`` route is registered last, so that routes added before
 it (the management API) keep their paths.
 """
@@ -37,8 +39,9 @@ from mlgate.hub.hf.errors import (
     bad_request,
     hf_error_response,
 )
+from mlgate.hub.hf.pulled import resolve_or_pull
 from mlgate.hub.hf.responses import file_response, record_download
-from mlgate.hub.hf.revisions import MAIN, Resolved, resolve
+from mlgate.hub.hf.revisions import MAIN, Resolved
 from mlgate.registry.errors import PermissionDenied
 from mlgate.registry.service import Registry
 
@@ -84,7 +87,7 @@ def resolve_file(request: Request, registry: Reader) -> Response:
         raise bad_request("expected /{repo_id}/resolve/{revision}/{path}")
     revision, path = paths.revision(after[0]), paths.file_path(after[1:])
     with refusals():
-        resolved = resolve(registry, repo, revision)
+        resolved = resolve_or_pull(request, registry, repo, revision)
         entry = _entry(registry, resolved, path)
         response = file_response(entry, resolved.commit)
         record_download(registry, request, resolved, entry)
@@ -106,7 +109,7 @@ def repo_tree(
     revision = paths.revision(after[0])
     under = paths.file_path(after[1:]) if [s for s in after[1:] if s] else ""
     with refusals():
-        resolved = resolve(registry, repo, revision)
+        resolved = resolve_or_pull(request, registry, repo, revision)
         items = listing.tree(
             resolved, listed(entries(registry, resolved.version)), under, recursive, expand
         )
@@ -129,7 +132,7 @@ def model_info_at(request: Request, registry: Reader, blobs: bool = False) -> Re
     repo, after = paths.split_repo(paths.raw_segments(request, API), "revision")
     if len(after) != 1:
         raise bad_request("expected /api/models/{repo_id}/revision/{revision}")
-    return _model_info(registry, repo, paths.revision(after[0]), blobs)
+    return _model_info(request, registry, repo, paths.revision(after[0]), blobs)
 
 
 @router.get("/api/models/{repo:path}")
@@ -138,12 +141,14 @@ def model_info(request: Request, registry: Reader, blobs: bool = False) -> Respo
     segments = paths.raw_segments(request, API)
     if len(segments) > 2:
         raise HfError(404, "expected /api/models/{repo_id}", REPO_NOT_FOUND)
-    return _model_info(registry, paths.repo_id(segments), MAIN, blobs)
+    return _model_info(request, registry, paths.repo_id(segments), MAIN, blobs)
 
 
-def _model_info(registry: Registry, repo: str, revision: str, blobs: bool) -> Response:
+def _model_info(
+    request: Request, registry: Registry, repo: str, revision: str, blobs: bool
+) -> Response:
     with refusals():
-        resolved = resolve(registry, repo, revision)
+        resolved = resolve_or_pull(request, registry, repo, revision)
         found = listed(entries(registry, resolved.version))
     return _json(listing.model_info(resolved, found, blobs), resolved.commit)
 
