@@ -94,9 +94,10 @@ class Tokens:
         if expires_in is not None and expires_in <= timedelta(0):
             raise RegistryError("a token's lifetime must be positive")
         with self.ctx.write(self._action_on(owner)) as conn:
-            held = self.ctx.roles_of(conn, owner)
-            if not held:
+            if not self.ctx.roles_of(conn, owner):
                 raise NotFound(f"no user {owner!r}: an admin adds users first")
+            # A request made with a scoped token may not mint a wider one for its owner.
+            held = self._grantable(conn, owner)
             wanted = held if roles is None else _roles(roles)
             if not wanted <= held:
                 extra = ", ".join(sorted(r.value for r in wanted - held))
@@ -153,6 +154,13 @@ class Tokens:
                 raise Unauthenticated(f"token {info.id} ({info.label}) is {status}")
             roles = self.ctx.roles_of(conn, info.principal) & parse_roles(",".join(info.roles))
         return Identity(info.principal, roles, info.id)
+
+    def _grantable(self, conn: Connection, owner: str) -> frozenset[Role]:
+        """The roles a new token of ``owner`` may carry: the owner's, narrowed to the
+        caller's scope when the caller is the owner (an admin grants others' in full)."""
+        if owner == self.ctx.actor:
+            return self.ctx.actor_roles(conn)
+        return self.ctx.roles_of(conn, owner)
 
     def _action_on(self, owner: str) -> Action:
         # Anyone with a role manages their own tokens; someone else's needs an admin.

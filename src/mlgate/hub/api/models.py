@@ -1,0 +1,62 @@
+"""Inventory routes: models and versions, history, scan findings and the ML-BOM (reads)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from mlgate.hub.api.deps import Reader, version_body
+from mlgate.hub.api.errors import ERROR_RESPONSES
+from mlgate.hub.api.schemas import ModelOut, StateChangeOut, VersionOut
+from mlgate.registry.errors import NotFound
+from mlgate.render.escape import json_safe
+
+router = APIRouter(tags=["models"], responses=ERROR_RESPONSES)
+
+
+@router.get("/models", response_model=list[ModelOut])
+def list_models(registry: Reader) -> list[dict[str, Any]]:
+    """Every model with its versions (states, risks, aliases; no per-version detail)."""
+    return [
+        {
+            "name": m.name,
+            "owner": m.owner,
+            "created_at": m.created_at,
+            "aliases": m.aliases,
+            "versions": [version_body(v) for v in m.versions],
+        }
+        for m in registry.models()
+    ]
+
+
+@router.get("/versions/{ref:path}", response_model=VersionOut)
+def show_version(ref: str, registry: Reader) -> dict[str, Any]:
+    """Everything recorded about one version (``name@N``, ``name@alias`` or ``name``)."""
+    return version_body(registry.show(ref))
+
+
+@router.get("/history/{name:path}", response_model=list[StateChangeOut])
+def history(name: str, registry: Reader) -> list[dict[str, Any]]:
+    """Every state change of every version of model ``name``, oldest first."""
+    return [json_safe(vars(change)) for change in registry.history(name)]
+
+
+@router.get("/findings/{ref:path}", response_model=dict[str, Any])
+def findings(ref: str, registry: Reader) -> dict[str, Any]:
+    """The static scan report of a version (the findings a reviewer judges)."""
+    version = registry.show(ref)
+    if version.scan_report is None:
+        raise NotFound(f"{version.ref} has not been scanned yet: `mlgate rescan {version.ref}`")
+    report: dict[str, Any] = json_safe(version.scan_report)
+    return report
+
+
+@router.get("/boms/{ref:path}", response_model=dict[str, Any])
+def bom(ref: str, registry: Reader) -> dict[str, Any]:
+    """The CycloneDX ML-BOM attached to a published version."""
+    version = registry.show(ref)
+    if version.bom is None:
+        raise NotFound(f"{version.ref} has no BOM: it is generated when it is published")
+    document: dict[str, Any] = json_safe(version.bom)
+    return document
