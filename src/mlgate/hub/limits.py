@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mlgate.hub.api.errors import error_response
 
 MAX_PATH_BYTES = 4096
-MAX_HEADER_BYTES = 16 * 1024
+MAX_HEADER_BYTES = 8 * 1024
 MAX_CLIENTS = 10_000
 _CONTROL = frozenset(range(0x20)) | {0x7F}
 

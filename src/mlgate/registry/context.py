@@ -25,7 +25,7 @@ from mlgate.registry.errors import RegistryError
 from mlgate.registry.orgkey import OrgKey, load_org_key, public_key_from_pem
 from mlgate.registry.policy import RegistryPolicy
 from mlgate.registry.records import Version
-from mlgate.registry.roles import Action, Role, parse_roles, require
+from mlgate.registry.roles import Action, Role, narrow, parse_roles, require
 
 # Settings keys.
 SIGNING_KEY = "signing_key"
@@ -81,9 +81,10 @@ class RegistryContext:
         return parse_roles(text) if text else frozenset()
 
     def actor_roles(self, conn: Connection) -> frozenset[Role]:
-        """The roles the acting identity holds now, narrowed to the ``scope``."""
+        """The roles the acting identity holds now, narrowed to the ``scope`` (a scope role
+        counts while the identity's roles cover it)."""
         roles = self.roles_of(conn, self.actor)
-        return roles if self.scope is None else roles & self.scope
+        return roles if self.scope is None else narrow(roles, self.scope)
 
     def org_public_key(self) -> Any:
         """The organisation public key recorded at set-up (None if there is none)."""

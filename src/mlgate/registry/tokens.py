@@ -25,7 +25,7 @@ from mlgate.registry import database, store
 from mlgate.registry import schema as t
 from mlgate.registry.context import RegistryContext
 from mlgate.registry.errors import NotFound, PermissionDenied, RegistryError, Unauthenticated
-from mlgate.registry.roles import Action, Role, parse_roles
+from mlgate.registry.roles import Action, Role, narrow, parse_roles
 
 TOKEN_PREFIX = "mlg_"  # noqa: S105  (a prefix that tells tokens apart, not a secret)
 _TOKEN = re.compile(r"mlg_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
@@ -99,9 +99,9 @@ class Tokens:
             # A request made with a scoped token may not mint a wider one for its owner.
             held = self._grantable(conn, owner)
             wanted = held if roles is None else _roles(roles)
-            if not wanted <= held:
-                extra = ", ".join(sorted(r.value for r in wanted - held))
-                raise PermissionDenied(f"{owner} does not hold {extra}: a token cannot add roles")
+            if narrow(held, wanted) != wanted:
+                extra = ", ".join(sorted(r.value for r in wanted - narrow(held, wanted)))
+                raise PermissionDenied(f"{owner} may not act as {extra}: a token cannot add roles")
             token_id = secrets.token_hex(8)
             secret = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
             info = self._insert(conn, token_id, _hash(secret), owner, label, wanted, expires_in)
@@ -152,12 +152,14 @@ class Tokens:
             status = info.status(store.now())
             if status != "active":
                 raise Unauthenticated(f"token {info.id} ({info.label}) is {status}")
-            roles = self.ctx.roles_of(conn, info.principal) & parse_roles(",".join(info.roles))
+            held = self.ctx.roles_of(conn, info.principal)
+            roles = narrow(held, parse_roles(",".join(info.roles)))
         return Identity(info.principal, roles, info.id)
 
     def _grantable(self, conn: Connection, owner: str) -> frozenset[Role]:
-        """The roles a new token of ``owner`` may carry: the owner's, narrowed to the
-        caller's scope when the caller is the owner (an admin grants others' in full)."""
+        """The roles a new token of ``owner`` may carry (or any they cover): the owner's,
+        narrowed to the caller's scope when the caller is the owner (an admin grants
+        others' in full)."""
         if owner == self.ctx.actor:
             return self.ctx.actor_roles(conn)
         return self.ctx.roles_of(conn, owner)
