@@ -18,6 +18,7 @@ from mlgate.hub.api.schemas import IngestIn, PublishIn, ReasonIn, VersionOut
 from mlgate.hub.settings import HubSettings
 from mlgate.registry.errors import IngestRefused
 from mlgate.registry.ingest import HubOptions
+from mlgate.registry.roles import Action
 from mlgate.registry.sources import parse_source
 
 router = APIRouter(tags=["lifecycle"], responses=ERROR_RESPONSES)
@@ -62,6 +63,7 @@ def rescan(ref: str, registry: Writer) -> dict[str, Any]:
 @router.post("/ingest", response_model=VersionOut)
 def ingest(body: IngestIn, request: Request, registry: Writer) -> dict[str, Any]:
     """Quarantine ``hf://ORG/NAME[@REV]`` from the hub's upstream, scan it, apply policy."""
+    registry.require(Action.INGEST)  # who may ingest is answered before what
     settings: HubSettings = request.app.state.settings
     if parse_source(body.source)[0] != "huggingface":
         raise IngestRefused("the hub ingests hf://ORG/NAME[@REV] sources only")
