@@ -70,7 +70,7 @@ def test_remote_commands_print_what_local_ones_do(hub: tuple[Cli, str, HubServer
     for user in USERS:
         assert cli("token", "create", "--label", "cli", actor=user) == 0
         tokens[user] = cli.out.strip()
-        assert cli.err.startswith(f"created token ") and tokens[user] not in cli.err
+        assert cli.err.startswith("created token ") and tokens[user] not in cli.err
 
     def remote(*args: str, user: str) -> tuple[int, str, str]:
         code = cli.raw(*args, "--hub", url, "--token", tokens[user])
