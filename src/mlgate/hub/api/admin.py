@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from mlgate.hub.api.deps import Reader, Writer
+from mlgate.hub.api.deps import Reader, UserName, Writer
 from mlgate.hub.api.errors import ERROR_RESPONSES
 from mlgate.hub.api.schemas import PolicyBody, UserIn, UserOut
 from mlgate.registry.policy import RegistryPolicy
@@ -23,7 +23,7 @@ def users(registry: Reader) -> list[dict[str, Any]]:
 
 
 @router.put("/users/{name}", response_model=UserOut)
-def put_user(name: str, body: UserIn, registry: Writer) -> dict[str, Any]:
+def put_user(name: UserName, body: UserIn, registry: Writer) -> dict[str, Any]:
     """Create or update a user (admin)."""
     roles = parse_roles(body.roles)
     registry.add_user(name, roles)

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from mlgate.hub.api.deps import Writer, version_body
+from mlgate.hub.api.deps import Ref, Writer, version_body
 from mlgate.hub.api.errors import ERROR_RESPONSES
 from mlgate.hub.api.schemas import IngestIn, PublishIn, ReasonIn, VersionOut
 from mlgate.hub.settings import HubSettings
@@ -25,37 +25,37 @@ router = APIRouter(tags=["lifecycle"], responses=ERROR_RESPONSES)
 
 
 @router.post("/approve/{ref:path}", response_model=VersionOut)
-def approve(ref: str, body: ReasonIn, registry: Writer) -> dict[str, Any]:
+def approve(ref: Ref, body: ReasonIn, registry: Writer) -> dict[str, Any]:
     """Record the token owner's approval (reviewer); approved once policy is satisfied."""
     return version_body(registry.approve(ref, body.reason))
 
 
 @router.post("/reject/{ref:path}", response_model=VersionOut)
-def reject(ref: str, body: ReasonIn, registry: Writer) -> dict[str, Any]:
+def reject(ref: Ref, body: ReasonIn, registry: Writer) -> dict[str, Any]:
     """Reject a scanned version with the reviewer's reason."""
     return version_body(registry.reject(ref, body.reason))
 
 
 @router.post("/publish/{ref:path}", response_model=VersionOut)
-def publish(ref: str, body: PublishIn, registry: Writer) -> dict[str, Any]:
+def publish(ref: Ref, body: PublishIn, registry: Writer) -> dict[str, Any]:
     """Sign an approved version with the organisation key, attach its ML-BOM, publish it."""
     return version_body(registry.publish(ref, alias=body.alias))
 
 
 @router.post("/deprecate/{ref:path}", response_model=VersionOut)
-def deprecate(ref: str, body: ReasonIn, registry: Writer) -> dict[str, Any]:
+def deprecate(ref: Ref, body: ReasonIn, registry: Writer) -> dict[str, Any]:
     """Deprecate a published version (still served)."""
     return version_body(registry.deprecate(ref, body.reason))
 
 
 @router.post("/revoke/{ref:path}", response_model=VersionOut)
-def revoke(ref: str, body: ReasonIn, registry: Writer) -> dict[str, Any]:
+def revoke(ref: Ref, body: ReasonIn, registry: Writer) -> dict[str, Any]:
     """Revoke a version; aliases on it fall back to the previous published version."""
     return version_body(registry.revoke(ref, body.reason))
 
 
 @router.post("/rescan/{ref:path}", response_model=VersionOut)
-def rescan(ref: str, registry: Writer) -> dict[str, Any]:
+def rescan(ref: Ref, registry: Writer) -> dict[str, Any]:
     """Scan a quarantined (or re-scan a scanned) version and apply the auto-reject policy."""
     return version_body(registry.scan(ref))
 

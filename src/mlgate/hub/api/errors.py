@@ -41,8 +41,10 @@ _HTTP_KINDS = {
     404: "NotFound",
     405: "MethodNotAllowed",
     413: "PayloadTooLarge",
+    414: "UriTooLong",
     422: "InvalidRequest",
     429: "RateLimited",
+    431: "HeadersTooLarge",
 }
 _MAX_MESSAGE = 2000
 
@@ -62,8 +64,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (403, "The token's identity lacks the role"),
         (404, "No such model, version, alias, user or token"),
         (409, "The lifecycle refuses this transition"),
+        (413, "Request body over the hub's limit"),
+        (414, "URL over the hub's limit"),
         (422, "Malformed request body or parameters"),
         (429, "Rate limit exceeded"),
+        (431, "Headers over the hub's limit"),
     )
 }
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from mlgate.hub.api.deps import Reader, version_body
+from mlgate.hub.api.deps import ModelName, Reader, Ref, version_body
 from mlgate.hub.api.errors import ERROR_RESPONSES
 from mlgate.hub.api.schemas import ModelOut, StateChangeOut, VersionOut
 from mlgate.registry.errors import NotFound
@@ -31,19 +31,19 @@ def list_models(registry: Reader) -> list[dict[str, Any]]:
 
 
 @router.get("/versions/{ref:path}", response_model=VersionOut)
-def show_version(ref: str, registry: Reader) -> dict[str, Any]:
+def show_version(ref: Ref, registry: Reader) -> dict[str, Any]:
     """Everything recorded about one version (``name@N``, ``name@alias`` or ``name``)."""
     return version_body(registry.show(ref))
 
 
 @router.get("/history/{name:path}", response_model=list[StateChangeOut])
-def history(name: str, registry: Reader) -> list[dict[str, Any]]:
+def history(name: ModelName, registry: Reader) -> list[dict[str, Any]]:
     """Every state change of every version of model ``name``, oldest first."""
     return [json_safe(vars(change)) for change in registry.history(name)]
 
 
 @router.get("/findings/{ref:path}", response_model=dict[str, Any])
-def findings(ref: str, registry: Reader) -> dict[str, Any]:
+def findings(ref: Ref, registry: Reader) -> dict[str, Any]:
     """The static scan report of a version (the findings a reviewer judges)."""
     version = registry.show(ref)
     if version.scan_report is None:
@@ -53,7 +53,7 @@ def findings(ref: str, registry: Reader) -> dict[str, Any]:
 
 
 @router.get("/boms/{ref:path}", response_model=dict[str, Any])
-def bom(ref: str, registry: Reader) -> dict[str, Any]:
+def bom(ref: Ref, registry: Reader) -> dict[str, Any]:
     """The CycloneDX ML-BOM attached to a published version."""
     version = registry.show(ref)
     if version.bom is None:

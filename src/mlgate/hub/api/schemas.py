@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typing
 from dataclasses import fields
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -18,8 +18,19 @@ from mlgate.findings import Severity
 from mlgate.registry.lifecycle import State
 from mlgate.registry.policy import RegistryPolicy
 
+# Names as the registry accepts them (model names as ingest checks them), stated in the
+# document so that clients and fuzzers know, and so that nothing else (control characters:
+# header and log injection; '.' segments) reaches the registry or a response.
+SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+MODEL_PATTERN = rf"^{SEGMENT}(/{SEGMENT})?$"
+REF_PATTERN = rf"^{SEGMENT}(/{SEGMENT})?(@[A-Za-z0-9._-]+)?$"
+SELECTOR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+USER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$"
+TOKEN_ID_PATTERN = r"^[0-9a-f]{16}$"  # noqa: S105 (the public id part, not a secret)
+ROLES_PATTERN = r"^ *[a-z]+( *, *[a-z]+)* *$"  # e.g. "reader,publisher"
+
 Reason = Annotated[str, Field(min_length=1, max_length=4000)]
-Name = Annotated[str, Field(min_length=1, max_length=256)]
+Selector = Annotated[str, Field(pattern=SELECTOR_PATTERN)]
 
 
 class _Closed(BaseModel):
@@ -151,17 +162,19 @@ class ReasonIn(_Closed):
 
 
 class PublishIn(_Closed):
-    alias: Name | None = None
+    alias: Selector | None = None
 
 
 class AliasIn(_Closed):
-    alias: Name
-    version: Name
+    """``version``: a number, or another alias to copy."""
+
+    alias: Selector
+    version: Selector
 
 
 class RollbackIn(_Closed):
-    alias: Name = "production"
-    to: Name | None = None
+    alias: Selector = "production"
+    to: Selector | None = None
 
 
 class IngestIn(_Closed):
@@ -169,32 +182,38 @@ class IngestIn(_Closed):
     path would let a caller read the server's files, an endpoint make it fetch any URL."""
 
     source: Annotated[str, Field(min_length=6, max_length=512, pattern=r"^hf://")]
-    name: Name | None = None
-    owner: Name | None = None
+    name: Annotated[str, Field(max_length=200, pattern=MODEL_PATTERN)] | None = None
+    owner: Annotated[str, Field(max_length=128, pattern=USER_PATTERN)] | None = None
     scan: bool = True
 
 
 class TokenIn(_Closed):
-    label: Annotated[str, Field(min_length=1, max_length=128)]
-    principal: Name | None = None
-    roles: Annotated[str, Field(max_length=128)] | None = None
-    expires_in_days: Annotated[float, Field(gt=0, le=3650)] | None = None
+    # Printable ASCII: a label is shown in listings and terminals as it is.
+    label: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[ -~]+$")]
+    principal: Annotated[str, Field(pattern=USER_PATTERN)] | None = None
+    roles: Annotated[str, Field(max_length=128, pattern=ROLES_PATTERN)] | None = None
+    expires_in_days: Annotated[float, Field(ge=0.001, le=3650)] | None = None
 
 
 class UserIn(_Closed):
-    roles: Annotated[str, Field(min_length=1, max_length=128)]
+    roles: Annotated[str, Field(max_length=128, pattern=ROLES_PATTERN)]
 
 
 def _policy_model() -> type[BaseModel]:
     """The policy body, built from :class:`RegistryPolicy`'s fields so a new policy setting
     is in the API the moment it is in the registry (severities travel by name)."""
     hints = typing.get_type_hints(RegistryPolicy)
+    severity = Literal[tuple(s.name for s in Severity)]  # type: ignore[valid-type]
+    kinds = {
+        Severity | None: severity | None,
+        # Every count in the policy (approvals, checkpoint interval) is at least 1.
+        int: Annotated[int, Field(ge=1, le=1_000_000)],
+    }
     specs: dict[str, Any] = {}
     for f in fields(RegistryPolicy):
-        kind = hints[f.name]
         default = f.default.name if isinstance(f.default, Severity) else f.default
-        specs[f.name] = (str | None if kind == Severity | None else kind, default)
-    config = ConfigDict(extra="forbid", strict=True)
+        specs[f.name] = (kinds.get(hints[f.name], hints[f.name]), default)
+    config = ConfigDict(extra="forbid")
     model: type[BaseModel] = create_model("PolicyBody", __config__=config, **specs)
     return model
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from mlgate.hub.api.deps import Reader, Writer
+from mlgate.hub.api.deps import Reader, TokenId, Writer
 from mlgate.hub.api.errors import ERROR_RESPONSES
-from mlgate.hub.api.schemas import NewTokenOut, TokenIn, TokenOut
+from mlgate.hub.api.schemas import USER_PATTERN, NewTokenOut, TokenIn, TokenOut
 from mlgate.registry.tokens import TokenInfo
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], responses=ERROR_RESPONSES)
@@ -44,13 +44,15 @@ def create(body: TokenIn, registry: Writer) -> dict[str, Any]:
 @router.get("", response_model=list[TokenOut])
 def list_tokens(
     registry: Reader,
-    principal: str | None = Query(None, max_length=256, description="'*' for everyone's"),
+    principal: str | None = Query(
+        None, pattern=rf"{USER_PATTERN}|^\*$", description="'*' for everyone's"
+    ),
 ) -> list[dict[str, Any]]:
     """The caller's tokens (another user's, or everyone's with ``*``, for an admin)."""
     return [token_body(info) for info in registry.tokens.list(principal)]
 
 
 @router.delete("/{token_id}", response_model=TokenOut)
-def revoke(token_id: str, registry: Writer) -> dict[str, Any]:
+def revoke(token_id: TokenId, registry: Writer) -> dict[str, Any]:
     """Revoke a token for good (its owner or an admin)."""
     return token_body(registry.tokens.revoke(token_id))
