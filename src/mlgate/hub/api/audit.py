@@ -10,7 +10,8 @@ from fastapi.responses import StreamingResponse
 
 from mlgate.hub.api.deps import Reader, Writer
 from mlgate.hub.api.errors import ERROR_RESPONSES
-from mlgate.hub.api.schemas import CheckpointOut, VerificationOut
+from mlgate.hub.api.schemas import VerificationOut
+from mlgate.registry import audit
 from mlgate.registry.roles import Action
 
 router = APIRouter(prefix="/audit", tags=["audit"], responses=ERROR_RESPONSES)
@@ -45,8 +46,7 @@ def _lines(lines: Iterator[str]) -> Iterator[bytes]:
         yield (line + "\n").encode("utf-8", "surrogateescape")
 
 
-@router.post("/checkpoint", response_model=CheckpointOut)
-def checkpoint(registry: Writer) -> dict[str, Any]:
+@router.post("/checkpoint", response_model=audit.Checkpoint)
+def checkpoint(registry: Writer) -> audit.Checkpoint:
     """Sign the current head of the log now (admin)."""
-    point = registry.audit_checkpoint()
-    return {k: v for k, v in point.to_json().items() if k != "type"}
+    return registry.audit_checkpoint()

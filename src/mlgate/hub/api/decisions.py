@@ -8,6 +8,7 @@ background job queue (see :mod:`mlgate.hub`) without changing these routes' cont
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -18,40 +19,49 @@ from mlgate.hub.api.schemas import IngestIn, PublishIn, ReasonIn, VersionOut
 from mlgate.hub.settings import HubSettings
 from mlgate.registry.errors import IngestRefused
 from mlgate.registry.ingest import HubOptions
+from mlgate.registry.records import Version
 from mlgate.registry.roles import Action
+from mlgate.registry.service import Registry
 from mlgate.registry.sources import parse_source
 
 router = APIRouter(tags=["lifecycle"], responses=ERROR_RESPONSES)
 
 
-@router.post("/approve/{ref:path}", response_model=VersionOut)
-def approve(ref: Ref, body: ReasonIn, registry: Writer) -> dict[str, Any]:
-    """Record the token owner's approval (reviewer); approved once policy is satisfied."""
-    return version_body(registry.approve(ref, body.reason))
+def _reasoned(action: str, decide: Callable[[Registry, str, str], Version], summary: str) -> None:
+    """``POST /{action}/{ref}`` with a reason: approve, reject, deprecate, revoke."""
+
+    def route(ref: Ref, body: ReasonIn, registry: Writer) -> dict[str, Any]:
+        return version_body(decide(registry, ref, body.reason))
+
+    route.__doc__ = summary
+    router.add_api_route(
+        f"/{action}/{{ref:path}}",
+        route,
+        methods=["POST"],
+        response_model=VersionOut,
+        name=action,
+        operation_id=action,
+    )
 
 
-@router.post("/reject/{ref:path}", response_model=VersionOut)
-def reject(ref: Ref, body: ReasonIn, registry: Writer) -> dict[str, Any]:
-    """Reject a scanned version with the reviewer's reason."""
-    return version_body(registry.reject(ref, body.reason))
+_reasoned(
+    "approve",
+    Registry.approve,
+    "Record the token owner's approval (reviewer); approved once policy agrees.",
+)
+_reasoned("reject", Registry.reject, "Reject a scanned version with the reviewer's reason.")
+_reasoned("deprecate", Registry.deprecate, "Deprecate a published version (still served).")
+_reasoned(
+    "revoke",
+    Registry.revoke,
+    "Revoke a version; aliases on it fall back to the previous published one.",
+)
 
 
 @router.post("/publish/{ref:path}", response_model=VersionOut)
 def publish(ref: Ref, body: PublishIn, registry: Writer) -> dict[str, Any]:
     """Sign an approved version with the organisation key, attach its ML-BOM, publish it."""
     return version_body(registry.publish(ref, alias=body.alias))
-
-
-@router.post("/deprecate/{ref:path}", response_model=VersionOut)
-def deprecate(ref: Ref, body: ReasonIn, registry: Writer) -> dict[str, Any]:
-    """Deprecate a published version (still served)."""
-    return version_body(registry.deprecate(ref, body.reason))
-
-
-@router.post("/revoke/{ref:path}", response_model=VersionOut)
-def revoke(ref: Ref, body: ReasonIn, registry: Writer) -> dict[str, Any]:
-    """Revoke a version; aliases on it fall back to the previous published version."""
-    return version_body(registry.revoke(ref, body.reason))
 
 
 @router.post("/rescan/{ref:path}", response_model=VersionOut)

@@ -8,8 +8,9 @@ from fastapi import APIRouter
 
 from mlgate.hub.api.deps import ModelName, Reader, Ref, version_body
 from mlgate.hub.api.errors import ERROR_RESPONSES
-from mlgate.hub.api.schemas import ModelOut, StateChangeOut, VersionOut
+from mlgate.hub.api.schemas import ModelOut, VersionOut
 from mlgate.registry.errors import NotFound
+from mlgate.registry.records import StateChange
 from mlgate.render.escape import json_safe
 
 router = APIRouter(tags=["models"], responses=ERROR_RESPONSES)
@@ -36,27 +37,28 @@ def show_version(ref: Ref, registry: Reader) -> dict[str, Any]:
     return version_body(registry.show(ref))
 
 
-@router.get("/history/{name:path}", response_model=list[StateChangeOut])
-def history(name: ModelName, registry: Reader) -> list[dict[str, Any]]:
+@router.get("/history/{name:path}", response_model=list[StateChange])
+def history(name: ModelName, registry: Reader) -> tuple[StateChange, ...]:
     """Every state change of every version of model ``name``, oldest first."""
-    return [json_safe(vars(change)) for change in registry.history(name)]
+    return registry.history(name)
 
 
 @router.get("/findings/{ref:path}", response_model=dict[str, Any])
 def findings(ref: Ref, registry: Reader) -> dict[str, Any]:
     """The static scan report of a version (the findings a reviewer judges)."""
     version = registry.show(ref)
-    if version.scan_report is None:
-        raise NotFound(f"{version.ref} has not been scanned yet: `mlgate rescan {version.ref}`")
-    report: dict[str, Any] = json_safe(version.scan_report)
-    return report
+    return _attached(version.scan_report, f"{version.ref} has not been scanned yet")
 
 
 @router.get("/boms/{ref:path}", response_model=dict[str, Any])
 def bom(ref: Ref, registry: Reader) -> dict[str, Any]:
     """The CycloneDX ML-BOM attached to a published version."""
     version = registry.show(ref)
-    if version.bom is None:
-        raise NotFound(f"{version.ref} has no BOM: it is generated when it is published")
-    document: dict[str, Any] = json_safe(version.bom)
-    return document
+    return _attached(version.bom, f"{version.ref} has no BOM: it is generated when published")
+
+
+def _attached(document: dict[str, Any] | None, missing: str) -> dict[str, Any]:
+    if document is None:
+        raise NotFound(missing)
+    safe: dict[str, Any] = json_safe(document)
+    return safe

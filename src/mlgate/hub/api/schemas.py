@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from mlgate.findings import Severity
 from mlgate.registry.lifecycle import State
 from mlgate.registry.policy import RegistryPolicy
+from mlgate.registry.records import Decision, Download, FileRecord, Source, StateChange
 
 # Names as the registry accepts them (model names as ingest checks them), stated in the
 # document so that clients and fuzzers know, and so that nothing else (control characters:
@@ -38,43 +39,8 @@ class _Closed(BaseModel):
 
 
 # -- responses ------------------------------------------------------------------------------
-
-
-class SourceOut(BaseModel):
-    kind: str
-    uri: str
-    repo_id: str | None
-    revision: str | None
-    requested_revision: str | None
-
-
-class FileOut(BaseModel):
-    path: str
-    digest: str
-    size: int
-    format: str
-
-
-class DecisionOut(BaseModel):
-    actor: str
-    decision: str
-    reason: str
-    at: str
-
-
-class StateChangeOut(BaseModel):
-    version: int
-    from_state: str | None
-    to_state: str
-    actor: str
-    reason: str
-    at: str
-
-
-class DownloadOut(BaseModel):
-    path: str
-    actor: str
-    at: str
+# The registry's own frozen records (Source, FileRecord, StateChange, Checkpoint...) serve as
+# response schemas where their fields are the JSON form; the rest are composed here.
 
 
 class VersionOut(BaseModel):
@@ -86,7 +52,7 @@ class VersionOut(BaseModel):
     risk: str
     aliases: list[str]
     size: int
-    source: SourceOut
+    source: Source
     revision: str | None
     ingested_by: str
     ingested_at: str
@@ -95,10 +61,10 @@ class VersionOut(BaseModel):
     license: str | None
     owner: str
     converted_from: int | None
-    files: list[FileOut]
-    decisions: list[DecisionOut]
-    history: list[StateChangeOut]
-    downloads: list[DownloadOut]
+    files: list[FileRecord]
+    decisions: list[Decision]
+    history: list[StateChange]
+    downloads: list[Download]
     scan_report: dict[str, Any] | None
     dynamic_report: dict[str, Any] | None
     bom: dict[str, Any] | None
@@ -119,14 +85,6 @@ class VerificationOut(BaseModel):
     checkpoints: int
     first_bad: int | None
     problems: list[str]
-
-
-class CheckpointOut(BaseModel):
-    seq: int
-    head_hash: str
-    at: str
-    key_id: str
-    signature: str
 
 
 class TokenOut(BaseModel):
