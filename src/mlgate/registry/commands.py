@@ -28,7 +28,14 @@ from mlgate.registry.lifecycle import State
 from mlgate.registry.orgkey import PASSWORD_ENV, PIN_ENV
 from mlgate.registry.policy import load_policy
 from mlgate.registry.records import Version
-from mlgate.registry.service import Registry, init_registry, open_registry
+from mlgate.registry.service import Registry, init_registry
+from mlgate.registry.targets import (
+    local_only,
+    open_local,
+    open_target,
+    registry_options,
+    upstream_token,
+)
 from mlgate.render.escape import echo, inert_json, json_safe
 from mlgate.render.text import plural
 
@@ -36,93 +43,6 @@ if TYPE_CHECKING:
     from mlgate.hub.client import RemoteRegistry
 
 F = TypeVar("F", bound=Callable[..., Any])
-_HUB = "mlgate.hub"
-_TOKEN = "mlgate.token"  # noqa: S105 (a ctx.meta key, not a secret)
-
-
-def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    ctx.meta[f"mlgate.{param.name}"] = value
-
-
-def registry_options(func: F) -> F:
-    """``--data-dir``, ``--registry``, ``--as``, ``--hub`` and ``--token``, shared by every
-    registry command (``--hub`` and ``--token`` are read by :func:`open_target`)."""
-    func = click.option(
-        "--token",
-        envvar=["MLGATE_TOKEN", "HF_TOKEN"],
-        metavar="TOKEN",
-        expose_value=False,
-        callback=_remember,
-        help="Bearer token for --hub, an mlg_ token [env MLGATE_TOKEN, HF_TOKEN].",
-    )(func)
-    func = click.option(
-        "--hub",
-        envvar="MLGATE_HUB",
-        metavar="URL",
-        expose_value=False,
-        callback=_remember,
-        help="Run against the mlgate hub at URL instead of a local registry [env MLGATE_HUB].",
-    )(func)
-    func = click.option(
-        "--as",
-        "actor",
-        envvar="MLGATE_ACTOR",
-        metavar="USER",
-        help="Act as USER [env MLGATE_ACTOR; default: the OS user].",
-    )(func)
-    func = click.option(
-        "--registry",
-        "url",
-        envvar="MLGATE_REGISTRY",
-        metavar="URL",
-        help="Database URL, e.g. postgresql+psycopg://host/db "
-        "[env MLGATE_REGISTRY; default: SQLite in the data dir].",
-    )(func)
-    return click.option(
-        "--data-dir",
-        envvar="MLGATE_HOME",
-        default=".mlgate",
-        show_default=True,
-        type=click.Path(path_type=Path),
-        help="Blob store (and SQLite database) folder [env MLGATE_HOME].",
-    )(func)
-
-
-def open_target(data_dir: Path, url: str | None, actor: str | None) -> Registry | RemoteRegistry:
-    """The local registry, or with ``--hub`` the remote one acting as the token's owner."""
-    ctx = click.get_current_context()
-    hub = ctx.meta.get(_HUB)
-    if not hub:
-        return open_registry(data_dir, url, actor)
-    if ctx.get_parameter_source("actor") is click.core.ParameterSource.COMMANDLINE:
-        raise click.UsageError("--as does not apply with --hub: the hub acts as the token's owner")
-    from mlgate.hub.client import RemoteRegistry  # noqa: PLC0415 - remote mode only
-
-    return RemoteRegistry(hub, ctx.meta.get(_TOKEN))
-
-
-def _open_local(data_dir: Path, url: str | None, actor: str | None) -> Registry:
-    """The local registry, for the commands that run only where the registry is."""
-    _local_only()
-    return open_registry(data_dir, url, actor)
-
-
-def _local_only() -> None:
-    ctx = click.get_current_context()
-    if ctx.meta.get(_HUB):
-        raise click.UsageError(
-            f"`{ctx.command_path}` runs where the registry is, not through --hub"
-        )
-
-
-def _upstream_token() -> str | None:
-    """The token for hf:// sources of a local ingest: ``--token`` as given, else
-    ``HF_TOKEN`` (never ``MLGATE_TOKEN``, a hub credential, sent to another hub)."""
-    ctx = click.get_current_context()
-    if ctx.get_parameter_source("token") is click.core.ParameterSource.COMMANDLINE:
-        token: str | None = ctx.meta.get(_TOKEN)
-        return token
-    return os.environ.get("HF_TOKEN") or None
 
 
 def _json_option(func: F) -> F:
@@ -171,7 +91,7 @@ def init_cmd(
     Commands that sign with an encrypted organisation key (publish, audit checkpoint) read
     its password from the environment variable MLGATE_SIGNING_KEY_PASSWORD.
     """
-    _local_only()
+    local_only()
     policy = load_policy(policy_file) if policy_file else None
     registry = init_registry(data_dir, url, admin=actor, signing_key=signing_key, policy=policy)
     key = registry.org_key()
@@ -199,7 +119,7 @@ def migrate_cmd(data_dir: Path, url: str | None, actor: str | None) -> None:
     """Upgrade the database schema to this mlgate's version."""
     from mlgate.registry.database import make_engine, migrate, sqlite_url  # noqa: PLC0415
 
-    _local_only()
+    local_only()
     revision = migrate(make_engine(url or sqlite_url(data_dir)))
     echo(f"schema at revision {revision}")
 
@@ -212,7 +132,7 @@ def check_cmd(data_dir: Path, url: str | None, actor: str | None, deep: bool, re
     """Report orphan blobs and inconsistent records (exit 1 on any inconsistency)."""
     from mlgate.registry.check import check_registry  # noqa: PLC0415
 
-    report = check_registry(_open_local(data_dir, url, actor), deep=deep, repair=repair)
+    report = check_registry(open_local(data_dir, url, actor), deep=deep, repair=repair)
     for line in (*report.problems, *report.orphans, *report.repaired):
         echo(line)
     echo(
@@ -298,7 +218,7 @@ def ingest_cmd(
     Exit 1 when the policy rejects it, 2 when the scan was incomplete and not rejected.
     """
     registry = open_target(data_dir, url, actor)
-    hub = HubOptions(endpoint, _upstream_token())
+    hub = HubOptions(endpoint, upstream_token())
     version = registry.ingest(source, name=name, owner=owner, scan=not no_scan, hub=hub)
     _echo_outcome(registry, version)
     sys.exit(_scan_exit(version))
@@ -443,7 +363,7 @@ def rollback_cmd(
 def pull_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, dest: Path) -> None:
     """Download a published version (files + the registry signature mlgate.sig) into DEST;
     recorded per file."""
-    version = _open_local(data_dir, url, actor).pull(ref, dest)
+    version = open_local(data_dir, url, actor).pull(ref, dest)
     echo(f"{version.ref}: {plural(len(version.files), 'file')} written to {dest}")
 
 

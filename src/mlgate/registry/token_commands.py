@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from mlgate.registry.commands import open_target, registry_options
+from mlgate.registry.targets import open_target, registry_options
 from mlgate.registry.tokens import TokenInfo
 from mlgate.render.escape import echo
 
