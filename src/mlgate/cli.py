@@ -40,6 +40,7 @@ _STAGE_COMMANDS = {
     "pull": "mlgate.registry.commands:pull_cmd",
     "models": "mlgate.registry.commands:models_cmd",
     "audit": "mlgate.registry.commands:audit_cmd",
+    "token": "mlgate.registry.token_commands:token_cmd",
     "admit": "mlgate.gate.commands:admit_cmd",
     "serve": "mlgate.hub.commands:serve_cmd",
     "worker": "mlgate.hub.worker_commands:worker_cmd",

@@ -9,7 +9,7 @@ import click
 
 from mlgate.errors import ExitCode
 from mlgate.gate.admission import CHECKS, AdmitPolicy, admit, load_admit_policy
-from mlgate.registry.commands import registry_options
+from mlgate.registry.targets import local_only, open_local, registry_options
 from mlgate.render.escape import echo
 
 
@@ -65,10 +65,9 @@ def admit_cmd(
         expect=expect or policy.expect,
     )
     registry = None
+    local_only()  # admission reads the registry beside it; --hub is not supported here
     if not no_registry and (url or (data_dir / "registry.db").is_file()):
-        from mlgate.registry.service import open_registry  # noqa: PLC0415
-
-        registry = open_registry(data_dir, url, actor)
+        registry = open_local(data_dir, url, actor)
     result = admit(model, policy, registry=registry, lock=lock)
     for check in result.checks:
         status = "PASS" if check.passed else "FAIL"

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from mlgate.hub.api import OPENAPI_URL, install_api
 from mlgate.hub.hf.routes import install as install_hf_routes
 from mlgate.hub.jobs import open_queue
-from mlgate.hub.settings import HubSettings
+from mlgate.hub.limits import RequestLimits
+from mlgate.hub.settings import API_PREFIX, HubSettings
 from mlgate.registry.service import open_registry
 
 HUB_ACTOR = "mlgate-hub"
@@ -15,7 +17,13 @@ HUB_ACTOR = "mlgate-hub"
 
 def create_app(settings: HubSettings) -> FastAPI:
     """An application serving the registry at ``settings.data_dir`` / ``registry_url``."""
-    app = FastAPI(title="mlgate hub", version="1")
+    app = FastAPI(
+        title="mlgate hub",
+        version="1",
+        openapi_url=OPENAPI_URL,
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.registry = open_registry(settings.data_dir, settings.registry_url, HUB_ACTOR)
     # Loaded once here, shared by every request's registry (acting_as): otherwise each audit
@@ -26,5 +34,11 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.state.queue = (
         open_queue(settings.data_dir, settings.queue_url) if settings.upstream else None
     )
+    install_api(app)
     install_hf_routes(app)  # last: its /{repo_id}/... and /api/models/{repo_id} are generic
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.max_body_bytes,
+        rate_per_minute=settings.rate_limit_per_minute,
+    )
     return app

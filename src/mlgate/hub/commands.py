@@ -12,10 +12,10 @@ import click
 
 from mlgate.hub.server import ENV_UPSTREAM, ENV_UPSTREAM_TOKEN, embedded_worker, run
 from mlgate.hub.settings import HubSettings
-from mlgate.registry.commands import location_options, queue_option
 from mlgate.registry.errors import RegistryError
 from mlgate.registry.roles import Action
 from mlgate.registry.service import Registry, open_registry
+from mlgate.registry.targets import location_options, queue_option
 from mlgate.render.escape import echo, inert
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# Where the management API lives on a hub (the remote client needs it without FastAPI).
+API_PREFIX = "/api/mlgate/v1"
+
 
 @dataclass(frozen=True)
 class HubSettings:

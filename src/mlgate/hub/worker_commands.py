@@ -15,10 +15,10 @@ from mlgate.cli_options import emit
 from mlgate.errors import ExitCode
 from mlgate.hub.jobs import enqueue_submitted, open_queue, wait_for
 from mlgate.hub.runner import Runner, WorkerSettings
-from mlgate.registry.commands import queue_option, registry_options
 from mlgate.registry.rescan import rules_version
 from mlgate.registry.roles import Action
 from mlgate.registry.service import Registry, open_registry
+from mlgate.registry.targets import queue_option, registry_options
 from mlgate.render.escape import echo, inert_json, json_safe
 from mlgate.render.text import plural
 

@@ -1,6 +1,12 @@
 """CLI of the registry stage: ``registry``, ``ingest``, review and publication commands,
 ``models``, ``pull`` and ``audit``. Each parses its options, calls :class:`Registry` and
-renders the result; exit 0 done, 1 the model was rejected or a check failed, 2 error."""
+renders the result; exit 0 done, 1 the model was rejected or a check failed, 2 error.
+
+With ``--hub URL`` (``MLGATE_HUB``) and ``--token`` (``MLGATE_TOKEN`` or ``HF_TOKEN``) the
+same commands run against a remote hub through :class:`~mlgate.hub.client.RemoteRegistry`,
+which returns the same records, so the output is the same. The hub acts as the token's
+owner: ``--as`` is refused there.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -22,59 +28,22 @@ from mlgate.registry.lifecycle import State
 from mlgate.registry.orgkey import PASSWORD_ENV, PIN_ENV
 from mlgate.registry.policy import load_policy
 from mlgate.registry.records import Version
-from mlgate.registry.service import Registry, init_registry, open_registry
+from mlgate.registry.service import Registry, init_registry
+from mlgate.registry.targets import (
+    local_only,
+    open_local,
+    open_target,
+    queue_option,
+    registry_options,
+    upstream_token,
+)
 from mlgate.render.escape import echo, inert_json, json_safe
 from mlgate.render.text import plural
 
+if TYPE_CHECKING:
+    from mlgate.hub.client import RemoteRegistry
+
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def registry_options(func: F) -> F:
-    """``--data-dir``, ``--registry`` and ``--as``, shared by every registry command."""
-    func = click.option(
-        "--as",
-        "actor",
-        envvar="MLGATE_ACTOR",
-        metavar="USER",
-        help="Act as USER [env MLGATE_ACTOR; default: the OS user].",
-    )(func)
-    return location_options(func)
-
-
-def location_options(func: F) -> F:
-    """``--data-dir`` and ``--registry``: where a registry is (also ``mlgate serve``'s)."""
-    func = click.option(
-        "--registry",
-        "url",
-        envvar="MLGATE_REGISTRY",
-        metavar="URL",
-        help="Database URL, e.g. postgresql+psycopg://host/db "
-        "[env MLGATE_REGISTRY; default: SQLite in the data dir].",
-    )(func)
-    return click.option(
-        "--data-dir",
-        envvar="MLGATE_HOME",
-        default=".mlgate",
-        show_default=True,
-        type=click.Path(path_type=Path),
-        help="Blob store (and SQLite database) folder [env MLGATE_HOME].",
-    )(func)
-
-
-def queue_option(func: F) -> F:
-    """``--queue``: where background jobs go (shared by ``worker`` and ``rescan --all``)."""
-    return click.option(
-        "--queue",
-        "queue_url",
-        envvar="MLGATE_QUEUE",
-        metavar="URL",
-        help="Job queue: redis://host:port/db[?name=QUEUE] for workers on several machines "
-        "[env MLGATE_QUEUE; default: the embedded queue in the data dir].",
-    )(func)
-
-
-def _open(data_dir: Path, url: str | None, actor: str | None) -> Registry:
-    return open_registry(data_dir, url, actor)
 
 
 def _json_option(func: F) -> F:
@@ -123,6 +92,7 @@ def init_cmd(
     Commands that sign with an encrypted organisation key (publish, audit checkpoint) read
     its password from the environment variable MLGATE_SIGNING_KEY_PASSWORD.
     """
+    local_only()
     policy = load_policy(policy_file) if policy_file else None
     registry = init_registry(data_dir, url, admin=actor, signing_key=signing_key, policy=policy)
     key = registry.org_key()
@@ -150,6 +120,7 @@ def migrate_cmd(data_dir: Path, url: str | None, actor: str | None) -> None:
     """Upgrade the database schema to this mlgate's version."""
     from mlgate.registry.database import make_engine, migrate, sqlite_url  # noqa: PLC0415
 
+    local_only()
     revision = migrate(make_engine(url or sqlite_url(data_dir)))
     echo(f"schema at revision {revision}")
 
@@ -162,7 +133,7 @@ def check_cmd(data_dir: Path, url: str | None, actor: str | None, deep: bool, re
     """Report orphan blobs and inconsistent records (exit 1 on any inconsistency)."""
     from mlgate.registry.check import check_registry  # noqa: PLC0415
 
-    report = check_registry(_open(data_dir, url, actor), deep=deep, repair=repair)
+    report = check_registry(open_local(data_dir, url, actor), deep=deep, repair=repair)
     for line in (*report.problems, *report.orphans, *report.repaired):
         echo(line)
     echo(
@@ -184,7 +155,7 @@ def check_cmd(data_dir: Path, url: str | None, actor: str | None, deep: bool, re
 )
 def user_cmd(data_dir: Path, url: str | None, actor: str | None, name: str, roles: str) -> None:
     """Create or update a user (admin only)."""
-    _open(data_dir, url, actor).add_user(name, roles)
+    open_target(data_dir, url, actor).add_user(name, roles)
     echo(f"{name}: {roles}")
 
 
@@ -192,7 +163,7 @@ def user_cmd(data_dir: Path, url: str | None, actor: str | None, name: str, role
 @registry_options
 def users_cmd(data_dir: Path, url: str | None, actor: str | None) -> None:
     """List users and roles."""
-    for name, roles in _open(data_dir, url, actor).users().items():
+    for name, roles in open_target(data_dir, url, actor).users().items():
         echo(f"{name}: {','.join(roles)}")
 
 
@@ -208,7 +179,7 @@ def policy_cmd(
     data_dir: Path, url: str | None, actor: str | None, policy_file: Path | None
 ) -> None:
     """Show (or, as admin, replace) the registry policy."""
-    registry = _open(data_dir, url, actor)
+    registry = open_target(data_dir, url, actor)
     if policy_file:
         registry.set_policy(load_policy(policy_file))
     click.echo(json.dumps(json.loads(registry.policy.to_json()), indent=2))
@@ -229,7 +200,6 @@ def policy_cmd(
     show_default=True,
     help="Hub URL for hf://ORG/NAME[@REV] sources [env HF_ENDPOINT].",
 )
-@click.option("--token", envvar="HF_TOKEN", help="Hub access token [env HF_TOKEN].")
 @click.option("--no-scan", is_flag=True, help="Only quarantine; scan later with `mlgate rescan`.")
 def ingest_cmd(
     data_dir: Path,
@@ -239,17 +209,18 @@ def ingest_cmd(
     name: str | None,
     owner: str | None,
     endpoint: str,
-    token: str | None,
     no_scan: bool,
 ) -> None:
     """Quarantine SOURCE (a file, a folder or hf://ORG/NAME@REV), scan it, apply policy.
 
+    --token (else HF_TOKEN) authenticates to --endpoint. Through --hub, the hub fetches
+    hf:// sources from its own upstream.
+
     Exit 1 when the policy rejects it, 2 when the scan was incomplete and not rejected.
     """
-    registry = _open(data_dir, url, actor)
-    version = registry.ingest(
-        source, name=name, owner=owner, scan=not no_scan, hub=HubOptions(endpoint, token)
-    )
+    registry = open_target(data_dir, url, actor)
+    hub = HubOptions(endpoint, upstream_token())
+    version = registry.ingest(source, name=name, owner=owner, scan=not no_scan, hub=hub)
     _echo_outcome(registry, version)
     sys.exit(_scan_exit(version))
 
@@ -290,11 +261,12 @@ def rescan_cmd(
     """
     if everything == (ref is not None):
         raise click.UsageError("give either a version REF or --all")
-    registry = _open(data_dir, url, actor)
     if ref is None:
         from mlgate.hub.worker_commands import rescan_all  # noqa: PLC0415  (hub extra)
 
-        sys.exit(rescan_all(registry, data_dir, queue_url, timeout if wait else None, fmt))
+        local = open_local(data_dir, url, actor)  # the queue is beside the registry
+        sys.exit(rescan_all(local, data_dir, queue_url, timeout if wait else None, fmt))
+    registry = open_target(data_dir, url, actor)
     version = registry.scan(ref)
     _echo_outcome(registry, version)
     sys.exit(_scan_exit(version))
@@ -308,7 +280,7 @@ def _scan_exit(version: Version) -> ExitCode:
     return ExitCode.ERROR if version.risk == "incomplete" else ExitCode.CLEAN
 
 
-def _echo_outcome(registry: Registry, version: Version) -> None:
+def _echo_outcome(registry: Registry | RemoteRegistry, version: Version) -> None:
     files = plural(len(version.files), "file")
     echo(
         f"{version.ref}: {version.state.value} (risk: {version.risk}; {files}, "
@@ -333,7 +305,7 @@ def _reason_option(func: F) -> F:
 @_reason_option
 def approve_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, reason: str) -> None:
     """Approve a scanned version (reviewer)."""
-    registry = _open(data_dir, url, actor)
+    registry = open_target(data_dir, url, actor)
     _echo_outcome(registry, registry.approve(ref, reason))
 
 
@@ -343,7 +315,7 @@ def approve_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, re
 @_reason_option
 def reject_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, reason: str) -> None:
     """Reject a scanned version (reviewer)."""
-    registry = _open(data_dir, url, actor)
+    registry = open_target(data_dir, url, actor)
     _echo_outcome(registry, registry.reject(ref, reason))
 
 
@@ -358,7 +330,7 @@ def publish_cmd(
 
     An encrypted organisation key's password is read from MLGATE_SIGNING_KEY_PASSWORD.
     """
-    registry = _open(data_dir, url, actor)
+    registry = open_target(data_dir, url, actor)
     version = registry.publish(ref, alias=alias)
     _echo_outcome(registry, version)
     echo(
@@ -375,7 +347,7 @@ def deprecate_cmd(
     data_dir: Path, url: str | None, actor: str | None, ref: str, reason: str
 ) -> None:
     """Deprecate a published version (still served)."""
-    registry = _open(data_dir, url, actor)
+    registry = open_target(data_dir, url, actor)
     _echo_outcome(registry, registry.deprecate(ref, reason))
 
 
@@ -385,7 +357,7 @@ def deprecate_cmd(
 @_reason_option
 def revoke_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, reason: str) -> None:
     """Revoke a version; aliases on it fall back to the previous published version."""
-    registry = _open(data_dir, url, actor)
+    registry = open_target(data_dir, url, actor)
     version = registry.revoke(ref, reason)
     _echo_outcome(registry, version)
     for summary in registry.models():
@@ -403,7 +375,7 @@ def alias_cmd(
     data_dir: Path, url: str | None, actor: str | None, name: str, alias: str, version: str
 ) -> None:
     """Point ALIAS of model NAME at published VERSION."""
-    target = _open(data_dir, url, actor).set_alias(name, alias, version)
+    target = open_target(data_dir, url, actor).set_alias(name, alias, version)
     echo(f"{name}@{alias} -> {target.ref}")
 
 
@@ -416,7 +388,7 @@ def rollback_cmd(
     data_dir: Path, url: str | None, actor: str | None, name: str, alias: str, to: str | None
 ) -> None:
     """Move an alias back to the version it pointed at before."""
-    target = _open(data_dir, url, actor).rollback(name, alias, to)
+    target = open_target(data_dir, url, actor).rollback(name, alias, to)
     echo(f"{name}@{alias} -> {target.ref}")
 
 
@@ -427,7 +399,7 @@ def rollback_cmd(
 def pull_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, dest: Path) -> None:
     """Download a published version (files + the registry signature mlgate.sig) into DEST;
     recorded per file."""
-    version = _open(data_dir, url, actor).pull(ref, dest)
+    version = open_local(data_dir, url, actor).pull(ref, dest)
     echo(f"{version.ref}: {plural(len(version.files), 'file')} written to {dest}")
 
 
@@ -444,7 +416,7 @@ def models_cmd() -> None:
 @_json_option
 def list_cmd(data_dir: Path, url: str | None, actor: str | None, fmt: str) -> None:
     """Every model and version with its state and risk."""
-    summaries = _open(data_dir, url, actor).models()
+    summaries = open_target(data_dir, url, actor).models()
     if fmt == "json":
         summaries_json = [v.summary() for m in summaries for v in m.versions]
         click.echo(json.dumps(json_safe(summaries_json), indent=2))
@@ -464,7 +436,7 @@ def list_cmd(data_dir: Path, url: str | None, actor: str | None, fmt: str) -> No
 @click.argument("ref")
 def show_cmd(data_dir: Path, url: str | None, actor: str | None, fmt: str, ref: str) -> None:
     """Everything recorded about one version."""
-    version = _open(data_dir, url, actor).show(ref)
+    version = open_target(data_dir, url, actor).show(ref)
     if fmt == "json":
         click.echo(json.dumps(json_safe(version.to_json()), indent=2))
         return
@@ -521,7 +493,7 @@ def bom_cmd(
     data_dir: Path, url: str | None, actor: str | None, ref: str, output: Path | None
 ) -> None:
     """The CycloneDX ML-BOM attached to a published version."""
-    version = _open(data_dir, url, actor).show(ref)
+    version = open_target(data_dir, url, actor).show(ref)
     if version.bom is None:
         raise RegistryError(f"{version.ref} has no BOM: it is generated when it is published")
     text = json.dumps(json_safe(version.bom), indent=2) + "\n"
@@ -540,7 +512,7 @@ def bom_cmd(
 @click.argument("name")
 def history_cmd(data_dir: Path, url: str | None, actor: str | None, name: str) -> None:
     """Every state change of every version of model NAME."""
-    for change in _open(data_dir, url, actor).history(name):
+    for change in open_target(data_dir, url, actor).history(name):
         echo(
             f"{change.at[:19]}  {name}@{change.version}  {change.from_state or '-'} -> "
             f"{change.to_state}  by {change.actor}: {change.reason}"
@@ -583,7 +555,7 @@ def audit_verify_cmd(
         entries, points = audit.read_export(export)
         result = audit.verify_log(entries, points, key)
     else:
-        result = _open(data_dir, url, actor).audit_verify(key)
+        result = open_target(data_dir, url, actor).audit_verify(key)
     for problem in result.problems:
         echo(f"FAIL {problem}")
     if result.ok:
@@ -603,7 +575,7 @@ def audit_export_cmd(
     data_dir: Path, url: str | None, actor: str | None, output: Path | None
 ) -> None:
     """Export the log as JSON lines (entries, then checkpoints)."""
-    lines = _open(data_dir, url, actor).audit_export()
+    lines = open_target(data_dir, url, actor).audit_export()
     if output is None:
         for line in lines:
             click.echo(inert_json(line))
@@ -625,5 +597,5 @@ def audit_checkpoint_cmd(data_dir: Path, url: str | None, actor: str | None) -> 
 
     An encrypted organisation key's password is read from MLGATE_SIGNING_KEY_PASSWORD.
     """
-    point = _open(data_dir, url, actor).audit_checkpoint()
+    point = open_target(data_dir, url, actor).audit_checkpoint()
     echo(f"checkpoint at entry {point.seq}: {point.head_hash}")

@@ -25,7 +25,7 @@ from mlgate.registry.errors import RegistryError
 from mlgate.registry.orgkey import OrgKey, load_org_key, public_key_from_pem
 from mlgate.registry.policy import RegistryPolicy
 from mlgate.registry.records import Version
-from mlgate.registry.roles import Action, Role, parse_roles, require
+from mlgate.registry.roles import Action, Role, narrow, parse_roles, require
 
 # Settings keys.
 SIGNING_KEY = "signing_key"
@@ -80,11 +80,11 @@ class RegistryContext:
         ).scalar()
         return parse_roles(text) if text else frozenset()
 
-    def check(self, conn: Connection, action: Action) -> None:
-        """Raise unless the actor's roles, read now, allow ``action`` and so does the scope."""
-        require(self.actor, self.roles_of(conn, self.actor), action)
-        if self.scope is not None:
-            require(f"a token of {self.actor} scoped to", self.scope, action)
+    def actor_roles(self, conn: Connection) -> frozenset[Role]:
+        """The roles the acting identity holds now, narrowed to the ``scope`` (a scope role
+        counts while the identity's roles cover it)."""
+        roles = self.roles_of(conn, self.actor)
+        return roles if self.scope is None else narrow(roles, self.scope)
 
     def org_public_key(self) -> Any:
         """The organisation public key recorded at set-up (None if there is none)."""
@@ -162,13 +162,13 @@ class RegistryContext:
     @contextmanager
     def write(self, action: Action) -> Iterator[Connection]:
         with database.write_transaction(self.engine) as conn:
-            self.check(conn, action)
+            require(self.actor, self.actor_roles(conn), action)
             yield conn
 
     @contextmanager
     def read(self, action: Action) -> Iterator[Connection]:
         with database.read_transaction(self.engine) as conn:
-            self.check(conn, action)
+            require(self.actor, self.actor_roles(conn), action)
             yield conn
 
     def show(self, ref: str) -> Version:

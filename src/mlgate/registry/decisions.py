@@ -15,6 +15,7 @@ from mlgate.registry.aliases import Aliases
 from mlgate.registry.context import RegistryContext
 from mlgate.registry.errors import RegistryError, TransitionRefused
 from mlgate.registry.lifecycle import State, check_transition
+from mlgate.registry.policy import RegistryPolicy
 from mlgate.registry.records import Version
 from mlgate.registry.roles import Action
 
@@ -64,18 +65,7 @@ class Decisions:
 
     def pending_reason(self, version: Version) -> str | None:
         """Why a scanned version is not approved yet (None when it is not waiting)."""
-        if version.state is not State.SCANNED:
-            return None
-        policy = self.ctx.policy
-        approvers = {d.actor for d in version.decisions if d.decision == "approve"}
-        if not approvers:
-            return "awaiting review"
-        if len(approvers) < policy.required_approvals:
-            return f"{len(approvers)} of {policy.required_approvals} approvals"
-        return (
-            f"separation of duties: {version.ingested_by} ingested it, so another "
-            "reviewer must approve"
-        )
+        return pending_reason(version, self.ctx.policy)
 
     def reject(self, ref: str, reason: str) -> Version:
         """Reject a scanned version, with the reviewer's reason."""
@@ -227,3 +217,18 @@ class Decisions:
             if target is State.REVOKED:
                 self.aliases.fall_back(conn, row.model_id, row.id)
         return self.ctx.show(ref)
+
+
+def pending_reason(version: Version, policy: RegistryPolicy) -> str | None:
+    """Why a scanned version is not approved yet under ``policy`` (None when it is not
+    waiting); a pure function, so a remote client words it exactly as the registry does."""
+    if version.state is not State.SCANNED:
+        return None
+    approvers = {d.actor for d in version.decisions if d.decision == "approve"}
+    if not approvers:
+        return "awaiting review"
+    if len(approvers) < policy.required_approvals:
+        return f"{len(approvers)} of {policy.required_approvals} approvals"
+    return (
+        f"separation of duties: {version.ingested_by} ingested it, so another reviewer must approve"
+    )

@@ -65,9 +65,11 @@ def parse_roles(text: str) -> frozenset[Role]:
     return frozenset(roles)
 
 
-def grants(roles: frozenset[Role]) -> frozenset[Action]:
-    """Every action one of ``roles`` allows."""
-    return frozenset().union(*(_GRANTS[r] for r in roles))
+def narrow(held: frozenset[Role], scope: frozenset[Role]) -> frozenset[Role]:
+    """The roles of ``scope`` that ``held`` covers (grants nothing more): what a token
+    scoped to ``scope`` may use, e.g. an admin's reader-only token acts as a reader."""
+    allowed = frozenset().union(*(_GRANTS[r] for r in held))
+    return frozenset(r for r in scope if _GRANTS[r] <= allowed)
 
 
 def require(actor: str, roles: frozenset[Role], action: Action) -> None:

@@ -1,9 +1,9 @@
 """Bearer tokens: how the hub knows who is asking, instead of trusting a claimed ``--as``.
 
 A token reads ``mlg_<id>_<secret>``: the id finds the row, the secret (256 random bits) is
-compared with its stored SHA-256 in constant time. A token is scoped to roles that allow no
-more than its owner's do, may expire, and is revocable. An operation needs both the scope and
-the owner's roles as they are now, so taking a role from a user takes it from their tokens.
+compared with its stored SHA-256 in constant time. Tokens are scoped to a subset of their
+owner's roles, may expire, and are revocable; the owner's roles are read on every request,
+so taking a role from a user takes it from their tokens at once.
 
 Creating, revoking and listing are audited registry operations like any other: a user
 manages their own tokens, an admin everyone's. The secret is shown once and never stored.
@@ -25,7 +25,7 @@ from mlgate.registry import database, store
 from mlgate.registry import schema as t
 from mlgate.registry.context import RegistryContext
 from mlgate.registry.errors import NotFound, PermissionDenied, RegistryError, Unauthenticated
-from mlgate.registry.roles import Action, Role, grants, parse_roles
+from mlgate.registry.roles import Action, Role, narrow, parse_roles
 
 TOKEN_PREFIX = "mlg_"  # noqa: S105  (a prefix that tells tokens apart, not a secret)
 _TOKEN = re.compile(r"mlg_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
@@ -65,8 +65,7 @@ class NewToken:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who an authenticated request acts as; ``roles`` is the token's scope (what the
-    owner's roles allow, read again on every operation, is checked as well)."""
+    """Who an authenticated request acts as, and the roles it may use."""
 
     principal: str
     roles: frozenset[Role]
@@ -95,15 +94,14 @@ class Tokens:
         if expires_in is not None and expires_in <= timedelta(0):
             raise RegistryError("a token's lifetime must be positive")
         with self.ctx.write(self._action_on(owner)) as conn:
-            held = self.ctx.roles_of(conn, owner)
-            if not held:
+            if not self.ctx.roles_of(conn, owner):
                 raise NotFound(f"no user {owner!r}: an admin adds users first")
+            # A request made with a scoped token may not mint a wider one for its owner.
+            held = self._grantable(conn, owner)
             wanted = held if roles is None else _roles(roles)
-            if not grants(wanted) <= grants(held):
-                extra = ", ".join(sorted(a.value for a in grants(wanted) - grants(held)))
-                raise PermissionDenied(
-                    f"{owner} may not {extra}: a token cannot add to its owner's rights"
-                )
+            if narrow(held, wanted) != wanted:
+                extra = ", ".join(sorted(r.value for r in wanted - narrow(held, wanted)))
+                raise PermissionDenied(f"{owner} may not act as {extra}: a token cannot add roles")
             token_id = secrets.token_hex(8)
             secret = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
             info = self._insert(conn, token_id, _hash(secret), owner, label, wanted, expires_in)
@@ -154,9 +152,17 @@ class Tokens:
             status = info.status(store.now())
             if status != "active":
                 raise Unauthenticated(f"token {info.id} ({info.label}) is {status}")
-            if not self.ctx.roles_of(conn, info.principal):
-                raise Unauthenticated(f"token {info.id}: its owner {info.principal} has no role")
-        return Identity(info.principal, parse_roles(",".join(info.roles)), info.id)
+            held = self.ctx.roles_of(conn, info.principal)
+            roles = narrow(held, parse_roles(",".join(info.roles)))
+        return Identity(info.principal, roles, info.id)
+
+    def _grantable(self, conn: Connection, owner: str) -> frozenset[Role]:
+        """The roles a new token of ``owner`` may carry (or any they cover): the owner's,
+        narrowed to the caller's scope when the caller is the owner (an admin grants
+        others' in full)."""
+        if owner == self.ctx.actor:
+            return self.ctx.actor_roles(conn)
+        return self.ctx.roles_of(conn, owner)
 
     def _action_on(self, owner: str) -> Action:
         # Anyone with a role manages their own tokens; someone else's needs an admin.

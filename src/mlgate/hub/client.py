@@ -1,0 +1,281 @@
+"""The CLI's remote mode: :class:`RemoteRegistry` speaks the hub's management API and
+returns the registry's own records (``Version``, ``ModelSummary``, ``StateChange``, audit
+verification...), so ``mlgate ... --hub URL`` renders exactly what the local mode does.
+
+Standard library only (the CLI stays light). Bounded: every response is read up to
+:data:`MAX_RESPONSE_BYTES` (audit lines up to :data:`MAX_LINE_BYTES`) within a timeout. The
+token goes in the ``Authorization`` header to the hub's own origin only (redirects are not
+followed) and never into a message. Errors come back as the registry's error classes, named
+by the API's ``{"error": kind, "message"}`` body.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from mlgate.hub.records import (
+    checkpoint_from_json,
+    model_from_json,
+    new_token_from_json,
+    token_from_json,
+    verification_from_json,
+    version_from_json,
+)
+from mlgate.hub.settings import API_PREFIX
+from mlgate.registry import audit, errors
+from mlgate.registry.decisions import pending_reason
+from mlgate.registry.ingest import HubOptions
+from mlgate.registry.policy import RegistryPolicy
+from mlgate.registry.records import ModelSummary, StateChange, Version
+from mlgate.registry.roles import Role
+from mlgate.registry.tokens import NewToken, TokenInfo
+
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_LINE_BYTES = 1024 * 1024
+TIMEOUT = 60.0
+SLOW_TIMEOUT = 3600.0  # ingest, scan and publish hash, scan or sign whole models
+_KINDS: dict[str, type[errors.RegistryError]] = {
+    cls.__name__: cls
+    for cls in (
+        errors.NotFound,
+        errors.PermissionDenied,
+        errors.Unauthenticated,
+        errors.TransitionRefused,
+        errors.IngestRefused,
+    )
+}
+
+
+class HubClient:
+    """JSON over HTTP(S) to one hub's ``/api/mlgate/v1``, as the holder of ``token``."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise errors.RegistryError(f"--hub must be an http(s):// URL, not {url!r}")
+        if token is not None and not token.isprintable():
+            raise errors.RegistryError("the hub token holds control characters: check it")
+        self.url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+        self.scheme, self.host, self.port = parts.scheme, parts.hostname, parts.port
+        self.prefix = parts.path.rstrip("/") + API_PREFIX
+        self.token = token
+
+    def call(self, method: str, path: str, body: Any = None, *, timeout: float = TIMEOUT) -> Any:
+        """The JSON answer of ``method path``; the registry's error when the hub refuses."""
+        with self._exchange(method, path, body, timeout) as response:
+            data = response.read(MAX_RESPONSE_BYTES + 1)
+        if len(data) > MAX_RESPONSE_BYTES:
+            raise errors.RegistryError(f"the hub's answer is over {MAX_RESPONSE_BYTES} bytes")
+        return _json(data)
+
+    @contextmanager
+    def lines(self, path: str) -> Iterator[Iterator[str]]:
+        """The JSON lines of ``GET path`` as they arrive, each at most ``MAX_LINE_BYTES``."""
+        with self._exchange("GET", path, None, TIMEOUT) as response:
+            yield _read_lines(response)
+
+    @contextmanager
+    def _exchange(
+        self, method: str, path: str, body: Any, timeout: float
+    ) -> Iterator[http.client.HTTPResponse]:
+        connection = self._connection(timeout)
+        try:
+            response = self._send(connection, method, path, body)
+            if response.status >= 300:
+                raise _refusal(response)
+            yield response
+        except (OSError, http.client.HTTPException) as e:
+            raise errors.RegistryError(f"cannot reach the hub at {self.url}: {_reason(e)}") from e
+        finally:
+            connection.close()
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self.scheme == "https":
+            return http.client.HTTPSConnection(self.host, self.port, timeout=timeout)
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def _send(
+        self, connection: http.client.HTTPConnection, method: str, path: str, body: Any
+    ) -> http.client.HTTPResponse:
+        headers = {"Accept": "application/json", "User-Agent": "mlgate"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        payload = None if body is None else json.dumps(body).encode()
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        connection.request(method, self.prefix + path, payload, headers)
+        return connection.getresponse()
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise errors.RegistryError(f"the hub sent something that is not JSON: {e}") from e
+
+
+def _read_lines(response: http.client.HTTPResponse) -> Iterator[str]:
+    while line := response.readline(MAX_LINE_BYTES + 1):
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            raise errors.RegistryError(f"the hub sent a line over {MAX_LINE_BYTES} bytes")
+        yield line.decode("utf-8", "surrogateescape").rstrip("\n")
+
+
+def _refusal(response: http.client.HTTPResponse) -> errors.RegistryError:
+    """The registry error the hub's error body names (its message as the hub worded it)."""
+    data = response.read(MAX_LINE_BYTES)
+    try:
+        body = json.loads(data)
+        kind, message = str(body["error"]), str(body["message"])
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+        return errors.RegistryError(f"the hub answered HTTP {response.status}")
+    return _KINDS.get(kind, errors.RegistryError)(message)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, TimeoutError):
+        return "no answer in time (timed out)"
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+def _ref(ref: str) -> str:
+    return quote(ref, safe="/@")
+
+
+class RemoteTokens:
+    """``registry.tokens`` of a remote hub: create, list and revoke API tokens."""
+
+    def __init__(self, client: HubClient) -> None:
+        self.client = client
+
+    def create(
+        self,
+        principal: str | None = None,
+        *,
+        label: str,
+        roles: str | frozenset[Role] | None = None,
+        expires_in: timedelta | None = None,
+    ) -> NewToken:
+        """A new token of ``principal`` (default: the caller); its secret, shown once."""
+        days = expires_in.total_seconds() / 86400 if expires_in is not None else None
+        wanted = roles if roles is None or isinstance(roles, str) else ",".join(sorted(roles))
+        body = {"label": label, "principal": principal, "roles": wanted, "expires_in_days": days}
+        return new_token_from_json(self.client.call("POST", "/tokens", body))
+
+    def list(self, principal: str | None = None) -> list[TokenInfo]:
+        """Tokens of ``principal`` (default: the caller's own; everyone's for ``"*"``)."""
+        query = f"?principal={quote(principal, safe='')}" if principal else ""
+        return [token_from_json(t) for t in self.client.call("GET", f"/tokens{query}")]
+
+    def revoke(self, token_id: str) -> TokenInfo:
+        """Revoke a token for good."""
+        return token_from_json(self.client.call("DELETE", f"/tokens/{quote(token_id, safe='')}"))
+
+
+class RemoteRegistry:
+    """The :class:`~mlgate.registry.service.Registry` methods the CLI calls, over the API."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        self.client = HubClient(url, token)
+        self.tokens = RemoteTokens(self.client)
+
+    @property
+    def policy(self) -> RegistryPolicy:
+        return RegistryPolicy.from_json(json.dumps(self.client.call("GET", "/policy")))
+
+    def set_policy(self, policy: RegistryPolicy) -> None:
+        self.client.call("PUT", "/policy", json.loads(policy.to_json()))
+
+    def add_user(self, name: str, roles: str | frozenset[Role]) -> None:
+        text = roles if isinstance(roles, str) else ",".join(sorted(roles))
+        self.client.call("PUT", f"/users/{quote(name, safe='')}", {"roles": text})
+
+    def users(self) -> dict[str, tuple[str, ...]]:
+        return {u["name"]: tuple(u["roles"]) for u in self.client.call("GET", "/users")}
+
+    def ingest(
+        self,
+        source: str | Path,
+        *,
+        name: str | None = None,
+        owner: str | None = None,
+        hub: HubOptions | None = None,
+        scan: bool = True,
+    ) -> Version:
+        """Ingest ``hf://ORG/NAME[@REV]`` from the hub's upstream (``hub`` is the hub's own
+        setting remotely, not the caller's)."""
+        if not str(source).startswith("hf://"):
+            raise errors.IngestRefused(
+                "a remote hub ingests hf://ORG/NAME[@REV] from its upstream; a local file or "
+                "folder is ingested on the hub's machine (without --hub)"
+            )
+        body = {"source": str(source), "name": name, "owner": owner, "scan": scan}
+        return self._version("POST", "/ingest", body, SLOW_TIMEOUT)
+
+    def scan(self, ref: str) -> Version:
+        return self._version("POST", f"/rescan/{_ref(ref)}", None, SLOW_TIMEOUT)
+
+    def approve(self, ref: str, reason: str) -> Version:
+        return self._version("POST", f"/approve/{_ref(ref)}", {"reason": reason})
+
+    def pending_reason(self, version: Version) -> str | None:
+        return pending_reason(version, self.policy) if version.state.value == "scanned" else None
+
+    def reject(self, ref: str, reason: str) -> Version:
+        return self._version("POST", f"/reject/{_ref(ref)}", {"reason": reason})
+
+    def publish(self, ref: str, *, alias: str | None = None) -> Version:
+        return self._version("POST", f"/publish/{_ref(ref)}", {"alias": alias}, SLOW_TIMEOUT)
+
+    def deprecate(self, ref: str, reason: str) -> Version:
+        return self._version("POST", f"/deprecate/{_ref(ref)}", {"reason": reason})
+
+    def revoke(self, ref: str, reason: str) -> Version:
+        return self._version("POST", f"/revoke/{_ref(ref)}", {"reason": reason})
+
+    def set_alias(self, name: str, alias: str, ref: str) -> Version:
+        body = {"alias": alias, "version": ref}
+        return self._version("POST", f"/alias/{_ref(name)}", body)
+
+    def rollback(self, name: str, alias: str, to: str | None = None) -> Version:
+        return self._version("POST", f"/rollback/{_ref(name)}", {"alias": alias, "to": to})
+
+    def show(self, ref: str) -> Version:
+        return self._version("GET", f"/versions/{_ref(ref)}", None)
+
+    def models(self) -> list[ModelSummary]:
+        return [model_from_json(m) for m in self.client.call("GET", "/models")]
+
+    def history(self, name: str) -> tuple[StateChange, ...]:
+        changes = self.client.call("GET", f"/history/{_ref(name)}")
+        return tuple(StateChange(**c) for c in changes)
+
+    def audit_verify(self, public_key: Any = None) -> audit.AuditVerification:
+        """The hub's own verification, or with ``public_key`` (a key the caller trusts) the
+        log fetched and verified here, so a hub that lies cannot pass it."""
+        if public_key is None:
+            return verification_from_json(self.client.call("GET", "/audit/verify"))
+        with tempfile.TemporaryDirectory() as tmp:
+            export = Path(tmp) / "audit.jsonl"
+            with export.open("w", encoding="utf-8", errors="surrogateescape") as f:
+                f.writelines(line + "\n" for line in self.audit_export())
+            entries, points = audit.read_export(export)
+        return audit.verify_log(entries, points, public_key)
+
+    def audit_export(self) -> Iterator[str]:
+        with self.client.lines("/audit/export") as lines:
+            yield from lines
+
+    def audit_checkpoint(self) -> audit.Checkpoint:
+        return checkpoint_from_json(self.client.call("POST", "/audit/checkpoint"))
+
+    def _version(self, method: str, path: str, body: Any, timeout: float = TIMEOUT) -> Version:
+        return version_from_json(self.client.call(method, path, body, timeout=timeout))
