@@ -35,7 +35,7 @@ def test_a_token_is_scoped_to_no_more_than_its_owners_rights(registry) -> None:
     registry.add_user("dana", "publisher,reviewer")
     narrow = registry.tokens.create("dana", label="read-only", roles="reader")
     assert registry.tokens.authenticate(narrow.secret).roles == frozenset({Role.READER})
-    with pytest.raises(PermissionDenied, match="cannot add to its owner's rights"):
+    with pytest.raises(PermissionDenied, match="a token cannot add roles"):
         registry.tokens.create("dana", label="escalate", roles="admin")
     reviewer = registry.tokens.create("dana", label="review", roles="reviewer")
     assert registry.tokens.authenticate(reviewer.secret).roles == frozenset({Role.REVIEWER})
@@ -45,7 +45,7 @@ def test_taking_a_role_from_the_owner_takes_it_from_their_tokens(registry, tmp_p
     new = registry.tokens.create("pat", label="ci")
     identity = registry.tokens.authenticate(new.secret)
     registry.add_user("pat", "reader")
-    with pytest.raises(PermissionDenied, match="pat \\(reader\\) may not ingest"):
+    with pytest.raises(PermissionDenied, match="may not ingest"):
         registry.acting_as(identity.principal, identity.roles).ingest(tmp_path, name="x/y")
 
 
@@ -55,7 +55,7 @@ def test_the_scope_limits_what_a_registry_acting_for_a_token_may_do(registry) ->
         registry.tokens.create("dana", label="r", roles="reader").secret
     )
     scoped = registry.acting_as(identity.principal, identity.roles)
-    with pytest.raises(PermissionDenied, match="a token of dana scoped to \\(reader\\)"):
+    with pytest.raises(PermissionDenied, match="dana \\(reader\\) may not administer"):
         scoped.add_user("mallory", "admin")
     assert "alice" in scoped.users()  # reading is in scope
     assert "mallory" not in registry.users()
