@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from hub_api_support import call, dump, running_hub
+from hubjobs_support import WORKER, wait_until, workers  # noqa: F401
 from hubserver import HubServer
 from registry_models import write_benign
 from registry_support import as_user
@@ -156,23 +157,50 @@ def test_registry_errors_are_json_4xx(
 
 
 @pytest.mark.parametrize("registry_url", [None])
-def test_ingest_fetches_from_the_hubs_upstream_only(
-    registry: Any, tokens: dict[str, str], folders: dict[str, Path]
+def test_ingest_and_rescan_are_background_jobs_run_as_the_requester(
+    registry: Any,
+    tokens: dict[str, str],
+    folders: dict[str, Path],
+    workers,  # noqa: F811
 ) -> None:
+    registry.add_user(WORKER, "publisher")
     with HubServer() as upstream:
         files = {p.name: p.read_bytes() for p in folders["v1"].iterdir()}
         commit = upstream.add_repo("org/up", files)
         settings = HubSettings(registry.data_dir, upstream=upstream.url)
         with running_hub(settings) as hub:
             body = {"source": "hf://org/up@main", "name": "org/up"}
-            made = call(hub, "POST", "/ingest", body, token=tokens["pat"])
-            assert made.status == 200, made.body
-            assert (made.body["state"], made.body["source"]["revision"]) == ("scanned", commit)
-            again = call(hub, "POST", "/rescan/org/up@1", token=tokens["rita"])
-            assert again.status == 200 and again.body["scan_report"] is not None
+            queued = call(hub, "POST", "/ingest", body, token=tokens["pat"])
+            assert queued.status == 202, queued.body
+            assert (queued.body["kind"], queued.body["state"]) == ("ingest", "queued")
+            assert queued.body["args"]["actor"] == "pat"
+            assert registry.models() == []  # nothing fetched in the request
+            workers(registry, "--upstream", upstream.url)
+            key = queued.body["key"]
+            done = wait_until(
+                lambda: (j := call(hub, "GET", f"/jobs/{key}", token=tokens["rob"]).body)["state"]
+                == "done" and j,
+                what="the ingest job",
+            )
+            assert (done["result"]["version"], done["result"]["state"]) == ("org/up@1", "scanned")
+            version = registry.show("org/up@1")
+            assert (version.ingested_by, version.source.revision) == ("pat", commit)
+            again = call(hub, "POST", "/ingest", body, token=tokens["pat"])
+            assert again.status == 202 and again.body["key"] == key  # one version per commit
+            scan = call(hub, "POST", "/rescan/org/up@1", token=tokens["rita"])
+            assert scan.status == 202 and scan.body["args"]["actor"] == "rita"
+            wait_until(
+                lambda: call(hub, "GET", f"/jobs/{scan.body['key']}", token=tokens["rob"]).body[
+                    "state"
+                ]
+                == "done",
+                what="the scan job",
+            )
             refused = call(hub, "POST", "/ingest", body, token=tokens["rob"])
             assert refused.status == 403
     assert [v.number for m in registry.models() for v in m.versions] == [1]
+    rescans = [h for h in registry.show("org/up@1").history if h.actor == "rita"]
+    assert rescans and rescans[-1].to_state == "scanned"
 
 
 @pytest.mark.parametrize("registry_url", [None])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from hub_api_support import running_hub
+from hubjobs_support import WORKER, Worker
 from hubserver import HubServer
 from registry_models import Cli, init_cli, write_benign
 
@@ -19,15 +20,15 @@ from mlgate.registry.orgkey import pem_text
 USERS = ("alice", "pat", "rita", "rob")
 # (arguments with {m} for the model, acting user, expected exit code)
 STEPS: list[tuple[tuple[str, ...], str, int]] = [
-    (("ingest", "hf://org/up", "--name", "{m}"), "pat", 0),
+    (("ingest", "hf://org/up@v1", "--name", "{m}"), "pat", 0),
     (("approve", "{m}@1", "--reason", "looked at it"), "rita", 0),
     (("publish", "{m}@1", "--alias", "production"), "pat", 0),
-    (("ingest", "hf://org/up", "--name", "{m}"), "pat", 0),
+    (("ingest", "hf://org/up@v2", "--name", "{m}"), "pat", 0),
     (("approve", "{m}@2", "--reason", "fine"), "rita", 0),
     (("publish", "{m}@2", "--alias", "production"), "pat", 0),
     (("rollback", "{m}", "--alias", "production"), "pat", 0),
     (("alias", "{m}", "staging", "2"), "pat", 0),
-    (("ingest", "hf://org/up", "--name", "{m}"), "pat", 0),
+    (("ingest", "hf://org/up@v3", "--name", "{m}"), "pat", 0),
     (("approve", "{m}@3", "--reason", "mine"), "rob", 2),
     (("reject", "{m}@3", "--reason", "duplicate"), "rita", 0),
     (("publish", "{m}@3"), "pat", 2),
@@ -57,11 +58,20 @@ def hub(
     for name in ("MLGATE_HUB", "MLGATE_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     cli = init_cli(tmp_path, capsys, monkeypatch)
+    assert cli("registry", "user", WORKER, "--role", "publisher") == 0
     folder = write_benign(tmp_path / "tiny")
     with HubServer() as upstream:
-        upstream.add_repo("org/up", {p.name: p.read_bytes() for p in folder.iterdir()})
-        with running_hub(HubSettings(cli.data_dir, upstream=upstream.url)) as url:
-            yield cli, url, upstream
+        for seed in (1, 2, 3):  # three upstream commits, tagged v1..v3
+            folder = write_benign(tmp_path / f"tiny-{seed}", seed=seed)
+            files = {p.name: p.read_bytes() for p in folder.iterdir()}
+            upstream.add_repo("org/up", files, tags=(f"v{seed}",))
+        worker = Worker(open_registry(cli.data_dir), tmp_path / "worker.log", "--upstream",
+                        upstream.url)  # fmt: skip
+        try:
+            with running_hub(HubSettings(cli.data_dir, upstream=upstream.url)) as url:
+                yield cli, url, upstream
+        finally:
+            worker.stop()
 
 
 def test_remote_commands_print_what_local_ones_do(hub: tuple[Cli, str, HubServer]) -> None:

@@ -30,10 +30,8 @@ def create_app(settings: HubSettings) -> FastAPI:
     # checkpoint (every N downloads) would load it under the write lock on a second pooled
     # connection, and concurrent downloads holding the pool would wait on that lock.
     app.state.registry.org_key()
-    # Pull-through hands fetches to workers through the queue; without an upstream, no queue.
-    app.state.queue = (
-        open_queue(settings.data_dir, settings.queue_url) if settings.upstream else None
-    )
+    # Fetches, ingests and scans go to workers through the queue, never run in a request.
+    app.state.queue = open_queue(settings.data_dir, settings.queue_url)
     install_api(app)
     install_hf_routes(app)  # last: its /{repo_id}/... and /api/models/{repo_id} are generic
     app.add_middleware(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -42,6 +43,8 @@ MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 MAX_LINE_BYTES = 1024 * 1024
 TIMEOUT = 60.0
 SLOW_TIMEOUT = 3600.0  # ingest, scan and publish hash, scan or sign whole models
+JOB_POLL = 0.25  # seconds between looks at a background job's state
+WORKER_WAIT = 60.0  # a job no worker has taken by then: say so rather than wait an hour
 _KINDS: dict[str, type[errors.RegistryError]] = {
     cls.__name__: cls
     for cls in (
@@ -218,10 +221,10 @@ class RemoteRegistry:
                 "folder is ingested on the hub's machine (without --hub)"
             )
         body = {"source": str(source), "name": name, "owner": owner, "scan": scan}
-        return self._version("POST", "/ingest", body, SLOW_TIMEOUT)
+        return self._job_version("/ingest", body)
 
     def scan(self, ref: str) -> Version:
-        return self._version("POST", f"/rescan/{_ref(ref)}", None, SLOW_TIMEOUT)
+        return self._job_version(f"/rescan/{_ref(ref)}", None)
 
     def approve(self, ref: str, reason: str) -> Version:
         return self._version("POST", f"/approve/{_ref(ref)}", {"reason": reason})
@@ -276,6 +279,25 @@ class RemoteRegistry:
 
     def audit_checkpoint(self) -> audit.Checkpoint:
         return checkpoint_from_json(self.client.call("POST", "/audit/checkpoint"))
+
+    def _job_version(self, path: str, body: Any) -> Version:
+        """Submit a background job (ingest, scan) and wait for it: the version it made."""
+        job = self.client.call("POST", path, body)
+        started = time.monotonic()
+        while job["state"] not in ("done", "failed"):
+            waited = time.monotonic() - started
+            if job["state"] == "queued" and not job["attempts"] and waited > WORKER_WAIT:
+                raise errors.RegistryError(
+                    f"no worker took job {job['key']} in {WORKER_WAIT:g} s: is `mlgate worker` "
+                    "(or the worker `mlgate serve` starts) running? The job stays queued."
+                )
+            if waited > SLOW_TIMEOUT:
+                raise errors.RegistryError(f"job {job['key']} unfinished after {waited:.0f} s")
+            time.sleep(JOB_POLL)
+            job = self.client.call("GET", f"/jobs/{quote(job['key'], safe='/:@')}")
+        if job["state"] == "failed":
+            raise errors.RegistryError(f"{job['kind']} failed: {job['error']}")
+        return self.show(str(job["result"]["version"]))
 
     def _version(self, method: str, path: str, body: Any, timeout: float = TIMEOUT) -> Version:
         return version_from_json(self.client.call(method, path, body, timeout=timeout))

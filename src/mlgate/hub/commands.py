@@ -43,8 +43,8 @@ from mlgate.render.escape import echo, inert
     default="mlgate-worker",
     show_default=True,
     metavar="USER",
-    help="With --upstream on the embedded queue, run one `mlgate worker` beside the server "
-    "as USER (a user with the publisher role) to fetch and scan pulled models.",
+    help="On the embedded queue, run one `mlgate worker` beside the server as USER (a user "
+    "with the publisher role) for pull-through fetches, ingests and scans.",
 )
 @click.option(
     "--no-worker",
@@ -85,21 +85,33 @@ def serve_cmd(
 ) -> None:
     """Serve the registry to Hugging Face clients (HF_ENDPOINT=http://HOST:PORT)."""
     settings = HubSettings(data_dir.absolute(), url, upstream, upstream_token, queue_url)
-    worker = None if no_worker or upstream is None or queue_url else worker_as
+    # One node on the embedded queue gets its worker here; a Redis queue has its own workers.
+    worker = None if no_worker or queue_url else worker_as
     registry = open_registry(settings.data_dir, settings.registry_url, worker)
     if worker is not None:
-        _require_worker_role(registry.acting_as(worker))
+        worker = _worker_identity(registry.acting_as(worker))
     registry.engine.dispose()
     echo(f"mlgate hub: serving {inert(str(settings.data_dir))} on http://{host}:{port}")
     with embedded_worker(settings, worker):
         run(settings, host, port, workers, forwarded_allow_ips, log_level)
 
 
-def _require_worker_role(registry: Registry) -> None:
+def _worker_identity(registry: Registry) -> str | None:
+    """The identity the embedded worker runs as, or None (with a warning) when it may not
+    ingest: given explicitly, that is an error; by default, the hub runs without a worker."""
     try:
         registry.require(Action.INGEST)
     except RegistryError as e:
-        raise RegistryError(
-            f"the pull-through worker cannot run: {e}; an admin runs `mlgate registry user "
-            f"{registry.actor} --role publisher`, or start the hub with --no-worker"
-        ) from e
+        source = click.get_current_context().get_parameter_source("worker_as")
+        remedy = (
+            f"an admin runs `mlgate registry user {registry.actor} --role publisher`, or "
+            "start the hub with --no-worker and run `mlgate worker` elsewhere"
+        )
+        if source is click.core.ParameterSource.COMMANDLINE:
+            raise RegistryError(f"the hub's worker cannot run: {e}; {remedy}") from e
+        echo(
+            f"mlgate hub: no worker ({inert(str(e))}): background jobs wait for one; {remedy}",
+            err=True,
+        )
+        return None
+    return registry.actor

@@ -85,13 +85,33 @@ def request(
     """Ask for ``repo_id`` at ``revision`` through the upstream, as ``registry``'s actor (the
     authenticated requester): resolve, record, enqueue one fetch; the state to answer with.
     Blocking (one upstream metadata call at most): call it from a worker thread."""
-    if settings.upstream is None:
-        raise RegistryError("this hub has no upstream: start it with --upstream URL")
-    commit = _RESOLVER.resolve(settings.upstream, settings.upstream_token, repo_id, revision)
+    commit = resolve_upstream(settings, repo_id, revision)
+    assert settings.upstream is not None  # resolve_upstream refused otherwise
     _, submitted = registry.upstream.record(repo_id, commit, revision, settings.upstream)
     if submitted.enqueue:
         queue.enqueue(submitted.job.key)
     return state_of(registry, repo_id, commit)
+
+
+def resolve_upstream(settings: HubSettings, repo_id: str, revision: str) -> str:
+    """The commit ``revision`` of ``repo_id`` names on the hub's upstream (one metadata call,
+    shared by concurrent callers and cached a few seconds); :class:`UpstreamNotFound`."""
+    if settings.upstream is None:
+        raise RegistryError("this hub has no upstream: start it with --upstream URL")
+    return _RESOLVER.resolve(settings.upstream, settings.upstream_token, repo_id, revision)
+
+
+def upstream_options(job: Job, settings: WorkerSettings) -> HubOptions:
+    """How a worker reaches the upstream a job names: only the worker's own ``--upstream``
+    when it has one (its token is sent nowhere else)."""
+    endpoint = str(job.args["endpoint"])
+    if settings.upstream is None:
+        return HubOptions(endpoint, None)
+    if endpoint.rstrip("/") != settings.upstream.rstrip("/"):
+        raise PermissionDenied(
+            f"job for {endpoint}, but this worker fetches from {settings.upstream} only"
+        )
+    return HubOptions(endpoint, settings.upstream_token)
 
 
 def approved(registry: Registry, queue: JobQueue, ref: str) -> bool:
@@ -147,16 +167,10 @@ def fetch(
 ) -> Mapping[str, Any]:
     """The fetch job: quarantine, scan, link and (by policy) publish ``repo@commit``."""
     repo_id, commit = str(job.args["repo_id"]), str(job.args["commit"])
-    endpoint = str(job.args["endpoint"])
-    if settings.upstream is not None and endpoint.rstrip("/") != settings.upstream.rstrip("/"):
-        raise PermissionDenied(
-            f"fetch job for {endpoint}, but this worker fetches from {settings.upstream} only"
-        )
+    hub = upstream_options(job, settings)
     version = registry.upstream.version_for(repo_id, commit)
     if version is None:
-        progress("downloading", endpoint=endpoint)
-        token = settings.upstream_token if settings.upstream is not None else None
-        hub = HubOptions(endpoint, token)
+        progress("downloading", endpoint=hub.endpoint)
         version = registry.ingest(f"hf://{repo_id}@{commit}", name=repo_id, hub=hub)
     if version.state is State.QUARANTINED and version.scan_report is None:
         progress("scanning")

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from mlgate.errors import MlgateError
+from mlgate.hub import intake_jobs
 from mlgate.hub.jobs import JobQueue, Progress, submit
 from mlgate.hub.pullthrough import fetch
 from mlgate.registry.errors import NotFound, PermissionDenied, TransitionRefused
@@ -170,13 +171,6 @@ class _Heartbeat:
             log.warning("%s: lease lost to another attempt", self.key)
 
 
-def _scan(
-    registry: Registry, job: Job, settings: WorkerSettings, progress: Progress
-) -> Mapping[str, Any]:
-    version = registry.scan(str(job.args["ref"]))
-    return {"version": version.ref, "state": version.state.value, "risk": version.risk}
-
-
 def _rescan(
     registry: Registry, job: Job, settings: WorkerSettings, progress: Progress
 ) -> Mapping[str, Any]:
@@ -198,7 +192,8 @@ def _publish(
 
 HANDLERS: dict[str, Handler] = {
     "fetch": fetch,
-    "scan": _scan,
+    "ingest": intake_jobs.ingest,
+    "scan": intake_jobs.scan,
     "rescan": _rescan,
     "publish": _publish,
 }

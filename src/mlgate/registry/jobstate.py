@@ -34,6 +34,7 @@ from mlgate.registry.roles import Action
 # scanning work (and publishing an approved pull-through version) needs the scan right.
 KINDS: dict[str, Action] = {
     "fetch": Action.DOWNLOAD,
+    "ingest": Action.INGEST,
     "scan": Action.SCAN,
     "rescan": Action.SCAN,
     "publish": Action.SCAN,

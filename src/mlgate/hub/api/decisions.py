@@ -2,8 +2,9 @@
 intake (ingest from the hub's upstream, rescan).
 
 Each acts as the bearer token's identity, so roles, separation of duties and the audit log
-see who really asked. Ingest and rescan run in the request for now; they move onto the
-background job queue (see :mod:`mlgate.hub`) without changing these routes' contract.
+see who really asked. Ingest and rescan take minutes on large models: they are submitted as
+background jobs (:mod:`mlgate.hub.intake_jobs`) and answered ``202`` with the job, whose
+progress ``GET /jobs/{key}`` shows.
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from mlgate.hub import pullthrough
 from mlgate.hub.api.deps import Ref, Writer, version_body
 from mlgate.hub.api.errors import ERROR_RESPONSES
-from mlgate.hub.api.schemas import IngestIn, PublishIn, ReasonIn, VersionOut
+from mlgate.hub.api.schemas import IngestIn, JobOut, PublishIn, ReasonIn, VersionOut
+from mlgate.hub.intake_jobs import submit_ingest, submit_scan
 from mlgate.hub.settings import HubSettings
-from mlgate.registry.errors import IngestRefused
-from mlgate.registry.ingest import HubOptions
+from mlgate.registry.lifecycle import State
 from mlgate.registry.records import Version
-from mlgate.registry.roles import Action
 from mlgate.registry.service import Registry
-from mlgate.registry.sources import parse_source
 
 router = APIRouter(tags=["lifecycle"], responses=ERROR_RESPONSES)
 
@@ -30,8 +30,12 @@ router = APIRouter(tags=["lifecycle"], responses=ERROR_RESPONSES)
 def _reasoned(action: str, decide: Callable[[Registry, str, str], Version], summary: str) -> None:
     """``POST /{action}/{ref}`` with a reason: approve, reject, deprecate, revoke."""
 
-    def route(ref: Ref, body: ReasonIn, registry: Writer) -> dict[str, Any]:
-        return version_body(decide(registry, ref, body.reason))
+    def route(ref: Ref, body: ReasonIn, request: Request, registry: Writer) -> dict[str, Any]:
+        version = decide(registry, ref, body.reason)
+        if action == "approve" and version.state is State.APPROVED:
+            # A pulled-through version approved here is published by a worker, as policy.
+            pullthrough.approved(registry, request.app.state.queue, version.ref)
+        return version_body(version)
 
     route.__doc__ = summary
     router.add_api_route(
@@ -64,23 +68,24 @@ def publish(ref: Ref, body: PublishIn, registry: Writer) -> dict[str, Any]:
     return version_body(registry.publish(ref, alias=body.alias))
 
 
-@router.post("/rescan/{ref:path}", response_model=VersionOut)
-def rescan(ref: Ref, registry: Writer) -> dict[str, Any]:
-    """Scan a quarantined (or re-scan a scanned) version and apply the auto-reject policy."""
-    return version_body(registry.scan(ref))
+@router.post("/rescan/{ref:path}", response_model=JobOut, status_code=202)
+def rescan(ref: Ref, request: Request, registry: Writer) -> dict[str, Any]:
+    """Queue a scan (or re-scan) of a version; auto-reject applies when it has run."""
+    return submit_scan(registry, request.app.state.queue, ref).to_json()
 
 
-@router.post("/ingest", response_model=VersionOut)
+@router.post("/ingest", response_model=JobOut, status_code=202)
 def ingest(body: IngestIn, request: Request, registry: Writer) -> dict[str, Any]:
-    """Quarantine ``hf://ORG/NAME[@REV]`` from the hub's upstream, scan it, apply policy."""
-    registry.require(Action.INGEST)  # who may ingest is answered before what
+    """Queue the ingest of ``hf://ORG/NAME[@REV]`` from the hub's upstream (quarantine, scan,
+    policy), as the token's owner."""
     settings: HubSettings = request.app.state.settings
-    if parse_source(body.source)[0] != "huggingface":
-        raise IngestRefused("the hub ingests hf://ORG/NAME[@REV] sources only")
-    if settings.upstream is None:
-        raise IngestRefused("this hub has no upstream: start it with --upstream URL")
-    hub = HubOptions(settings.upstream, settings.upstream_token)
-    version = registry.ingest(
-        body.source, name=body.name, owner=body.owner, hub=hub, scan=body.scan
+    job = submit_ingest(
+        registry,
+        request.app.state.queue,
+        settings,
+        body.source,
+        name=body.name,
+        owner=body.owner,
+        scan=body.scan,
     )
-    return version_body(version)
+    return job.to_json()

@@ -26,10 +26,10 @@ def resolve_or_pull(request: Request, registry: Registry, repo: str, revision: s
     try:
         return resolve(registry, repo, revision)
     except HfError as e:
-        queue: JobQueue | None = request.app.state.queue
-        if e.code != REPO_NOT_FOUND or queue is None:
+        settings: HubSettings = request.app.state.settings
+        if e.code != REPO_NOT_FOUND or settings.upstream is None:
             raise
-    settings: HubSettings = request.app.state.settings
+    queue: JobQueue = request.app.state.queue
     try:
         state = request_upstream(registry, settings, queue, repo, revision)
     except UpstreamNotFound as e:
