@@ -1,18 +1,17 @@
 """A hub served by a real uvicorn on 127.0.0.1 (random port) in a thread, plain HTTP calls
 to its management API, and a dump of every registry table to show a refused request
-changed nothing. (Until the shared ``hub_support`` fixture exists; fold this into it.)"""
+changed nothing."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
+from hub_support import serving
 from sqlalchemy import MetaData, select
 
 from mlgate.hub.app import create_app
@@ -22,22 +21,12 @@ from mlgate.hub.settings import API_PREFIX, HubSettings
 @contextmanager
 def running_hub(settings: HubSettings) -> Iterator[str]:
     """Serve ``create_app(settings)`` until the block ends; yields the base URL."""
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the hub did not start")
-        threading.Event().wait(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    app = create_app(settings)
     try:
-        yield f"http://127.0.0.1:{port}"
+        with serving(app) as url:
+            yield url
     finally:
-        server.should_exit = True
-        thread.join(10)
+        app.state.registry.engine.dispose()
 
 
 @dataclass(frozen=True)

@@ -14,17 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hub_support import registry_url_of
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 REDIS = "redis://127.0.0.1:6379/0"
 WORKER = "mlgate-worker"
-
-
-def registry_url_of(reg: Any) -> str | None:
-    """The database URL a subprocess needs (None: the embedded SQLite database)."""
-    if reg.engine.url.get_backend_name() == "sqlite":
-        return None
-    return str(reg.engine.url.render_as_string(hide_password=False))
 
 
 class Worker:
