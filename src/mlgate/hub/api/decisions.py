@@ -17,9 +17,10 @@ from fastapi import APIRouter, Request
 from mlgate.hub import pullthrough
 from mlgate.hub.api.deps import Ref, Writer, version_body
 from mlgate.hub.api.errors import ERROR_RESPONSES
-from mlgate.hub.api.schemas import IngestIn, JobOut, PublishIn, ReasonIn, VersionOut
+from mlgate.hub.api.schemas import IngestIn, PublishIn, ReasonIn, VersionOut
 from mlgate.hub.intake_jobs import submit_ingest, submit_scan
 from mlgate.hub.settings import HubSettings
+from mlgate.registry.jobstate import Job
 from mlgate.registry.lifecycle import State
 from mlgate.registry.records import Version
 from mlgate.registry.service import Registry
@@ -68,13 +69,13 @@ def publish(ref: Ref, body: PublishIn, registry: Writer) -> dict[str, Any]:
     return version_body(registry.publish(ref, alias=body.alias))
 
 
-@router.post("/rescan/{ref:path}", response_model=JobOut, status_code=202)
+@router.post("/rescan/{ref:path}", response_model=Job, status_code=202)
 def rescan(ref: Ref, request: Request, registry: Writer) -> dict[str, Any]:
     """Queue a scan (or re-scan) of a version; auto-reject applies when it has run."""
     return submit_scan(registry, request.app.state.queue, ref).to_json()
 
 
-@router.post("/ingest", response_model=JobOut, status_code=202)
+@router.post("/ingest", response_model=Job, status_code=202)
 def ingest(body: IngestIn, request: Request, registry: Writer) -> dict[str, Any]:
     """Queue the ingest of ``hf://ORG/NAME[@REV]`` from the hub's upstream (quarantine, scan,
     policy), as the token's owner."""

@@ -8,8 +8,7 @@ from fastapi import APIRouter, Path, Query
 
 from mlgate.hub.api.deps import Reader
 from mlgate.hub.api.errors import ERROR_RESPONSES
-from mlgate.hub.api.schemas import JobOut
-from mlgate.registry.jobstate import JobState
+from mlgate.registry.jobstate import Job, JobState
 
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
 
@@ -17,13 +16,13 @@ router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
 JobKey = Annotated[str, Path(min_length=3, max_length=512, pattern=r"^[a-z]+:[ -~]+$")]
 
 
-@router.get("/jobs/{key:path}", response_model=JobOut)
+@router.get("/jobs/{key:path}", response_model=Job)
 def job(key: JobKey, registry: Reader) -> dict[str, Any]:
     """One job: state, attempts, progress while it runs, result or error when it ends."""
     return registry.jobs.get(key).to_json()
 
 
-@router.get("/jobs", response_model=list[JobOut])
+@router.get("/jobs", response_model=list[Job])
 def jobs(
     registry: Reader,
     state: Annotated[JobState | None, Query()] = None,

@@ -107,25 +107,6 @@ class NewTokenOut(BaseModel):
     info: TokenOut
 
 
-class JobOut(BaseModel):
-    """A background job (ingest, scan, rescan, pull-through fetch, publish) as recorded:
-    ``state`` queued/running/done/failed, ``progress`` while it runs, ``result`` when done
-    (``result.version`` names the version an ingest or scan produced)."""
-
-    key: str
-    kind: str
-    args: dict[str, Any]
-    state: Literal["queued", "running", "done", "failed"]
-    attempts: int
-    progress: dict[str, Any] | None
-    result: dict[str, Any] | None
-    error: str | None
-    lease_until: str | None
-    worker: str | None
-    created_at: str
-    updated_at: str
-
-
 class UserOut(BaseModel):
     name: str
     roles: list[str]
