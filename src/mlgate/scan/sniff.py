@@ -34,6 +34,7 @@ class Format(Enum):
     JSON = "json"
     MSGPACK = "msgpack"
     PYTHON = "python"
+    YAML = "yaml"
 
 
 _LZ4_MAGIC = b"\x04\x22\x4d\x18"
@@ -56,7 +57,7 @@ def sniff(head: bytes, name: str = "") -> Format:
 
     Anything that is no other format is tried as a pickle: protocol 0 has no magic bytes,
     and the pickle handler reports the file as unrecognised if it is not one. ``name`` is
-    only a hint for formats without magic bytes (Python source); content still decides.
+    only a hint for formats without magic bytes (Python source, YAML); content still decides.
     """
     for magic, fmt in _MAGIC:
         if head.startswith(magic):
@@ -90,6 +91,8 @@ def _sniff_headerless(head: bytes, name: str) -> Format:
         return Format.MSGPACK
     if name.endswith(".py") and _is_text(head):
         return Format.PYTHON
+    if (name.lower().endswith((".yaml", ".yml")) or name == "MLmodel") and _is_text(head):
+        return Format.YAML  # configuration that loaders instantiate (Hydra, MLflow, NeMo)
     if _is_protobuf(head):
         return Format.PROTOBUF
     return Format.PICKLE
