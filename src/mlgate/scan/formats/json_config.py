@@ -2,28 +2,33 @@
 
 JSON cannot run code by itself, but loaders act on some of its fields: ``auto_map`` and
 ``custom_pipelines`` make ``from_pretrained(trust_remote_code=True)`` import the repository's
-own Python modules, and ``chat_template`` is a Jinja2 template a server renders. Content
-starting with ``{`` that is not JSON may be a Jinja template, XGBoost UBJSON or a pickle.
+own Python modules and ``attn_implementation`` can name a Hub kernel (:mod:`.hf_config`),
+Hydra ``_target_`` nodes are instantiated by libraries that read them from a ``config.json``
+(:mod:`mlgate.scan.config_refs`), a TorchServe manifest names the handler code a server runs
+(:mod:`.torchserve`), and ``chat_template`` is a Jinja2 template a server renders. Content
+starting with ``{`` that is not JSON may be a YAML flow mapping, a Jinja template, XGBoost
+UBJSON or a pickle.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from mlgate.scan import rules
+from mlgate.scan.config_refs import report_targets, walk
 from mlgate.scan.context import ScanContext
+from mlgate.scan.formats.hf_config import check_kernels, check_remote_code
 from mlgate.scan.formats.keras import analyse_config
 from mlgate.scan.formats.pickle import scan_pickle
+from mlgate.scan.formats.torchserve import analyse_manifest, is_manifest
+from mlgate.scan.formats.yaml_config import scan_yaml
 from mlgate.scan.jinja import check_template
 from mlgate.scan.source import Source
 
 MAX_JSON_BYTES = 256 << 20
 _UBJ_MARKERS = b"iUIlLdDSCTFZN{[$#"
 XGBOOST = "XGBoost model: trees and parameters only, no code possible"
-# Libraries diffusers imports components from without trust_remote_code.
-_DIFFUSERS_LIBRARIES = frozenset({"diffusers", "transformers", "onnxruntime", "flax"})
 
 
 def scan_json(source: Source, ctx: ScanContext) -> str:
@@ -60,6 +65,8 @@ def _not_json(source: Source, ctx: ScanContext, raw: bytes) -> str:
     if _is_xgboost(text[:64]):
         ctx.add(rules.RECOGNISED, source.location, f"{XGBOOST} (UBJSON)")
         return "xgboost-ubj"
+    if source.name.lower().endswith((".yaml", ".yml")) or source.name == "MLmodel":
+        return scan_yaml(source, ctx)  # a flow mapping: YAML, not JSON
     return scan_pickle(source, ctx)
 
 
@@ -72,10 +79,27 @@ def _is_xgboost(head: bytes) -> bool:
 
 
 def _scan_object(source: Source, ctx: ScanContext, doc: dict[str, Any], raw: bytes) -> str:
-    _check_remote_code(source, ctx, doc)
-    _check_templates(source, ctx, doc)
     if "learner" in doc and "version" in doc:
-        what = f"{XGBOOST} (JSON)"
+        ctx.add(rules.RECOGNISED, source.location, f"{XGBOOST} (JSON)")
+        return "json"
+    nodes = walk(doc, source.name, ctx.limits.max_config_nodes)
+    check_remote_code(source, ctx, doc, nodes)
+    check_kernels(source, ctx, nodes)
+    _check_templates(source, ctx, doc)
+    targets = report_targets(ctx, ctx.at(source), doc, nodes, "Hydra instantiate")
+    what = _describe(source, ctx, doc, raw)
+    if what is None:
+        return "keras-config"
+    if targets:
+        what += f"; {targets} Hydra instantiation target(s) judged with the pickle policy"
+    ctx.add(rules.RECOGNISED, source.location, what)
+    return "json"
+
+
+def _describe(source: Source, ctx: ScanContext, doc: dict[str, Any], raw: bytes) -> str | None:
+    """What the document is (None: a Keras config that could not be read, already reported)."""
+    if is_manifest(doc):
+        what = analyse_manifest(doc, source, ctx)
     elif isinstance(doc.get("nodes"), list) and "heads" in doc:
         custom = sum(1 for n in doc["nodes"] if isinstance(n, dict) and n.get("op") == "Custom")
         what = "MXNet symbol graph (JSON): operators only" + (
@@ -85,7 +109,7 @@ def _scan_object(source: Source, ctx: ScanContext, doc: dict[str, Any], raw: byt
         )
     elif "class_name" in doc and "config" in doc:
         if not analyse_config(raw, source, ctx, source.name):
-            return "keras-config"
+            return None
         what = "Keras model config: module/class references were checked"
     elif "fileFormatVersion" in doc and "itemInfoEntries" in doc:
         what = "CoreML .mlpackage manifest: lists the spec and weights, no code possible"
@@ -97,57 +121,7 @@ def _scan_object(source: Source, ctx: ScanContext, doc: dict[str, Any], raw: byt
         what = "Hugging Face tokenizer/processor config"
     else:
         what = "JSON data; JSON cannot carry code by itself"
-    ctx.add(rules.RECOGNISED, source.location, what)
-    return "json"
-
-
-def remote_code_refs(doc: dict[str, Any]) -> list[tuple[str, str]]:
-    """(auto class or pipeline, ``module.Class`` reference) pairs that load repository code."""
-    refs: list[tuple[str, str]] = []
-    auto_map = doc.get("auto_map")
-    if isinstance(auto_map, dict):
-        for auto, ref in auto_map.items():
-            for item in ref if isinstance(ref, list) else [ref]:
-                if isinstance(item, str):
-                    refs.append((str(auto), item))
-    if "_diffusers_version" in doc:  # model_index.json: component -> [library, class]
-        for component, spec in doc.items():
-            custom = isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], str)
-            if custom and spec[0] not in _DIFFUSERS_LIBRARIES:
-                refs.append((f"component {component}", f"{spec[0]}.{spec[1]}"))
-    pipelines = doc.get("custom_pipelines")
-    if isinstance(pipelines, dict):
-        for task, spec in pipelines.items():
-            impl = spec.get("impl") if isinstance(spec, dict) else None
-            if isinstance(impl, str):
-                refs.append((f"pipeline {task}", impl))
-    return refs
-
-
-def _check_remote_code(source: Source, ctx: ScanContext, doc: dict[str, Any]) -> None:
-    refs = remote_code_refs(doc)
-    if not refs:
-        return
-    parts = []
-    for auto, ref in refs[:20]:
-        repo, _, local = ref.rpartition("--")
-        module = local.rsplit(".", 1)[0]
-        where = _module_state(source.folder, module, repo)
-        parts.append(f"{auto} -> {ref} ({where})")
-    ctx.add(
-        rules.REMOTE_CODE,
-        source.location,
-        "from_pretrained(trust_remote_code=True) imports repository code: " + "; ".join(parts),
-    )
-
-
-def _module_state(folder: Path | None, module: str, repo: str) -> str:
-    if repo:
-        return f"code fetched from another repository, {repo}"
-    if folder is None:
-        return "location unknown"
-    path = folder / (module.replace(".", "/") + ".py")
-    return f"{path.name} present, analysed" if path.is_file() else f"{path.name} NOT present"
+    return what
 
 
 def _check_templates(source: Source, ctx: ScanContext, doc: dict[str, Any]) -> None:
