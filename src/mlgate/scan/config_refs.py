@@ -59,7 +59,7 @@ def mappings(doc: Any, label: str, max_nodes: int) -> Iterator[tuple[str, dict[A
     """Every mapping in ``doc`` with its path, each object once (YAML aliases share objects,
     so an alias bomb is walked in linear time); iterative, bounded by ``max_nodes``."""
     seen: set[int] = set()
-    stack: list[tuple[str, Any]] = [(label, doc)]
+    stack: list[tuple[str, Any]] = [(label if label.isprintable() else shown(label), doc)]
     while stack:
         path, item = stack.pop()
         if id(item) in seen:

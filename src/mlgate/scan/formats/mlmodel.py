@@ -11,8 +11,7 @@ model files a flavour names are scanned on their own.
 
 from __future__ import annotations
 
-from itertools import islice
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mlgate.findings import Location
@@ -23,7 +22,6 @@ from mlgate.scan.pickle.verdicts import Category
 from mlgate.scan.source import Source
 
 PYFUNC = "python_function"
-MAX_LISTED = 10_000  # Python files counted in a code directory
 _OWN_NAMESPACE = "mlflow."  # MLflow's flavour loaders, which read the model's files themselves
 
 
@@ -59,13 +57,12 @@ def _code_dir(flavor: str, conf: dict[Any, Any], source: Source, ctx: ScanContex
 
 
 def _code_state(folder: Path | None, code: str) -> str:
+    pure = PurePosixPath(code.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts:
+        return "outside the model folder"
     if folder is None:
         return "location unknown"
-    path = folder / code
-    if not path.is_dir():
-        return "NOT present"
-    count = sum(1 for _ in islice(path.rglob("*.py"), MAX_LISTED))
-    return f"present, {count} Python file(s), each analysed"
+    return "present, its files analysed" if (folder / code).is_dir() else "NOT present"
 
 
 def _loader_module(module: object, location: Location, ctx: ScanContext) -> None:

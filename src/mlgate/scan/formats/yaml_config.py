@@ -49,7 +49,7 @@ def scan_yaml(source: Source, ctx: ScanContext) -> str:
     if not docs and not reading.tags:
         return scan_pickle(source, ctx)
     _check_expansion(source, ctx, reading)
-    _check_tags(ctx.at(source), ctx, reading.tags)
+    _check_tags(source, ctx, reading)
     what = _analyse(source, ctx, docs, reading)
     ctx.add(rules.RECOGNISED, source.location, what)
     return "mlmodel" if source.name == "MLmodel" else "yaml"
@@ -98,20 +98,27 @@ def _check_expansion(source: Source, ctx: ScanContext, reading: YamlReading) -> 
         )
 
 
-def _check_tags(location: Location, ctx: ScanContext, tags: list[Tag]) -> None:
-    seen: set[str] = set()
-    for tag in tags:
-        if tag.tag in seen:
-            continue
-        seen.add(tag.tag)
-        if len(seen) > MAX_TAGS_REPORTED:
-            ctx.add(
-                rules.UNSAFE_REFERENCE,
-                location,
-                f"more than {MAX_TAGS_REPORTED} distinct tags; the rest not listed",
-            )
-            return
+def _check_tags(source: Source, ctx: ScanContext, reading: YamlReading) -> None:
+    """Each distinct tag once (the reader keeps the first place of each). Python tags are all
+    judged; past :data:`MAX_TAGS_REPORTED` others, the rest are summed up in one finding."""
+    location = ctx.at(source)
+    others = [t for t in reading.tags if not t.tag.startswith(_PYTHON_TAG)]
+    python = [t for t in reading.tags if t.tag.startswith(_PYTHON_TAG)]
+    for tag in python + others[:MAX_TAGS_REPORTED]:
         _check_tag(location, ctx, tag)
+    rest = others[MAX_TAGS_REPORTED:]
+    if rest:
+        core = any(t.tag.startswith(_CORE_TAG) for t in rest)
+        ctx.add(
+            rules.UNSAFE_REFERENCE,
+            location,
+            f"{len(rest)} more tags that need a constructor, not listed one by one",
+            severity=None if core else Severity.MEDIUM,
+        )
+    if reading.tags_truncated:
+        ctx.incomplete(
+            source, "more distinct YAML tags than the reader records", rules.LIMIT_EXCEEDED
+        )
 
 
 def _check_tag(location: Location, ctx: ScanContext, tag: Tag) -> None:

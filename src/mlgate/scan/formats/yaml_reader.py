@@ -22,6 +22,7 @@ from mlgate.scan.config_refs import child_path
 from mlgate.scan.limits import ResourceLimitError
 
 MAX_DEPTH = 500  # nesting levels (honest configs need a few dozen)
+MAX_TAGS = 1000  # distinct tags recorded (each is reported; the first ones suffice)
 _PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _CORE = "tag:yaml.org,2002:"
 # Tags every safe loader resolves to plain data (YAML 1.1 types).
@@ -66,6 +67,7 @@ class YamlReading:
     shadowed: list[tuple[str, dict[Any, Any]]] = field(default_factory=list)
     expanded: int = 0
     recursive_alias: bool = False
+    tags_truncated: bool = False  # more than MAX_TAGS distinct tags
 
 
 def read_yaml(raw: bytes, max_nodes: int, expand_cap: int) -> YamlReading:
@@ -87,6 +89,7 @@ class _Builder:
         self.cap = expand_cap
         self.stack: list[_Frame] = []
         self.anchors: dict[str, tuple[Any, int | None]] = {}  # value, size (None: still open)
+        self.tags_seen: set[str] = set()
 
     def feed(self, event: Any) -> None:
         if isinstance(event, yaml.ScalarEvent):
@@ -152,8 +155,12 @@ class _Builder:
 
     def _tag(self, event: Any, value: str) -> None:
         tag = event.tag
-        if tag is None or tag == "!" or tag in SAFE_TAGS:
+        if tag is None or tag == "!" or tag in SAFE_TAGS or tag in self.tags_seen:
             return
+        if len(self.tags_seen) >= MAX_TAGS:
+            self.reading.tags_truncated = True
+            return
+        self.tags_seen.add(tag)  # distinct tags only: a million copies of one cost nothing
         self.reading.tags.append(Tag(self._child_path(), tag, value))
 
 
