@@ -408,3 +408,35 @@ def test_attn_implementation_naming_a_hub_kernel(tmp_path: Path) -> None:
 def test_attn_implementation_builtin_values_are_not_kernels(tmp_path: Path, value: str) -> None:
     report = scan(_hf(tmp_path / "m", attn_implementation=value))
     assert not report.at_or_above(Severity.MEDIUM), describe(report)
+
+
+def test_lightning_cli_class_path(tmp_path: Path) -> None:
+    honest = "optimizer:\n  class_path: torch.optim.Adam\n  init_args:\n    lr: 0.001\n"
+    report = scan(write(tmp_path / "config.yaml", honest.encode()))
+    assert_benign(report)
+    assert not report.at_or_above(Severity.MEDIUM), describe(report)
+    evil = "model:\n  class_path: torch.utils.cpp_extension.load_inline\n  init_args: {}\n"
+    assert_caught(scan(write(tmp_path / "evil.yaml", evil.encode())), CODE_EXECUTION)
+
+
+def test_sentence_transformers_modules_json(tmp_path: Path) -> None:
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
+    ]
+    report = scan(write(tmp_path / "ok" / "modules.json", json.dumps(modules).encode()))
+    assert not report.at_or_above(Severity.MEDIUM), describe(report)
+    modules[1]["type"] = "subprocess.Popen"
+    report = scan(write(tmp_path / "evil" / "modules.json", json.dumps(modules).encode()))
+    assert _with(report, CODE_EXECUTION, "subprocess.Popen"), describe(report)
+
+
+def test_mlmodel_in_json_flow_style(tmp_path: Path) -> None:
+    doc = {"flavors": {"python_function": {"loader_module": "builtins", "code": None}}}
+    report = scan(write(tmp_path / "MLmodel", json.dumps(doc).encode()))
+    assert _with(report, LOADS_CODE, "'builtins'"), describe(report)

@@ -5,7 +5,8 @@ Loaders turn configuration into objects. Hydra's ``instantiate`` imports and cal
 archives through it (``model_config.yaml``, CVE-2025-23304), and the libraries of the 2025
 Unit 42 disclosures read Hydra nodes from a Hugging Face ``config.json`` (Uni2TS) or from
 safetensors ``__metadata__`` (FlexTok). Latent-diffusion configs do the same with
-``target``/``params``, older NeMo configs with ``cls``/``params``. Every such name is judged by
+``target``/``params``, older NeMo configs with ``cls``/``params``, LightningCLI configs
+(jsonargparse) with ``class_path``/``init_args``. Every such name is judged by
 the policy that judges a pickle's globals (:meth:`Policy.classify_reference`): one policy,
 many readers. A name computed by an interpolation this module cannot resolve is reported as a
 dynamic call, never passed.
@@ -31,7 +32,8 @@ IMPORTABLE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 _INTERPOLATION = re.compile(r"\$\{([^{}]*)\}")
 # Keys that name what a loader instantiates, and the sibling key they need (None: none).
-_TARGET_KEYS = (("_target_", None), ("target", None), ("cls", "params"))
+# (LightningCLI / jsonargparse configs name classes by ``class_path``.)
+_TARGET_KEYS = (("_target_", None), ("target", None), ("cls", "params"), ("class_path", None))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ list), and in sub-configs, so every mapping of the document is looked at. ``cust
 does the same for pipelines, and diffusers' ``model_index.json`` imports components from any
 library it names. An ``attn_implementation`` that names a Hub repository (``org/kernel``,
 transformers' ``is_kernel`` pattern) makes transformers download that kernel and load its
-compiled code through the ``kernels`` library.
+compiled code through the ``kernels`` library. sentence-transformers' ``modules.json`` lists
+modules whose ``type`` it imports by dotted name: judged by the pickle policy outside the
+library's own namespace.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mlgate.scan import rules
-from mlgate.scan.config_refs import Nodes, shown
+from mlgate.scan.config_refs import IMPORTABLE, Nodes, report_reference, shown
 from mlgate.scan.context import ScanContext
 from mlgate.scan.source import Source
 
@@ -29,6 +31,8 @@ _DIFFUSERS_LIBRARIES = frozenset({"diffusers", "transformers", "onnxruntime", "f
 _KERNEL = re.compile(r"[^/:\s]+/[^/:\s]+(?:@[^/:]+)?(?::[^/:]+)?")
 _ATTN_KEYS = ("attn_implementation", "_attn_implementation")
 _TRUSTED_KERNELS = "kernels-community/"
+_SENTENCE_TRANSFORMERS = "sentence_transformers."
+MAX_MODULES = 256  # entries of a modules.json judged
 
 
 def remote_code_refs(doc: dict[str, Any], nodes: Nodes) -> list[tuple[str, str]]:
@@ -106,3 +110,18 @@ def _kernel(source: Source, ctx: ScanContext, where: str, repo: str) -> None:
         "compiled code (kernels library)",
         repo,
     )
+
+
+def check_module_list(source: Source, ctx: ScanContext, doc: list[Any]) -> bool:
+    """A sentence-transformers ``modules.json``: each entry's ``type`` is imported by name
+    (``import_from_string``) and its ``load`` called. False if ``doc`` is not one."""
+    entries = [e for e in doc[:MAX_MODULES] if isinstance(e, dict) and "path" in e]
+    types = [e["type"] for e in entries if isinstance(e.get("type"), str)]
+    if not types:
+        return False
+    for index, name in enumerate(types):
+        if name.startswith(_SENTENCE_TRANSFORMERS) and IMPORTABLE.fullmatch(name):
+            continue  # the library's own modules
+        where = f"{source.name if source.name.isprintable() else '?'}[{index}].type"
+        report_reference(ctx, ctx.at(source), name, "sentence-transformers imports", where)
+    return True

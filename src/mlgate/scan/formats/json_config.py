@@ -18,8 +18,9 @@ from typing import Any
 from mlgate.scan import rules
 from mlgate.scan.config_refs import report_targets, walk
 from mlgate.scan.context import ScanContext
-from mlgate.scan.formats.hf_config import check_kernels, check_remote_code
+from mlgate.scan.formats.hf_config import check_kernels, check_module_list, check_remote_code
 from mlgate.scan.formats.keras import analyse_config
+from mlgate.scan.formats.mlmodel import analyse_mlmodel
 from mlgate.scan.formats.pickle import scan_pickle
 from mlgate.scan.formats.torchserve import analyse_manifest, is_manifest
 from mlgate.scan.formats.yaml_config import scan_yaml
@@ -52,7 +53,11 @@ def scan_json(source: Source, ctx: ScanContext) -> str:
         return _not_json(source, ctx, raw)
     if isinstance(doc, dict):
         return _scan_object(source, ctx, doc, raw)
-    ctx.add(rules.RECOGNISED, source.location, "JSON data (a list); JSON cannot carry code")
+    if isinstance(doc, list) and check_module_list(source, ctx, doc):
+        what = "sentence-transformers module list: module types checked"
+    else:
+        what = "JSON data (a list); JSON cannot carry code"
+    ctx.add(rules.RECOGNISED, source.location, what)
     return "json"
 
 
@@ -98,7 +103,9 @@ def _scan_object(source: Source, ctx: ScanContext, doc: dict[str, Any], raw: byt
 
 def _describe(source: Source, ctx: ScanContext, doc: dict[str, Any], raw: bytes) -> str | None:
     """What the document is (None: a Keras config that could not be read, already reported)."""
-    if is_manifest(doc):
+    if source.name == "MLmodel":  # YAML written in flow style reads as JSON
+        what = analyse_mlmodel(doc, source, ctx)
+    elif is_manifest(doc):
         what = analyse_manifest(doc, source, ctx)
     elif isinstance(doc.get("nodes"), list) and "heads" in doc:
         custom = sum(1 for n in doc["nodes"] if isinstance(n, dict) and n.get("op") == "Custom")
