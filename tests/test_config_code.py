@@ -20,14 +20,18 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from factories import assert_benign, assert_caught, describe, rules_found, scan, write
 from huggingface_hub import PyTorchModelHubMixin
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from payloads import os_system, shell
 from safetensors.torch import save_file
 from sklearn.linear_model import LogisticRegression
 from test_hf_repo import make_repo
 
 from mlgate import Report, Severity
+from mlgate.scan.formats.yaml_reader import read_yaml
 
 CODE_EXECUTION, DYNAMIC, UNSAFE_REF, REMOTE_CODE, LOADS_CODE = (
     "MLG101",
@@ -207,6 +211,25 @@ def test_yaml_nested_deeper_than_the_bound(tmp_path: Path) -> None:
     deep = "".join(f"{'  ' * i}k{i}:\n" for i in range(2000)) + f"{'  ' * 2000}v\n"
     report = scan(write(tmp_path / "deep.yaml", deep.encode()))
     assert_caught(report, LIMIT)
+
+
+_TEXT = st.text(max_size=8)
+_PLAIN = st.recursive(
+    st.none() | _TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_PLAIN)
+def test_yaml_reader_reads_what_safe_load_reads(value: Any) -> None:
+    """The bounded reader builds the same plain values as yaml.safe_load (for block and flow
+    styles), so what it judges is what a loader would act on."""
+    for flow in (False, True):
+        text = yaml.safe_dump({"v": value}, default_flow_style=flow, allow_unicode=True)
+        reading = read_yaml(text.encode(), 10_000, 10_000)
+        assert reading.documents == [yaml.safe_load(text)]
 
 
 def test_yaml_repeated_key_hides_an_earlier_target(tmp_path: Path) -> None:
