@@ -15,7 +15,7 @@ dynamic call, never passed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ _INTERPOLATION = re.compile(r"\$\{([^{}]*)\}")
 # Keys that name what a loader instantiates, and the sibling key they need (None: none).
 # (LightningCLI / jsonargparse configs name classes by ``class_path``.)
 _TARGET_KEYS = (("_target_", None), ("target", None), ("cls", "params"), ("class_path", None))
+TARGET_KEYS = frozenset(key for key, _ in _TARGET_KEYS)
 
 
 @dataclass(frozen=True)
@@ -57,27 +58,46 @@ def child_path(path: str, key: object) -> str:
     return f"{path}[{shown(str(key))}]"
 
 
+# Where a value sits: a finished path, or (where its container sits, its key or index). The
+# text is only built for mappings: a tokenizer's half-million merge pairs need no path.
+_Where = str | tuple["_Where", object]
+_CONTAINERS = (dict, list)
+
+
 def mappings(doc: Any, label: str, max_nodes: int) -> Iterator[tuple[str, dict[Any, Any]]]:
     """Every mapping in ``doc`` with its path, each object once (YAML aliases share objects,
     so an alias bomb is walked in linear time); iterative, bounded by ``max_nodes``."""
     seen: set[int] = set()
-    stack: list[tuple[str, Any]] = [(label if label.isprintable() else shown(label), doc)]
+    stack: list[tuple[Any, _Where]] = [(doc, label if label.isprintable() else shown(label))]
+    push = stack.append
     while stack:
-        path, item = stack.pop()
+        item, where = stack.pop()
         if id(item) in seen:
             continue
         seen.add(id(item))
         if len(seen) > max_nodes:
             raise ResourceLimitError(f"{label}: more than {max_nodes} nested values")
         if isinstance(item, dict):
+            path = _path(where)
             yield path, item
-            stack.extend(
-                (child_path(path, k), v) for k, v in item.items() if isinstance(v, dict | list)
-            )
-        elif isinstance(item, list):
-            stack.extend(
-                (f"{path}[{i}]", v) for i, v in enumerate(item) if isinstance(v, dict | list)
-            )
+            pairs: Iterable[tuple[object, Any]] = item.items()
+            where = path
+        else:
+            pairs = enumerate(item)
+        for key, value in pairs:  # a plain loop: most lists are small (merge pairs)
+            if isinstance(value, _CONTAINERS):
+                push((value, (where, key)))
+
+
+def _path(where: _Where) -> str:
+    steps: list[object] = []
+    while isinstance(where, tuple):
+        where, step = where
+        steps.append(step)
+    path = where
+    for step in reversed(steps):
+        path = f"{path}[{step}]" if isinstance(step, int) else child_path(path, step)
+    return path
 
 
 Nodes = list[tuple[str, dict[Any, Any]]]

@@ -30,6 +30,7 @@ _DIFFUSERS_LIBRARIES = frozenset({"diffusers", "transformers", "onnxruntime", "f
 # transformers.integrations.hub_kernels.is_kernel: "org/repo", optional "@rev" and ":name".
 _KERNEL = re.compile(r"[^/:\s]+/[^/:\s]+(?:@[^/:]+)?(?::[^/:]+)?")
 _ATTN_KEYS = ("attn_implementation", "_attn_implementation")
+CODE_KEYS = frozenset(("auto_map", *_ATTN_KEYS))  # keys looked for in every mapping
 _TRUSTED_KERNELS = "kernels-community/"
 _SENTENCE_TRANSFORMERS = "sentence_transformers."
 MAX_MODULES = 256  # entries of a modules.json judged

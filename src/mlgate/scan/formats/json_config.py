@@ -16,9 +16,14 @@ import json
 from typing import Any
 
 from mlgate.scan import rules
-from mlgate.scan.config_refs import report_targets, walk
+from mlgate.scan.config_refs import TARGET_KEYS, report_targets, walk
 from mlgate.scan.context import ScanContext
-from mlgate.scan.formats.hf_config import check_kernels, check_module_list, check_remote_code
+from mlgate.scan.formats.hf_config import (
+    CODE_KEYS,
+    check_kernels,
+    check_module_list,
+    check_remote_code,
+)
 from mlgate.scan.formats.keras import analyse_config
 from mlgate.scan.formats.mlmodel import analyse_mlmodel
 from mlgate.scan.formats.pickle import scan_pickle
@@ -44,15 +49,16 @@ def scan_json(source: Source, ctx: ScanContext) -> str:
             source, f"JSON over {MAX_JSON_BYTES} bytes; not analysed", rules.LIMIT_EXCEEDED
         )
         return "json"
+    keyed = _KeyedMappings()
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw, object_hook=keyed)
     except RecursionError:
         ctx.incomplete(source, "JSON nested too deeply", rules.LIMIT_EXCEEDED)
         return "json"
     except ValueError:
         return _not_json(source, ctx, raw)
     if isinstance(doc, dict):
-        return _scan_object(source, ctx, doc, raw)
+        return _scan_object(source, ctx, doc, raw, keyed.found)
     if isinstance(doc, list) and check_module_list(source, ctx, doc):
         what = "sentence-transformers module list: module types checked"
     else:
@@ -83,11 +89,28 @@ def _is_xgboost(head: bytes) -> bool:
     return head[:1] == b"{" and head[1:2] in _UBJ_MARKERS and b"learner" in head[:32]
 
 
-def _scan_object(source: Source, ctx: ScanContext, doc: dict[str, Any], raw: bytes) -> str:
+class _KeyedMappings:
+    """``json.loads`` object hook noting whether any mapping has a key that leads to code,
+    so that the document is walked only then: a tokenizer's half-million merge pairs cost
+    nothing (the parser calls the hook for mappings only)."""
+
+    KEYS = TARGET_KEYS | CODE_KEYS
+
+    def __init__(self) -> None:
+        self.found = False
+
+    def __call__(self, mapping: dict[str, Any]) -> dict[str, Any]:
+        self.found = self.found or not self.KEYS.isdisjoint(mapping)
+        return mapping
+
+
+def _scan_object(
+    source: Source, ctx: ScanContext, doc: dict[str, Any], raw: bytes, keyed: bool
+) -> str:
     if "learner" in doc and "version" in doc:
         ctx.add(rules.RECOGNISED, source.location, f"{XGBOOST} (JSON)")
         return "json"
-    nodes = walk(doc, source.name, ctx.limits.max_config_nodes)
+    nodes = walk(doc, source.name, ctx.limits.max_config_nodes) if keyed else []
     check_remote_code(source, ctx, doc, nodes)
     check_kernels(source, ctx, nodes)
     _check_templates(source, ctx, doc)
