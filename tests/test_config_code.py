@@ -463,3 +463,11 @@ def test_mlmodel_in_json_flow_style(tmp_path: Path) -> None:
     doc = {"flavors": {"python_function": {"loader_module": "builtins", "code": None}}}
     report = scan(write(tmp_path / "MLmodel", json.dumps(doc).encode()))
     assert _with(report, LOADS_CODE, "'builtins'"), describe(report)
+
+
+def test_absurdly_long_target_is_judged_without_blowing_up(tmp_path: Path) -> None:
+    config = "node:\n  _target_: " + ".".join(["a"] * 200_000) + "\n"
+    start = time.monotonic()
+    report = scan(write(tmp_path / "long.yaml", config.encode()))
+    assert time.monotonic() - start < 10
+    assert_caught(report, DYNAMIC)

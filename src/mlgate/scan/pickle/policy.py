@@ -26,6 +26,9 @@ from mlgate.scan.pickle.policy_data import (
 from mlgate.scan.pickle.verdicts import SAFE, Category, Loader, Verdict, verdict
 
 _STORAGE_SUFFIX = "Storage"
+# Bounds of a dotted name judged split by split (honest import paths are far shorter).
+MAX_REFERENCE_PARTS = 32
+MAX_REFERENCE_CHARS = 512
 # The name under which a whole module (``import x``, not ``from x import y``) is classified.
 MODULE_MARK = "<module>"
 # The rule a finding about a global (or a configured reference) reports, by its category.
@@ -79,7 +82,9 @@ class Policy:
         otherwise the split before the first capitalised segment (the class) decides, as it
         would for a pickle global. A single name is classified as a module.
         """
-        parts = ref.split(".")
+        parts = ref.split(".", MAX_REFERENCE_PARTS)
+        if len(parts) > MAX_REFERENCE_PARTS or len(ref) > MAX_REFERENCE_CHARS:
+            return verdict(Category.GADGET, Severity.HIGH, "a name too long to be judged")
         splits = [(".".join(parts[:i]), ".".join(parts[i:])) for i in range(1, len(parts))]
         verdicts = [self.classify(m, n) for m, n in splits] or [self.classify(ref, MODULE_MARK)]
         denied = [v for v in verdicts if v.category not in (Category.SAFE, Category.UNKNOWN)]
