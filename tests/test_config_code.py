@@ -342,7 +342,7 @@ def test_torchserve_handler_code_in_archive(tmp_path: Path) -> None:
     )
     assert_caught(report, "MLG402")
     # A file named like a built-in handler replaces it (the model folder is first on sys.path).
-    shadow = _mar(tmp_path / "s.mar", "image_classifier", {"image_classifier.py": "x = 1\n"})
+    shadow = _mar(tmp_path / "s.mar", "image_classifier", {"image_classifier.py": "import torch\n"})
     assert _with(scan(shadow), LOADS_CODE, "image_classifier")
 
 
@@ -471,3 +471,11 @@ def test_absurdly_long_target_is_judged_without_blowing_up(tmp_path: Path) -> No
     report = scan(write(tmp_path / "long.yaml", config.encode()))
     assert time.monotonic() - start < 10
     assert_caught(report, DYNAMIC)
+
+
+@pytest.mark.parametrize("name", ["helpers.py", "config.yaml"])
+def test_text_with_a_zlib_looking_start_is_read_as_text(tmp_path: Path, name: str) -> None:
+    # b"x " is a valid zlib header (0x7820 % 31 == 0): "x = 1" must stay Python (or YAML).
+    report = scan(write(tmp_path / name, b"x = 1\n" if name.endswith(".py") else b"x  : 1\n"))
+    assert_benign(report)
+    assert report.artifacts[0].format in ("python", "yaml"), report.artifacts
