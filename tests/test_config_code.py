@@ -133,6 +133,13 @@ def test_latent_diffusion_target_params(tmp_path: Path) -> None:
     assert _with(report, UNSAFE_REF, "LatentDiffusion", Severity.MEDIUM), describe(report)
     evil = "model:\n  target: torch.hub.load\n  params:\n    repo_or_dir: attacker/repo\n"
     assert_caught(scan(write(tmp_path / "evil.yaml", evil.encode())), CODE_EXECUTION)
+    # Without params, "target" is an ordinary word unless it names a class or a denied name.
+    plain = "metric:\n  target: model.onnx\n  other: ${missing.key}\nlabel:\n  target: ${x}\n"
+    report = scan(write(tmp_path / "plain.yaml", plain.encode()))
+    assert not report.at_or_above(Severity.MEDIUM), describe(report)
+    assert_caught(
+        scan(write(tmp_path / "bare.yaml", b"hook:\n  target: os.system\n")), CODE_EXECUTION
+    )
 
 
 class _Module(torch.nn.Module, PyTorchModelHubMixin):

@@ -31,10 +31,17 @@ MAX_INTERPOLATION_ROUNDS = 10
 IMPORTABLE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 _INTERPOLATION = re.compile(r"\$\{([^{}]*)\}")
-# Keys that name what a loader instantiates, and the sibling key they need (None: none).
-# (LightningCLI / jsonargparse configs name classes by ``class_path``.)
-_TARGET_KEYS = (("_target_", None), ("target", None), ("cls", "params"), ("class_path", None))
-TARGET_KEYS = frozenset(key for key, _ in _TARGET_KEYS)
+# Keys that name what a loader instantiates -> (the sibling key holding the arguments, whether
+# the key means nothing without it). ``_target_`` needs no sibling to be certain; ``target``
+# (LDM, NeMo) and ``class_path`` (LightningCLI / jsonargparse) are ordinary words elsewhere, so
+# without their sibling only a name that looks instantiated counts (a class, or a denied name).
+_TARGET_KEYS = {
+    "_target_": (None, False),
+    "target": ("params", False),
+    "cls": ("params", True),
+    "class_path": ("init_args", False),
+}
+TARGET_KEYS = frozenset(_TARGET_KEYS)
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class Target:
 
     path: str
     value: str
+    certain: bool  # the key is an instantiation whatever the name (see _TARGET_KEYS)
 
 
 def shown(text: str) -> str:
@@ -109,16 +117,26 @@ def walk(doc: Any, label: str, max_nodes: int) -> Nodes:
 
 
 def instantiation_targets(nodes: Nodes) -> list[Target]:
-    """The ``_target_`` of every node, and ``target``/``cls`` values that are dotted names."""
+    """The ``_target_`` of every node, and the other target keys' values that may be names."""
     found: list[Target] = []
     for path, node in nodes:
-        for key, sibling in _TARGET_KEYS:
+        for key, (sibling, required) in _TARGET_KEYS.items():
             value = node.get(key)
-            if not isinstance(value, str) or (sibling is not None and sibling not in node):
+            certain = sibling is None or sibling in node
+            if not isinstance(value, str) or (required and not certain):
                 continue
-            if key == "_target_" or _DOTTED.fullmatch(value.strip()) or "${" in value:
-                found.append(Target(f"{path}.{key}", value))
+            if certain or _DOTTED.fullmatch(value.strip()) or "${" in value:
+                found.append(Target(f"{path}.{key}", value, certain))
     return found
+
+
+def _instantiated(ctx: ScanContext, ref: str) -> bool:
+    """Whether a name under an uncertain key is judged: a class, or a name the policy denies."""
+    if not _DOTTED.fullmatch(ref):
+        return False
+    verdict = ctx.policy.classify_reference(ref)
+    denied = verdict.category not in (Category.SAFE, Category.UNKNOWN)
+    return denied or ref.rsplit(".", 1)[-1][:1].isupper()
 
 
 class _Unresolved(Exception):
@@ -162,10 +180,13 @@ def report_targets(
 ) -> int:
     """Judge every instantiation target among ``nodes`` (the mappings of ``doc``, which
     interpolations are resolved against); returns how many there were."""
-    targets = instantiation_targets(nodes)
     places: dict[str, list[str]] = {}
-    for target in targets:
+    judged = 0
+    for target in instantiation_targets(nodes):
         ref = resolve(target.value, doc)
+        if not target.certain and (ref is None or not _instantiated(ctx, ref)):
+            continue  # an ordinary "target" field (a label, a file name)
+        judged += 1
         if ref is None:
             ctx.add(
                 rules.DYNAMIC_CALL,
@@ -181,7 +202,7 @@ def report_targets(
             f" and {len(paths) - MAX_PATHS} more" if len(paths) > MAX_PATHS else ""
         )
         report_reference(ctx, location, ref, f"{loader} instantiates", where)
-    return len(targets)
+    return judged
 
 
 def report_reference(
