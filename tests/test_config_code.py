@@ -486,3 +486,13 @@ def test_text_with_a_zlib_looking_start_is_read_as_text(tmp_path: Path, name: st
     report = scan(write(tmp_path / name, b"x = 1\n" if name.endswith(".py") else b"x  : 1\n"))
     assert_benign(report)
     assert report.artifacts[0].format in ("python", "yaml"), report.artifacts
+
+
+def test_many_repeated_keys_sharing_a_large_alias_stay_linear(tmp_path: Path) -> None:
+    big = "base: &big [" + ", ".join(f"{{v: {i}}}" for i in range(20_000)) + "]\n"
+    text = big + "node:\n" + "  k: *big\n" * 20_000 + "  _target_: os.system\n"
+    start = time.monotonic()
+    report = scan(write(tmp_path / "dups.yaml", text.encode()))
+    assert time.monotonic() - start < 20
+    assert _with(report, CODE_EXECUTION, "os.system"), describe(report)
+    assert _with(report, MALFORMED, "and 19994 more", Severity.MEDIUM), describe(report)

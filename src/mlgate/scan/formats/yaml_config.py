@@ -26,6 +26,7 @@ from mlgate.scan.formats.yaml_reader import Tag, YamlReading, read_yaml
 from mlgate.scan.source import Source
 
 MAX_TAGS_REPORTED = 20
+MAX_LISTED = 5  # repeated keys named in the finding
 _PYTHON_TAG = "tag:yaml.org,2002:python/"
 _CORE_TAG = "tag:yaml.org,2002:"
 # PyYAML's python/ tags that import a name: the rest (python/tuple, python/str...) are data.
@@ -61,20 +62,25 @@ def _analyse(source: Source, ctx: ScanContext, docs: list[Any], reading: YamlRea
     nemo = isinstance(first, dict) and ("nemo_version" in first or "target" in first)
     loader = "NeMo restore_from" if nemo else "Hydra instantiate"
     targets = sum(_targets(ctx, location, doc, source.name, loader) for doc in docs)
-    for path, earlier in reading.shadowed:
+    if reading.shadowed:
+        paths = [path for path, _ in reading.shadowed]
+        more = f" and {len(paths) - MAX_LISTED} more" if len(paths) > MAX_LISTED else ""
         ctx.add(
             rules.MALFORMED,
             location,
-            f"{path} is repeated: YAML loaders disagree on which value wins; both were analysed",
+            f"repeated keys {', '.join(paths[:MAX_LISTED])}{more}: YAML loaders disagree on "
+            "which value wins; every value was analysed",
         )
-        targets += _targets(ctx, location, earlier, f"{path} (earlier value)", loader)
+        # One walk over all the replaced values: aliases they share are visited once.
+        earlier = [value for _, value in reading.shadowed]
+        targets += _targets(ctx, location, earlier, "replaced values", loader)
     if source.name == "MLmodel" and isinstance(first, dict):
         return analyse_mlmodel(first, source, ctx)
     kind = "NeMo model config" if nemo else "YAML configuration"
     return (
         f"{kind}: {targets} instantiation target(s) judged with the pickle policy"
         if targets
-        else f"{kind}: no instantiation target, no constructor tag"
+        else f"{kind}: no instantiation target"
     )
 
 
