@@ -181,6 +181,11 @@ def test_cve_2017_18342_pyyaml_python_tags(tmp_path: Path) -> None:
     evil = f"hook: !!python/object/apply:os.system ['{shell('pyyaml')}']\n"
     report = scan(write(tmp_path / "hparams.yaml", evil.encode()))
     assert _with(report, CODE_EXECUTION, "os.system", Severity.CRITICAL), describe(report)
+    # The same tag spelt through a %TAG handle and verbatim: the parser resolves both.
+    handle = "%TAG !p! tag:yaml.org,2002:python/\n---\nx: !p!object/apply:posix.system [id]\n"
+    assert_caught(scan(write(tmp_path / "handle.yaml", handle.encode())), CODE_EXECUTION)
+    verbatim = "x: !<tag:yaml.org,2002:python/object/new:pty.spawn> [sh]\n"
+    assert_caught(scan(write(tmp_path / "verbatim.yaml", verbatim.encode())), CODE_EXECUTION)
     name = "fn: !!python/name:subprocess.getoutput ''\n"
     assert_caught(scan(write(tmp_path / "name.yaml", name.encode())), CODE_EXECUTION)
     # Application tags are MEDIUM (only a registered constructor builds them); however many
