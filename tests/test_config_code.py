@@ -501,3 +501,30 @@ def test_many_repeated_keys_sharing_a_large_alias_stay_linear(tmp_path: Path) ->
     assert time.monotonic() - start < 20
     assert _with(report, CODE_EXECUTION, "os.system"), describe(report)
     assert _with(report, MALFORMED, "and 19994 more", Severity.MEDIUM), describe(report)
+
+
+def test_nemo2_fiddle_pyref_in_io_json(tmp_path: Path) -> None:
+    """NeMo 2 checkpoints keep their config as fiddle JSON (context/io.json): every class and
+    function is a pyref that fiddle's default policy imports."""
+
+    def pyref(module: str, name: str) -> dict[str, str]:
+        return {"type": "pyref", "module": module, "name": name}
+
+    def io_json(model: dict[str, str]) -> bytes:
+        config = {"type": pyref("fiddle._src.config", "Config"), "items": [["fn", model]]}
+        dtype = {"type": "leaf", "value": pyref("torch", "bfloat16")}
+        doc = {
+            "root": {"type": "ref", "key": "trainer_1"},
+            "version": "0.0.1",
+            "objects": {"trainer_1": config, "dtype_1": dtype},
+            "refcounts": {},
+        }
+        return json.dumps(doc).encode()
+
+    honest = io_json(pyref("nemo.collections.llm.gpt.model.llama", "LlamaModel"))
+    report = scan(write(tmp_path / "ok" / "context" / "io.json", honest))
+    assert_benign(report)
+    assert _with(report, UNSAFE_REF, "LlamaModel", Severity.MEDIUM), describe(report)
+    evil = io_json(pyref("subprocess", "Popen"))
+    report = scan(write(tmp_path / "evil" / "context" / "io.json", evil))
+    assert _with(report, CODE_EXECUTION, "subprocess.Popen"), describe(report)

@@ -6,7 +6,8 @@ archives through it (``model_config.yaml``, CVE-2025-23304), and the libraries o
 Unit 42 disclosures read Hydra nodes from a Hugging Face ``config.json`` (Uni2TS) or from
 safetensors ``__metadata__`` (FlexTok). Latent-diffusion configs do the same with
 ``target``/``params``, older NeMo configs with ``cls``/``params``, LightningCLI configs
-(jsonargparse) with ``class_path``/``init_args``. Every such name is judged by
+(jsonargparse) with ``class_path``/``init_args``, fiddle (NeMo 2 ``io.json``) with
+``pyref`` nodes. Every such name is judged by
 the policy that judges a pickle's globals (:meth:`Policy.classify_reference`): one policy,
 many readers. A name computed by an interpolation this module cannot resolve is reported as a
 dynamic call, never passed.
@@ -42,6 +43,9 @@ _TARGET_KEYS = {
     "class_path": ("init_args", False),
 }
 TARGET_KEYS = frozenset(_TARGET_KEYS)
+# fiddle's JSON serialization (NeMo 2 ``context/io.json``) names every class and function it
+# rebuilds as {"type": "pyref", "module": ..., "name": ...}; its default policy imports any.
+PYREF = "pyref"
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,10 @@ def instantiation_targets(nodes: Nodes) -> list[Target]:
                 continue
             if certain or _DOTTED.fullmatch(value.strip()) or "${" in value:
                 found.append(Target(f"{path}.{key}", value, certain))
+        if node.get("type") == PYREF:
+            module, name = node.get("module"), node.get("name")
+            if isinstance(module, str) and isinstance(name, str):
+                found.append(Target(f"{path}.type", f"{module}.{name}", True))
     return found
 
 

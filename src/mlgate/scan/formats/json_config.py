@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from mlgate.scan import rules
-from mlgate.scan.config_refs import TARGET_KEYS, report_targets, walk
+from mlgate.scan.config_refs import PYREF, TARGET_KEYS, report_targets, walk
 from mlgate.scan.context import ScanContext
 from mlgate.scan.formats.hf_config import (
     CODE_KEYS,
@@ -100,7 +100,7 @@ class _KeyedMappings:
         self.found = False
 
     def __call__(self, mapping: dict[str, Any]) -> dict[str, Any]:
-        self.found = self.found or not self.KEYS.isdisjoint(mapping)
+        self.found = self.found or not self.KEYS.isdisjoint(mapping) or mapping.get("type") == PYREF
         return mapping
 
 
@@ -114,12 +114,12 @@ def _scan_object(
     check_remote_code(source, ctx, doc, nodes)
     check_kernels(source, ctx, nodes)
     _check_templates(source, ctx, doc)
-    targets = report_targets(ctx, ctx.at(source), doc, nodes, "Hydra instantiate")
+    targets = report_targets(ctx, ctx.at(source), doc, nodes, "the configuration loader")
     what = _describe(source, ctx, doc, raw)
     if what is None:
         return "keras-config"
     if targets:
-        what += f"; {targets} Hydra instantiation target(s) judged with the pickle policy"
+        what += f"; {targets} instantiation target(s) judged with the pickle policy"
     ctx.add(rules.RECOGNISED, source.location, what)
     return "json"
 
