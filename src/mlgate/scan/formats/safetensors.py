@@ -94,7 +94,7 @@ def _check_metadata(source: Source, ctx: ScanContext, header: object) -> None:
             ctx.incomplete(source, f"{label} is nested too deeply", rules.LIMIT_EXCEEDED)
             continue
         nodes = walk(doc, label, ctx.limits.max_config_nodes)
-        report_targets(ctx, ctx.at(source), doc, nodes, "Hydra instantiate (config in metadata)")
+        report_targets(ctx, ctx.at(source), doc, nodes, "Hydra (config in __metadata__)")
 
 
 class _DuplicateKeyError(ValueError):

@@ -60,7 +60,7 @@ def _analyse(source: Source, ctx: ScanContext, docs: list[Any], reading: YamlRea
     location = ctx.at(source)
     first = docs[0] if docs else None
     nemo = isinstance(first, dict) and ("nemo_version" in first or "target" in first)
-    loader = "NeMo restore_from" if nemo else "Hydra instantiate"
+    loader = "NeMo restore_from" if nemo else "Hydra"
     targets = sum(_targets(ctx, location, doc, source.name, loader) for doc in docs)
     if reading.shadowed:
         paths = [path for path, _ in reading.shadowed]
