@@ -45,6 +45,12 @@ def assert_caught(report: Report, rule_id: str | None = None,
     assert hits, f"nothing caught at {at_least.name} (rule {rule_id}):\n{describe(report)}"
 
 
+def finding_with(report: Report, rule_id: str, text: str,
+                 at_least: Severity = Severity.HIGH) -> bool:
+    """Some finding of ``rule_id`` at ``at_least`` or worse whose message contains ``text``."""
+    return any(f.rule_id == rule_id and text in f.message for f in report.at_or_above(at_least))
+
+
 def rules_found(report: Report, at_least: Severity = Severity.INFO) -> set[str]:
     return {f.rule_id for f in report.at_or_above(at_least)}
 

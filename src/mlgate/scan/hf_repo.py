@@ -42,6 +42,7 @@ TOKENIZER_FILES = (
     "chat_template.json",
     "added_tokens.json",
 )
+CUSTOM_GENERATE = "custom_generate/generate.py"
 # What can run code when loaded, by file name pattern.
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt", ".pdparams")
 
@@ -70,6 +71,7 @@ def analyse_hf_folder(ctx: ScanContext, folder: Path, files: list[str]) -> None:
     plan.tokenizer = [n for n in TOKENIZER_FILES if n in names]
     plan.code += sorted(n for n in names if n.endswith(".py"))
     plan.code += sorted(n for n in names if n == "training_args.bin")
+    _check_custom_generate(ctx, folder, plan)
     where = Location(path=str(folder))
     parts = [
         "Hugging Face model folder; from_pretrained would load weights from "
@@ -82,6 +84,22 @@ def analyse_hf_folder(ctx: ScanContext, folder: Path, files: list[str]) -> None:
     parts.append("files that can carry code: " + (", ".join(sorted(set(plan.code))) or "none"))
     parts.extend(plan.notes)
     ctx.add(rules.RECOGNISED, where, "; ".join(parts))
+
+
+def _check_custom_generate(ctx: ScanContext, folder: Path, plan: _Plan) -> None:
+    """transformers replaces ``model.generate`` with the repository's
+    ``custom_generate/generate.py`` when the model is loaded with trust_remote_code=True
+    (and runs it for ``generate(custom_generate=repo)``): repository code, like auto_map."""
+    script = folder / CUSTOM_GENERATE
+    if not script.is_file():
+        return
+    plan.code.append(CUSTOM_GENERATE)
+    ctx.add(
+        rules.REMOTE_CODE,
+        Location(path=str(script)),
+        "from_pretrained(trust_remote_code=True) replaces generate() with this repository's "
+        f"{CUSTOM_GENERATE} (analysed as Python source)",
+    )
 
 
 def _plan_weights(ctx: ScanContext, folder: Path, names: set[str], plan: _Plan) -> None:

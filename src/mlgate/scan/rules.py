@@ -130,6 +130,14 @@ REMOTE_CODE = _rule(
     Severity.HIGH,
     "A repository makes from_pretrained(trust_remote_code=True) import its own Python code.",
 )
+LOADS_CODE = _rule(
+    "MLG117",
+    "loads-code",
+    Severity.HIGH,
+    "A configuration or manifest makes its loader import Python code shipped with the model or "
+    "download code (MLflow loader_module and code paths, TorchServe handler and model file, "
+    "torch.package modules, transformers Hub kernels).",
+)
 
 # --- stream and container integrity ------------------------------------------------
 MALFORMED = _rule(
@@ -389,6 +397,7 @@ ALL_RULES: tuple[Rule, ...] = (
     EXTERNAL_DATA,
     TEMPLATE_INJECTION,
     REMOTE_CODE,
+    LOADS_CODE,
     MALFORMED,
     FRAME_MISMATCH,
     TRAILING_DATA,

@@ -34,6 +34,7 @@ class Format(Enum):
     JSON = "json"
     MSGPACK = "msgpack"
     PYTHON = "python"
+    YAML = "yaml"
 
 
 _LZ4_MAGIC = b"\x04\x22\x4d\x18"
@@ -56,7 +57,7 @@ def sniff(head: bytes, name: str = "") -> Format:
 
     Anything that is no other format is tried as a pickle: protocol 0 has no magic bytes,
     and the pickle handler reports the file as unrecognised if it is not one. ``name`` is
-    only a hint for formats without magic bytes (Python source); content still decides.
+    only a hint for formats without magic bytes (Python source, YAML); content still decides.
     """
     for magic, fmt in _MAGIC:
         if head.startswith(magic):
@@ -69,8 +70,8 @@ def sniff(head: bytes, name: str = "") -> Format:
         return Format.BZ2
     if len(head) >= 262 and head[257:262] == b"ustar":
         return Format.TAR
-    if _is_zlib(head):
-        return Format.ZLIB
+    if _is_zlib(head) and not _is_named_text(head, name):
+        return Format.ZLIB  # "x =" and "x " open many a text file with a valid zlib header
     if head[:3] == b"\x5d\x00\x00" and len(head) >= 13:
         return Format.LZMA
     if _is_safetensors(head):
@@ -90,6 +91,8 @@ def _sniff_headerless(head: bytes, name: str) -> Format:
         return Format.MSGPACK
     if name.endswith(".py") and _is_text(head):
         return Format.PYTHON
+    if _is_yaml_name(name) and _is_text(head):
+        return Format.YAML  # configuration that loaders instantiate (Hydra, MLflow, NeMo)
     if _is_protobuf(head):
         return Format.PROTOBUF
     return Format.PICKLE
@@ -110,6 +113,14 @@ def _after_skippable_frames(head: bytes) -> bytes:
     while _is_skippable_frame(head):
         head = head[8 + struct.unpack_from("<I", head, 4)[0] :]
     return head
+
+
+def _is_yaml_name(name: str) -> bool:
+    return name.lower().endswith((".yaml", ".yml")) or name == "MLmodel"
+
+
+def _is_named_text(head: bytes, name: str) -> bool:
+    return (name.endswith(".py") or _is_yaml_name(name)) and _is_text(head)
 
 
 def _is_text(head: bytes) -> bool:

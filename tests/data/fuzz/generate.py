@@ -171,6 +171,28 @@ def python_source(out: Path) -> None:
     )
 
 
+def yaml_configs(out: Path) -> None:
+    """Configurations loaders instantiate: a NeMo/Hydra config (anchors, aliases,
+    interpolations), an MLflow MLmodel and a TorchServe manifest."""
+    (out / "model_config.yaml").write_text(
+        "target: nemo.collections.asr.models.EncDecCTCModel\n"
+        "defaults: &defaults {sample_rate: 16000, window: hann}\n"
+        "preprocessor:\n  _target_: torch.nn.modules.linear.Linear\n  <<: *defaults\n"
+        "  rate: ${defaults.sample_rate}\ntags: [a, !!str b, !!python/tuple [1, 2]]\n"
+    )
+    (out / "MLmodel").write_text(
+        "artifact_path: model\nflavors:\n  python_function:\n    loader_module: mlflow.sklearn\n"
+        "    model_path: model.pkl\n  sklearn:\n    code: null\n    pickled_model: model.pkl\n"
+    )
+    (out / "MANIFEST.json").write_text(
+        json.dumps(
+            {"runtime": "python", "archiverVersion": "0.12.0",
+             "model": {"modelName": "m", "handler": "image_classifier",
+                       "serializedFile": "model.pt"}}
+        )
+    )
+
+
 WRITERS = {
     "pickle": pickles,
     "torch": torch_files,
@@ -183,6 +205,7 @@ WRITERS = {
     "msgpack": msgpack_model,
     "json": json_configs,
     "python": python_source,
+    "yaml": yaml_configs,
 }
 
 

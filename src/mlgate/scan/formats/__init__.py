@@ -18,6 +18,7 @@ from mlgate.scan.formats.safetensors import scan_safetensors
 from mlgate.scan.formats.sevenzip import scan_7z
 from mlgate.scan.formats.tar import scan_tar
 from mlgate.scan.formats.tflite import scan_tflite
+from mlgate.scan.formats.yaml_config import scan_yaml
 from mlgate.scan.formats.zip import scan_zip
 from mlgate.scan.sniff import Format
 from mlgate.scan.source import Source
@@ -50,5 +51,6 @@ HANDLERS: dict[Format, Handler] = {
     Format.JSON: scan_json,
     Format.MSGPACK: scan_msgpack,
     Format.PYTHON: scan_python,
+    Format.YAML: scan_yaml,
 }
 assert set(HANDLERS) == set(Format), "every format needs a handler"

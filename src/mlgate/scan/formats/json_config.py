@@ -2,28 +2,39 @@
 
 JSON cannot run code by itself, but loaders act on some of its fields: ``auto_map`` and
 ``custom_pipelines`` make ``from_pretrained(trust_remote_code=True)`` import the repository's
-own Python modules, and ``chat_template`` is a Jinja2 template a server renders. Content
-starting with ``{`` that is not JSON may be a Jinja template, XGBoost UBJSON or a pickle.
+own Python modules and ``attn_implementation`` can name a Hub kernel (:mod:`.hf_config`),
+Hydra ``_target_`` nodes are instantiated by libraries that read them from a ``config.json``
+(:mod:`mlgate.scan.config_refs`), a TorchServe manifest names the handler code a server runs
+(:mod:`.torchserve`), and ``chat_template`` is a Jinja2 template a server renders. Content
+starting with ``{`` that is not JSON may be a YAML flow mapping, a Jinja template, XGBoost
+UBJSON or a pickle.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from mlgate.scan import rules
+from mlgate.scan.config_refs import PYREF, TARGET_KEYS, report_targets, walk
 from mlgate.scan.context import ScanContext
+from mlgate.scan.formats.hf_config import (
+    CODE_KEYS,
+    check_kernels,
+    check_module_list,
+    check_remote_code,
+)
 from mlgate.scan.formats.keras import analyse_config
+from mlgate.scan.formats.mlmodel import analyse_mlmodel
 from mlgate.scan.formats.pickle import scan_pickle
+from mlgate.scan.formats.torchserve import analyse_manifest, is_manifest
+from mlgate.scan.formats.yaml_config import scan_yaml
 from mlgate.scan.jinja import check_template
 from mlgate.scan.source import Source
 
 MAX_JSON_BYTES = 256 << 20
 _UBJ_MARKERS = b"iUIlLdDSCTFZN{[$#"
 XGBOOST = "XGBoost model: trees and parameters only, no code possible"
-# Libraries diffusers imports components from without trust_remote_code.
-_DIFFUSERS_LIBRARIES = frozenset({"diffusers", "transformers", "onnxruntime", "flax"})
 
 
 def scan_json(source: Source, ctx: ScanContext) -> str:
@@ -38,16 +49,21 @@ def scan_json(source: Source, ctx: ScanContext) -> str:
             source, f"JSON over {MAX_JSON_BYTES} bytes; not analysed", rules.LIMIT_EXCEEDED
         )
         return "json"
+    keyed = _KeyedMappings()
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw, object_hook=keyed)
     except RecursionError:
         ctx.incomplete(source, "JSON nested too deeply", rules.LIMIT_EXCEEDED)
         return "json"
     except ValueError:
         return _not_json(source, ctx, raw)
     if isinstance(doc, dict):
-        return _scan_object(source, ctx, doc, raw)
-    ctx.add(rules.RECOGNISED, source.location, "JSON data (a list); JSON cannot carry code")
+        return _scan_object(source, ctx, doc, raw, keyed.found)
+    if isinstance(doc, list) and check_module_list(source, ctx, doc):
+        what = "sentence-transformers module list: module types checked"
+    else:
+        what = "JSON data (a list); JSON cannot carry code"
+    ctx.add(rules.RECOGNISED, source.location, what)
     return "json"
 
 
@@ -60,6 +76,8 @@ def _not_json(source: Source, ctx: ScanContext, raw: bytes) -> str:
     if _is_xgboost(text[:64]):
         ctx.add(rules.RECOGNISED, source.location, f"{XGBOOST} (UBJSON)")
         return "xgboost-ubj"
+    if source.name.lower().endswith((".yaml", ".yml")) or source.name == "MLmodel":
+        return scan_yaml(source, ctx)  # a flow mapping: YAML, not JSON
     return scan_pickle(source, ctx)
 
 
@@ -71,11 +89,47 @@ def _is_xgboost(head: bytes) -> bool:
     return head[:1] == b"{" and head[1:2] in _UBJ_MARKERS and b"learner" in head[:32]
 
 
-def _scan_object(source: Source, ctx: ScanContext, doc: dict[str, Any], raw: bytes) -> str:
-    _check_remote_code(source, ctx, doc)
-    _check_templates(source, ctx, doc)
+class _KeyedMappings:
+    """``json.loads`` object hook noting whether any mapping has a key that leads to code,
+    so that the document is walked only then: a tokenizer's half-million merge pairs cost
+    nothing (the parser calls the hook for mappings only)."""
+
+    KEYS = TARGET_KEYS | CODE_KEYS
+
+    def __init__(self) -> None:
+        self.found = False
+
+    def __call__(self, mapping: dict[str, Any]) -> dict[str, Any]:
+        self.found = self.found or not self.KEYS.isdisjoint(mapping) or mapping.get("type") == PYREF
+        return mapping
+
+
+def _scan_object(
+    source: Source, ctx: ScanContext, doc: dict[str, Any], raw: bytes, keyed: bool
+) -> str:
     if "learner" in doc and "version" in doc:
-        what = f"{XGBOOST} (JSON)"
+        ctx.add(rules.RECOGNISED, source.location, f"{XGBOOST} (JSON)")
+        return "json"
+    nodes = walk(doc, source.name, ctx.limits.max_config_nodes) if keyed else []
+    check_remote_code(source, ctx, doc, nodes)
+    check_kernels(source, ctx, nodes)
+    _check_templates(source, ctx, doc)
+    targets = report_targets(ctx, ctx.at(source), doc, nodes, "the configuration loader")
+    what = _describe(source, ctx, doc, raw)
+    if what is None:
+        return "keras-config"
+    if targets:
+        what += f"; {targets} instantiation target(s) judged with the pickle policy"
+    ctx.add(rules.RECOGNISED, source.location, what)
+    return "json"
+
+
+def _describe(source: Source, ctx: ScanContext, doc: dict[str, Any], raw: bytes) -> str | None:
+    """What the document is (None: a Keras config that could not be read, already reported)."""
+    if source.name == "MLmodel":  # YAML written in flow style reads as JSON
+        what = analyse_mlmodel(doc, source, ctx)
+    elif is_manifest(doc):
+        what = analyse_manifest(doc, source, ctx)
     elif isinstance(doc.get("nodes"), list) and "heads" in doc:
         custom = sum(1 for n in doc["nodes"] if isinstance(n, dict) and n.get("op") == "Custom")
         what = "MXNet symbol graph (JSON): operators only" + (
@@ -85,7 +139,7 @@ def _scan_object(source: Source, ctx: ScanContext, doc: dict[str, Any], raw: byt
         )
     elif "class_name" in doc and "config" in doc:
         if not analyse_config(raw, source, ctx, source.name):
-            return "keras-config"
+            return None
         what = "Keras model config: module/class references were checked"
     elif "fileFormatVersion" in doc and "itemInfoEntries" in doc:
         what = "CoreML .mlpackage manifest: lists the spec and weights, no code possible"
@@ -97,57 +151,7 @@ def _scan_object(source: Source, ctx: ScanContext, doc: dict[str, Any], raw: byt
         what = "Hugging Face tokenizer/processor config"
     else:
         what = "JSON data; JSON cannot carry code by itself"
-    ctx.add(rules.RECOGNISED, source.location, what)
-    return "json"
-
-
-def remote_code_refs(doc: dict[str, Any]) -> list[tuple[str, str]]:
-    """(auto class or pipeline, ``module.Class`` reference) pairs that load repository code."""
-    refs: list[tuple[str, str]] = []
-    auto_map = doc.get("auto_map")
-    if isinstance(auto_map, dict):
-        for auto, ref in auto_map.items():
-            for item in ref if isinstance(ref, list) else [ref]:
-                if isinstance(item, str):
-                    refs.append((str(auto), item))
-    if "_diffusers_version" in doc:  # model_index.json: component -> [library, class]
-        for component, spec in doc.items():
-            custom = isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], str)
-            if custom and spec[0] not in _DIFFUSERS_LIBRARIES:
-                refs.append((f"component {component}", f"{spec[0]}.{spec[1]}"))
-    pipelines = doc.get("custom_pipelines")
-    if isinstance(pipelines, dict):
-        for task, spec in pipelines.items():
-            impl = spec.get("impl") if isinstance(spec, dict) else None
-            if isinstance(impl, str):
-                refs.append((f"pipeline {task}", impl))
-    return refs
-
-
-def _check_remote_code(source: Source, ctx: ScanContext, doc: dict[str, Any]) -> None:
-    refs = remote_code_refs(doc)
-    if not refs:
-        return
-    parts = []
-    for auto, ref in refs[:20]:
-        repo, _, local = ref.rpartition("--")
-        module = local.rsplit(".", 1)[0]
-        where = _module_state(source.folder, module, repo)
-        parts.append(f"{auto} -> {ref} ({where})")
-    ctx.add(
-        rules.REMOTE_CODE,
-        source.location,
-        "from_pretrained(trust_remote_code=True) imports repository code: " + "; ".join(parts),
-    )
-
-
-def _module_state(folder: Path | None, module: str, repo: str) -> str:
-    if repo:
-        return f"code fetched from another repository, {repo}"
-    if folder is None:
-        return "location unknown"
-    path = folder / (module.replace(".", "/") + ".py")
-    return f"{path.name} present, analysed" if path.is_file() else f"{path.name} NOT present"
+    return what
 
 
 def _check_templates(source: Source, ctx: ScanContext, doc: dict[str, Any]) -> None:

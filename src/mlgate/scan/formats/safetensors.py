@@ -1,4 +1,9 @@
-"""safetensors: a JSON header and raw tensor bytes; no code can be carried if it is valid."""
+"""safetensors: a JSON header and raw tensor bytes; no code can be carried if it is valid.
+
+The loader itself runs nothing, but libraries keep their model configuration in the header's
+``__metadata__`` strings and hand it to Hydra (FlexTok, Unit 42 2025): a metadata value that
+is a JSON document is analysed like a configuration file.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import math
 import struct
 
 from mlgate.scan import rules
+from mlgate.scan.config_refs import report_targets, shown, walk
 from mlgate.scan.context import ScanContext
 from mlgate.scan.source import Source
 
@@ -58,6 +64,7 @@ def scan_safetensors(source: Source, ctx: ScanContext) -> str:
     except (ValueError, RecursionError):
         ctx.add(rules.MALFORMED, source.location, "safetensors header is not valid JSON")
         return "safetensors"
+    _check_metadata(source, ctx, header)
     problems = _problems(header, size - 8 - n)
     for problem in problems[:20]:
         ctx.add(rules.MALFORMED, source.location, f"safetensors: {problem}")
@@ -69,6 +76,25 @@ def scan_safetensors(source: Source, ctx: ScanContext) -> str:
             f"valid safetensors ({tensors} tensors, header fully checked): no code possible",
         )
     return "safetensors"
+
+
+def _check_metadata(source: Source, ctx: ScanContext, header: object) -> None:
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict):
+        return
+    for key, value in meta.items():
+        if not isinstance(value, str) or value.lstrip()[:1] not in ("{", "["):
+            continue
+        label = f"__metadata__[{shown(str(key))}]"
+        try:
+            doc = json.loads(value)
+        except ValueError:
+            continue  # a string that only looks like JSON: no loader reads it as a config
+        except RecursionError:
+            ctx.incomplete(source, f"{label} is nested too deeply", rules.LIMIT_EXCEEDED)
+            continue
+        nodes = walk(doc, label, ctx.limits.max_config_nodes)
+        report_targets(ctx, ctx.at(source), doc, nodes, "Hydra (config in __metadata__)")
 
 
 class _DuplicateKeyError(ValueError):

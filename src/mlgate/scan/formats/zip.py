@@ -1,4 +1,5 @@
-"""ZIP archives: PyTorch checkpoints, TorchScript archives, NumPy .npz and plain zips.
+"""ZIP archives: PyTorch checkpoints, TorchScript archives, torch.package archives, TorchServe
+``.mar`` archives, NumPy .npz and plain zips.
 
 Every member is found by content. In a PyTorch archive the storage records
 (``<prefix>/data/<n>``) are raw tensor bytes that the loader never unpickles, so they are
@@ -18,6 +19,7 @@ from typing import BinaryIO
 
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
+from mlgate.scan.formats.torch_package import EXTERN_MODULES, PACKAGE_DATA, report_package
 from mlgate.scan.limits import ResourceLimitError
 from mlgate.scan.source import Source, seekable
 from mlgate.scan.streams import decompressing
@@ -67,12 +69,30 @@ def _scan_indexed(source: Source, ctx: ScanContext) -> str:
             _STORAGE.search(entry.name) or _TORCH_METADATA.search(entry.name)
         ):
             continue
+        if kind == "torch-package" and PACKAGE_DATA.search(entry.name):
+            continue
         _scan_member(source, ctx, entry, kind, siblings)
+    if kind == "torch-package":
+        _report_package(source, ctx, directory.entries)
     return kind
+
+
+def _report_package(source: Source, ctx: ScanContext, entries: list[ZipEntry]) -> None:
+    modules = sorted(e.name for e in entries if e.name.endswith(".py") and not e.is_dir)
+    extern = next((e for e in entries if e.name.endswith(EXTERN_MODULES)), None)
+    if extern is not None and (extern.data_offset < 0 or extern.method not in _METHODS):
+        extern = None  # unreadable: its scan as a member would have said so; judged as absent
+    report_package(
+        source, ctx, modules, None if extern is None else _member_source(source, ctx, extern)
+    )
 
 
 def _kind(entries: list[ZipEntry]) -> str:
     names = [e.name for e in entries]
+    if any(n.endswith(EXTERN_MODULES) for n in names):
+        return "torch-package"  # before data.pkl: a package may hold any pickle name
+    if "MAR-INF/MANIFEST.json" in names:
+        return "torchserve-mar"
     if any(n.endswith("/code/") or "/code/" in n for n in names) and any(
         n.endswith("constants.pkl") for n in names
     ):

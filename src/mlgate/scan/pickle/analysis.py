@@ -10,7 +10,14 @@ from mlgate.findings import Location, Severity
 from mlgate.scan import rules
 from mlgate.scan.context import ScanContext
 from mlgate.scan.pickle import gadgets
-from mlgate.scan.pickle.policy import Category, Loader, Verdict, normalise_module
+from mlgate.scan.pickle.policy import (
+    MODULE_MARK,
+    RULE_FOR,
+    Category,
+    Loader,
+    Verdict,
+    normalise_module,
+)
 from mlgate.scan.pickle.program import Program
 from mlgate.scan.pickle.render import ValueRenderer
 from mlgate.scan.pickle.values import (
@@ -33,7 +40,6 @@ from mlgate.scan.pickle.values import (
 from mlgate.scan.source import Source, bytes_source, file_source
 
 MAX_EVIDENCE_CALLS = 5
-MODULE_MARK = "<module>"
 _EXEC_NAMES = frozenset(
     "builtins.exec builtins.eval builtins.compile builtins.execfile "
     "numpy.testing._private.utils.runstring numpy.testing.utils.runstring".split()
@@ -263,7 +269,7 @@ class PickleAnalysis:
             and all(self._resolved_safely(c) for c in use.calls)
         ):
             return
-        rule = _RULE_FOR[verdict.category]
+        rule = RULE_FOR[verdict.category]
         g = use.glob
         verb = "calls" if use.calls else "imports"
         shown = f"{normalise_module(g.module)}.{g.name}"
@@ -427,17 +433,6 @@ class PickleAnalysis:
             if candidate.is_file() and any(_inside(candidate, r) for r in self.ctx.roots):
                 return candidate
         return None
-
-
-_RULE_FOR = {
-    Category.CODE_EXECUTION: rules.CODE_EXECUTION,
-    Category.SYSTEM: rules.SYSTEM_ACCESS,
-    Category.GADGET: rules.DYNAMIC_CALL,
-    Category.CODE_OBJECT: rules.CODE_OBJECT,
-    Category.DESERIALIZER: rules.SYSTEM_ACCESS,
-    Category.UNKNOWN: rules.UNKNOWN_GLOBAL,
-    Category.SAFE: rules.UNKNOWN_GLOBAL,
-}
 
 
 def _benign_floor(name: str) -> Severity:

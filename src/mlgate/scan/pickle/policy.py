@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from mlgate.findings import Severity
+from mlgate.scan import rules
 from mlgate.scan.pickle.policy_data import (
     CLASS_MODULE_PREFIXES,
     DANGEROUS_METHOD_SUFFIXES,
@@ -25,8 +26,32 @@ from mlgate.scan.pickle.policy_data import (
 from mlgate.scan.pickle.verdicts import SAFE, Category, Loader, Verdict, verdict
 
 _STORAGE_SUFFIX = "Storage"
+# Bounds of a dotted name judged split by split (honest import paths are far shorter).
+MAX_REFERENCE_PARTS = 32
+MAX_REFERENCE_CHARS = 512
+# The name under which a whole module (``import x``, not ``from x import y``) is classified.
+MODULE_MARK = "<module>"
+# The rule a finding about a global (or a configured reference) reports, by its category.
+RULE_FOR = {
+    Category.CODE_EXECUTION: rules.CODE_EXECUTION,
+    Category.SYSTEM: rules.SYSTEM_ACCESS,
+    Category.GADGET: rules.DYNAMIC_CALL,
+    Category.CODE_OBJECT: rules.CODE_OBJECT,
+    Category.DESERIALIZER: rules.SYSTEM_ACCESS,
+    Category.UNKNOWN: rules.UNKNOWN_GLOBAL,
+    Category.SAFE: rules.UNKNOWN_GLOBAL,
+}
 
-__all__ = ["Category", "Loader", "Policy", "UserPolicy", "Verdict", "normalise_module"]
+__all__ = [
+    "MODULE_MARK",
+    "RULE_FOR",
+    "Category",
+    "Loader",
+    "Policy",
+    "UserPolicy",
+    "Verdict",
+    "normalise_module",
+]
 
 
 @dataclass(frozen=True)
@@ -47,6 +72,27 @@ class Policy:
     def classify(self, module: str, name: str) -> Verdict:
         """Classify the global ``module.name`` (name may be dotted)."""
         return self._classify(module, name)
+
+    def classify_reference(self, ref: str) -> Verdict:
+        """Classify a dotted name that a configuration makes a loader resolve and call (Hydra
+        ``_target_``, MLflow ``loader_module``, a TorchServe handler...).
+
+        A dotted name does not say where the module ends (Hydra imports the longest prefix
+        that imports), so every split is classified: a denied split wins, the worst first;
+        otherwise the split before the first capitalised segment (the class) decides, as it
+        would for a pickle global. A single name is classified as a module.
+        """
+        parts = ref.split(".", MAX_REFERENCE_PARTS)
+        if len(parts) > MAX_REFERENCE_PARTS or len(ref) > MAX_REFERENCE_CHARS:
+            return verdict(Category.GADGET, Severity.HIGH, "a name too long to be judged")
+        splits = [(".".join(parts[:i]), ".".join(parts[i:])) for i in range(1, len(parts))]
+        verdicts = [self.classify(m, n) for m, n in splits] or [self.classify(ref, MODULE_MARK)]
+        denied = [v for v in verdicts if v.category not in (Category.SAFE, Category.UNKNOWN)]
+        if denied:
+            return max(denied, key=lambda v: v.severity or Severity.INFO)
+        last = len(parts) - 1
+        first_class = next((i for i in range(1, len(parts)) if parts[i][:1].isupper()), last)
+        return verdicts[max(first_class, 1) - 1]
 
     def _classify_uncached(self, module: str, name: str) -> Verdict:
         module = normalise_module(module)

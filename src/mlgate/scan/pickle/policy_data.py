@@ -173,6 +173,7 @@ EXACT_DENY: dict[str, Verdict] = {
     "imaplib.IMAP4_stream": code_execution("runs a command as its transport"),
     "ctypes.util.find_library": code_execution("runs compilers and ldconfig"),
     "numpy.lib.format.read_array": deserializer(Loader.NUMPY, "reads an array file (may unpickle)"),
+    "nemo.utils.model_utils.import_class_by_path": code_execution("imports any class by name"),
 }
 
 MODULE_DENY: dict[str, Verdict] = {
@@ -283,6 +284,10 @@ MODULE_DENY: dict[str, Verdict] = {
     "torch.serialization": system_access("reads and writes checkpoint files"),
     "numpy.lib.npyio": system_access("reads and writes files"),
     "numpy.lib.format": system_access("reads array files (may unpickle)"),
+    # Resolvers that configurations reach (issue 11 section 1): each turns a string into code.
+    "hydra": code_execution("resolves and calls any object named by a string (instantiate)"),
+    "kernels": code_execution("downloads native kernels from the Hub and loads them"),
+    "transformers.dynamic_module_utils": code_execution("downloads and imports repository code"),
 }
 
 EXACT_ALLOW: frozenset[str] = frozenset(
