@@ -68,6 +68,7 @@ from mlgate.render.escape import echo, inert
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
     show_default=True,
+    help="uvicorn's log level.",
 )
 def serve_cmd(
     host: str,

@@ -54,7 +54,13 @@ from mlgate.render.text import plural
     help="Seconds a running job is held between renewals; a job whose worker died is "
     "handed out again once its lease expires.",
 )
-@click.option("--max-attempts", type=click.IntRange(1, 100), default=5, show_default=True)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 100),
+    default=5,
+    show_default=True,
+    help="Attempts of a job before it is failed with its last error.",
+)
 @click.option(
     "--retry-delay",
     type=click.FloatRange(0.1, 3600),
