@@ -445,3 +445,21 @@ def _retry(call: Any, server: subprocess.Popen[bytes]) -> Any:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def test_a_batch_of_download_records_commits_each_allowed_one_only(hub: Hub) -> None:
+    from mlgate.registry.downloads import DownloadRecord
+    from mlgate.registry.errors import NotFound, PermissionDenied
+    from mlgate.registry.roles import Role
+
+    version = hub.publish("org/tiny")
+    records = [
+        DownloadRecord("rob", None, version.ref, "config.json"),
+        DownloadRecord("mallory", None, version.ref, "config.json"),  # no such user
+        DownloadRecord("alice", frozenset({Role.PUBLISHER}), version.ref, "README.md"),
+        DownloadRecord("rob", None, "org/tiny@9", "config.json"),  # no such version
+    ]
+    outcome = hub.registry.downloads.record_many(records)
+    assert [type(e) for e in outcome] == [type(None), PermissionDenied, type(None), NotFound]
+    assert downloads_by(hub, version.ref) == [("rob", "config.json"), ("alice", "README.md")]
+    assert hub.registry.audit_verify().ok

@@ -7,19 +7,29 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
+from mlgate.registry import database, store
 from mlgate.registry import schema as t
-from mlgate.registry import store
 from mlgate.registry.context import RegistryContext, split_ref
 from mlgate.registry.errors import RegistryError, TransitionRefused
 from mlgate.registry.lifecycle import SERVED, State
 from mlgate.registry.records import ModelSummary, StateChange, Version
-from mlgate.registry.roles import Action
+from mlgate.registry.roles import Action, Role, narrow, require
+
+
+@dataclass(frozen=True)
+class DownloadRecord:
+    """One download to record: who (``actor``, with their token's ``scope``), what."""
+
+    actor: str
+    scope: frozenset[Role] | None
+    ref: str
+    path: str
 
 
 class Downloads:
@@ -81,6 +91,38 @@ class Downloads:
                 )
             self.ctx.append_audit(conn, "download", self.ctx.subject(conn, row), {"files": paths})
 
+    def record_many(self, records: Sequence[DownloadRecord]) -> list[RegistryError | None]:
+        """Record downloads by several identities in one transaction (the hub's group
+        commit: one write and one sync for a burst of downloads instead of one each). Each
+        record's identity must be allowed to download, checked in the transaction; the
+        answer says, per record, None (recorded) or why not (nothing of it recorded)."""
+        outcome: list[RegistryError | None] = []
+        with database.write_transaction(self.ctx.engine) as conn:
+            at = store.now()
+            for record in records:
+                try:
+                    self._record_one(conn, record, at)
+                except RegistryError as e:
+                    outcome.append(e)
+                else:
+                    outcome.append(None)
+        return outcome
+
+    def _record_one(self, conn: Connection, record: DownloadRecord, at: str) -> None:
+        held = self.ctx.roles_of(conn, record.actor)
+        roles = held if record.scope is None else narrow(held, record.scope)
+        require(record.actor, roles, Action.DOWNLOAD)
+        row = self.ctx.row(conn, record.ref)
+        conn.execute(
+            t.downloads.insert().values(
+                version_id=row.id, path=record.path, actor=record.actor, at=at
+            )
+        )
+        subject = self.ctx.subject(conn, row)
+        self.ctx.append_audit(
+            conn, "download", subject, {"files": [record.path]}, actor=record.actor
+        )
+
     def versions_of(self, name: str) -> tuple[Version, ...]:
         """Every version of model ``name``, newest first, in summary form (no files or
         documents): what the hub resolves ``main``, aliases and commit ids against."""
@@ -91,7 +133,7 @@ class Downloads:
                 .where(t.versions.c.model_id == model.id)
                 .order_by(t.versions.c.number.desc())
             ).all()
-            return tuple(store.to_version(conn, r, name, detail=False) for r in rows)
+            return store.version_records(conn, rows, name, model.id)
 
     def serving_view(self, ref: str) -> Version:
         """A version with its files, state history, signature and BOM but without its

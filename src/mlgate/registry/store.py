@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -177,6 +178,29 @@ def version_record(
         signature=row.signature,
         signed_by=row.signed_by,
         converted_from=converted_from,
+    )
+
+
+def version_records(
+    conn: Connection, rows: Sequence[Row[Any]], name: str, model_id: int
+) -> tuple[Version, ...]:
+    """Versions of one model without details, their aliases read in one query (the hub
+    resolves every request against these)."""
+    aliases: dict[int, list[str]] = defaultdict(list)
+    query = select(t.aliases).where(t.aliases.c.model_id == model_id).order_by(t.aliases.c.alias)
+    for a in conn.execute(query):
+        aliases[a.version_id].append(a.alias)
+    numbers = {r.id: r.number for r in rows}
+    return tuple(
+        version_record(
+            r,
+            name,
+            tuple(aliases[r.id]),
+            numbers[r.converted_from]
+            if r.converted_from in numbers
+            else _number_of(conn, r.converted_from),
+        )
+        for r in rows
     )
 
 

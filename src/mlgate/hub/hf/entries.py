@@ -19,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,12 +72,40 @@ def entries(registry: Registry, version: Version) -> dict[str, Entry]:
                 f"{version.ref} holds a file named {name}, where the hub serves the registry's "
                 "own document; it is not served (rename the file and ingest a new version)"
             )
-    documents = {SIGNATURE_NAME: _signature(version), BOM_NAME: _bom(version)}
-    folder = registry.data_dir / "hub" / "documents"
-    for name, data in documents.items():
-        if data is not None:
-            found[name] = _document(folder, name, data, listed=name != BOM_NAME)
+    found.update(_DOCUMENTS.of(registry.data_dir / "hub" / "documents", version))
     return dict(sorted(found.items()))
+
+
+class _DocumentCache:
+    """The document entries of recently served versions, keyed by version and signature:
+    the BOM is set with the signature when a version is published, so it is serialised and
+    hashed once per publication and process, not on every request."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[Path, str, str | None], dict[str, Entry]] = OrderedDict()
+
+    def of(self, folder: Path, version: Version) -> dict[str, Entry]:
+        key = (folder, version.ref, version.signature)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        documents = {SIGNATURE_NAME: _signature(version), BOM_NAME: _bom(version)}
+        made = {
+            name: _document(folder, name, data, listed=name != BOM_NAME)
+            for name, data in documents.items()
+            if data is not None
+        }
+        with self._lock:
+            self._cache[key] = made
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return made
+
+
+_DOCUMENTS = _DocumentCache()
 
 
 def listed(found: dict[str, Entry]) -> dict[str, Entry]:

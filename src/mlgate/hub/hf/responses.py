@@ -9,8 +9,9 @@ and ``X-Linked-Etag`` (the SHA-256, the client's cache key), ``X-Linked-Size``,
 the client then downloads over plain HTTP from this server.
 
 Download records: a GET of a model file is recorded (who, which file, when) before its
-bytes are sent. A ``Range`` request counts only when its range starts at byte 0; a resumed
-or parallel chunked download asks for later ranges and is not counted twice. HEAD
+bytes are sent, by group commit (:mod:`.recorder`). A ``Range`` request counts only when
+its range starts at byte 0; a resumed or parallel chunked download asks for later ranges
+and is not counted twice. HEAD
 (metadata only) and the registry's own documents (signature, BOM) are not recorded.
 """
 
@@ -24,8 +25,10 @@ from starlette.responses import FileResponse
 
 from mlgate.hub.hf.entries import BOM_NAME, SIGNATURE_NAME, Entry
 from mlgate.hub.hf.errors import COMMIT_HEADER, HfError
+from mlgate.hub.hf.recorder import DownloadRecorder
 from mlgate.hub.hf.revisions import Resolved
-from mlgate.registry.errors import PermissionDenied
+from mlgate.registry.downloads import DownloadRecord
+from mlgate.registry.errors import PermissionDenied, RegistryError
 from mlgate.registry.service import Registry
 
 # Starlette's default (64 KiB) costs a thread hop per 64 KiB. Measured on the 2-core VM, a
@@ -68,10 +71,16 @@ def record_download(registry: Registry, request: Request, resolved: Resolved, en
         return
     if not starts_at_zero(request.headers.get("range")):
         return
+    recorder: DownloadRecorder = request.app.state.download_recorder
+    record = DownloadRecord(
+        registry.actor, registry.context.scope, resolved.version.ref, entry.path
+    )
     try:
-        registry.record_downloads(resolved.version.ref, [entry.path])
+        recorder.record(record)
     except PermissionDenied as e:
         raise HfError(403, str(e)) from None
+    except RegistryError as e:  # not recorded: not served
+        raise HfError(503, f"the download could not be recorded: {e}") from None
 
 
 def starts_at_zero(range_header: str | None) -> bool:

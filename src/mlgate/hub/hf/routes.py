@@ -40,6 +40,7 @@ from mlgate.hub.hf.errors import (
     hf_error_response,
 )
 from mlgate.hub.hf.pulled import resolve_or_pull
+from mlgate.hub.hf.recorder import DownloadRecorder
 from mlgate.hub.hf.responses import file_response, record_download
 from mlgate.hub.hf.revisions import MAIN, Resolved
 from mlgate.registry.errors import PermissionDenied
@@ -55,6 +56,7 @@ router = APIRouter(include_in_schema=False)
 def install(app: FastAPI) -> None:
     """Serve the Hugging Face-compatible routes on ``app``."""
     app.state.hf_tree_page_size = TREE_PAGE_SIZE
+    app.state.download_recorder = DownloadRecorder(app.state.registry.downloads)
     app.add_exception_handler(HfError, hf_error_response)
     app.include_router(router)
 
