@@ -116,7 +116,8 @@ step "9. The hub: a reader token for ci, then \`mlgate serve\` on 127.0.0.1"
 TOKEN=$(mlgate token create --label "demo client" --roles reader --expires-in 1 --as ci) ||
   { echo "demo: FAILED: no token created"; exit 1; }
 PORT=$(free_port)
-"$PY" -m mlgate serve --port "$PORT" --log-level warning >build/hub-serve.log 2>&1 &
+# --no-worker: no background jobs here (no upstream to pull from; see docs/hub.md).
+"$PY" -m mlgate serve --port "$PORT" --no-worker --log-level warning >build/hub-serve.log 2>&1 &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null' EXIT
 expect 0 "hub answering on http://127.0.0.1:$PORT" -- wait_for_hub "$PORT" "$SERVER"
