@@ -12,7 +12,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 $(CORE): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[hub]'
+	$(PY) -m pip install -q -e '.[hub,hf]'
 	touch $@
 
 $(FULL): pyproject.toml | $(PY)
@@ -20,7 +20,8 @@ $(FULL): pyproject.toml | $(PY)
 	touch $@ $(CORE)
 
 # The main job on bundled samples (nothing in them is ever executed): scan, quarantine,
-# auto-reject, review, publish, admission gate and audit; see samples/demo.sh.
+# auto-reject, review, publish, admission gate, audit, and the hub serving the real Hugging
+# Face client (huggingface_hub: the hf extra); see samples/demo.sh.
 demo: $(CORE)
 	$(PY) samples/generate.py build/samples
 	PY=$(PY) bash samples/demo.sh build/samples

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # The main job, end to end on the bundled samples with the embedded registry (SQLite + blob
 # store in build/registry): scan, quarantine, auto-reject, review, publish (signature + ML-BOM),
-# admission gate on a pulled copy (passes) and a tampered copy (fails), audit log verification.
+# admission gate on a pulled copy (passes) and a tampered copy (fails), audit log verification;
+# then the private hub (`mlgate serve` on 127.0.0.1) serving the real Hugging Face client: a
+# token-authenticated download that passes the gate, the rejected model refused with its
+# reason (GatedRepoError), requests without a valid token refused.
 # Every step states what it expects; the script stops with exit 1 if any outcome differs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 SAMPLES=${1:-build/samples}
+# Only what this script sets applies: not the caller's registry, hub, identity or HF token.
+unset MLGATE_REGISTRY MLGATE_HUB MLGATE_TOKEN MLGATE_ACTOR MLGATE_QUEUE MLGATE_UPSTREAM \
+  MLGATE_UPSTREAM_TOKEN HF_TOKEN HF_ENDPOINT HF_HUB_OFFLINE
 export MLGATE_HOME=build/registry
-rm -rf "$MLGATE_HOME" build/deploy build/tampered build/tiny-bert.cdx.json
+rm -rf "$MLGATE_HOME" build/deploy build/tampered build/tiny-bert.cdx.json build/hub-*
 
 mlgate() { "$PY" -m mlgate "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -19,6 +25,49 @@ expect() {  # expect STATUS DESCRIPTION -- COMMAND...
     echo "demo: FAILED: $what (exit $got, expected $want)"; exit 1
   fi
   echo "-> $what (exit $got, as expected)"
+}
+
+# Hub helpers (steps 9-12). The client is the real huggingface_hub, as users run it.
+hf() { "$PY" -m huggingface_hub.cli.hf "$@"; }
+without_token() { (unset HF_TOKEN; "$@"); }
+free_port() {
+  "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_for_hub() {  # PORT PID: 0 once the hub answers HTTP; 1 if it exits or 30 s pass
+  "$PY" - "$@" <<'EOF'
+import os, sys, time, urllib.error, urllib.request
+port, pid = sys.argv[1], int(sys.argv[2])
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/mlgate/v1/openapi.json", timeout=2)
+        sys.exit(0)
+    except urllib.error.HTTPError:
+        sys.exit(0)  # any HTTP answer: the hub is up
+    except OSError:
+        time.sleep(0.2)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        sys.exit("the hub exited: see build/hub-serve.log")
+sys.exit("the hub did not answer in 30 s: see build/hub-serve.log")
+EOF
+}
+download() {  # REPO DEST EXPECTED: snapshot_download REPO into DEST; exit 0 when downloaded,
+  # 1 when refused as EXPECTED (the client's exception class/HTTP status), else 2
+  "$PY" - "$@" <<'EOF'
+import sys
+from huggingface_hub import snapshot_download
+repo, dest, expected = sys.argv[1:4]
+try:
+    snapshot_download(repo, local_dir=dest)
+except Exception as e:
+    response = getattr(e, "response", None)
+    got = f"{type(e).__name__}/{getattr(response, 'status_code', '-')}"
+    print(f"{got}: {e}")
+    sys.exit(1 if got == expected else 2)
+print(f"downloaded {repo} into {dest}")
+EOF
 }
 
 step "1. Static scan of the sample folder: malicious pickles must be caught"
@@ -62,5 +111,38 @@ step "8. Audit: the tamper-evident log of everything above"
 expect 0 "head of the log signed (checkpoint)" -- mlgate audit checkpoint --as alice
 expect 0 "audit log verified" -- mlgate audit verify --as ci
 expect 0 "registry consistent" -- mlgate registry check --as ci
+
+step "9. The hub: a reader token for ci, then \`mlgate serve\` on 127.0.0.1"
+TOKEN=$(mlgate token create --label "demo client" --roles reader --expires-in 1 --as ci) ||
+  { echo "demo: FAILED: no token created"; exit 1; }
+PORT=$(free_port)
+# --no-worker: no background jobs here (no upstream to pull from; see docs/hub.md).
+"$PY" -m mlgate serve --port "$PORT" --no-worker --log-level warning >build/hub-serve.log 2>&1 &
+SERVER=$!
+trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null' EXIT
+expect 0 "hub answering on http://127.0.0.1:$PORT" -- wait_for_hub "$PORT" "$SERVER"
+
+# The real Hugging Face client pointed at the hub; its cache and token store under build/.
+export HF_ENDPOINT="http://127.0.0.1:$PORT" HF_HOME=build/hub-hf-home HF_TOKEN="$TOKEN"
+export HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_UPDATE_CHECK=1
+
+step "10. ci downloads the published model with \`hf download\` and admits it"
+expect 0 "downloaded through the hub (mlgate.sig beside the files)" -- \
+  hf download acme/tiny-bert --revision production --local-dir build/hub-download
+ls -A build/hub-download
+expect 0 "the downloaded folder is admitted" -- \
+  mlgate admit build/hub-download --expect acme/tiny-bert@production --as ci
+
+step "11. The rejected model is refused with the reason it was rejected (GatedRepoError)"
+expect 1 "rejected model refused" -- download acme/evil-bert build/hub-refused GatedRepoError/403
+
+step "12. Without a valid token nothing is served"
+expect 1 "no token: refused (401)" -- \
+  without_token download acme/tiny-bert build/hub-anonymous HfHubHTTPError/401
+TOKEN_ID=${TOKEN#mlg_}
+expect 0 "token revoked" -- mlgate token revoke "${TOKEN_ID%%_*}" --as ci
+expect 1 "revoked token: refused (401)" -- \
+  download acme/tiny-bert build/hub-revoked HfHubHTTPError/401
+expect 0 "audit log verified (hub downloads recorded as ci)" -- mlgate audit verify --as ci
 echo
 echo "demo: every step behaved as expected"

@@ -8,12 +8,12 @@ import json
 import shlex
 from pathlib import Path
 
-import click
 import pytest
 import yaml
+from cli_support import assert_real_commands
 from registry_support import as_user
 
-from mlgate.cli import cli, main
+from mlgate.cli import main
 from mlgate.gate import AdmitPolicy, admit
 from mlgate.registry.orgkey import pem_text
 
@@ -368,33 +368,9 @@ def _commands(document: object) -> list[str]:
     return found
 
 
-def _resolve(tokens: list[str]) -> tuple[list[str], click.Command]:
-    """The subcommand path a command line names, and its click command."""
-    command: click.Command = cli
-    path: list[str] = []
-    ctx = click.Context(cli)
-    for token in tokens:
-        if not isinstance(command, click.Group) or token.startswith("-"):
-            break
-        sub = command.get_command(ctx, token)
-        if sub is None:
-            break
-        command, path = sub, [*path, token]
-    return path, command
-
-
 @pytest.mark.parametrize("relative", EXAMPLES)
 def test_ci_example_parses_and_runs_real_commands(relative: str) -> None:
-    commands = _example_commands(relative)
-    assert commands, f"{relative} runs no mlgate command"
-    for tokens in commands:
-        line = shlex.join(tokens)
-        path, command = _resolve(tokens)
-        assert path and not isinstance(command, click.Group), line
-        known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
-        used = {t.split("=", 1)[0] for t in tokens if t.startswith("--")}
-        assert used <= known | {"--help"}, f"{line}: unknown options {used - known}"
-        assert main([*path, "--help"]) == 0
+    assert_real_commands(_example_commands(relative), relative)
 
 
 def test_pre_commit_hooks_define_scan_and_admit() -> None:
