@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -408,10 +409,12 @@ def test_malformed_requests_fail_with_4xx(hub: Hub, path: str) -> None:
 
 
 @sqlite_only
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_mlgate_serve_starts_uvicorn_and_refuses_a_missing_registry(
-    hub: Hub, tmp_path: Path
+    hub: Hub, tmp_path: Path, workers: str
 ) -> None:
     hub.publish("org/tiny")
+    hub.registry.add_user("mlgate-worker", "publisher")  # serve starts a worker as this user
     assert main(["serve", "--data-dir", str(tmp_path / "nothing"), "--port", "0"]) == 2
     import socket
 
@@ -421,7 +424,7 @@ def test_mlgate_serve_starts_uvicorn_and_refuses_a_missing_registry(
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLGATE_")}
     server = subprocess.Popen(
         [sys.executable, "-m", "mlgate", "serve", "--data-dir", str(hub.registry.data_dir),
-         "--port", str(port), "--workers", "2", "--log-level", "warning"],
+         "--port", str(port), "--workers", workers, "--log-level", "warning"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -429,14 +432,31 @@ def test_mlgate_serve_starts_uvicorn_and_refuses_a_missing_registry(
         api = HfApi(endpoint=url, token=hub.token("rob"))
         info = _retry(lambda: api.model_info("org/tiny"), server)
         assert info.sha == commit_id(hub.registry.show("org/tiny"))
+        [worker] = [p for p in _children(server.pid) if b"worker" in _cmdline(p)]
     finally:
-        server.terminate()
+        server.terminate()  # SIGTERM: what systemd, docker and kill send
         server.wait(30)
+    # The worker serve started goes with it (uvicorn re-raises SIGTERM before clean-up runs).
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{worker}").exists() and b"worker" in _cmdline(worker):
+        assert time.monotonic() < deadline, "the embedded worker outlived mlgate serve"
+        time.sleep(0.1)
+
+
+def _children(pid: int) -> list[int]:
+    kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir()
+            for k in (t / "children").read_text().split()]  # fmt: skip
+    return kids + [g for k in kids for g in _children(k)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _retry(call: Any, server: subprocess.Popen[bytes]) -> Any:
-    import time
-
     deadline = time.monotonic() + 30
     while True:
         try:

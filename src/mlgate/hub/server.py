@@ -8,7 +8,9 @@ to the processes it spawns); :func:`app_from_env` reads them back.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ ENV_REGISTRY = "MLGATE_REGISTRY"
 ENV_UPSTREAM = "MLGATE_UPSTREAM"
 ENV_UPSTREAM_TOKEN = "MLGATE_UPSTREAM_TOKEN"  # noqa: S105  (a variable's name)
 ENV_QUEUE = "MLGATE_QUEUE"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _OPTIONAL = {
     ENV_REGISTRY: "registry_url",
     ENV_UPSTREAM: "upstream",
@@ -74,7 +77,9 @@ def embedded_worker(settings: HubSettings, actor: str | None) -> Iterator[None]:
         return
     command = [sys.executable, "-m", "mlgate", "worker", "--as", actor]
     env = {**os.environ, **settings_env(settings)}  # the token travels in the environment
-    worker = subprocess.Popen(command, env=env)  # noqa: S603  (our own interpreter and CLI)
+    # uvicorn re-raises the SIGTERM it caught once it has shut down, so this process may die
+    # before the clean-up below runs: the kernel then stops the worker (parent-death signal).
+    worker = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)  # noqa: S603, PLW1509
     try:
         yield
     finally:
@@ -83,6 +88,12 @@ def embedded_worker(settings: HubSettings, actor: str | None) -> Iterator[None]:
             worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux ``PR_SET_PDEATHSIG``)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def run(
