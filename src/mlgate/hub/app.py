@@ -3,6 +3,10 @@ management API, built by :func:`create_app` for uvicorn (``mlgate serve``)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
 from fastapi import FastAPI
 
 from mlgate.hub.api import OPENAPI_URL, install_api
@@ -15,9 +19,20 @@ from mlgate.registry.service import open_registry
 HUB_ACTOR = "mlgate-hub"
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Sync routes run in a thread pool, anyio's default 40 threads. Requests are short and
+    # mostly CPU (Python, SQLite): past a few threads they only contend for the GIL. Measured
+    # on 2 cores, SQLite, 200 connections: 2 threads 265 requests/s, 4: 225, 40: 124.
+    settings: HubSettings = app.state.settings
+    anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
+    yield
+
+
 def create_app(settings: HubSettings) -> FastAPI:
     """An application serving the registry at ``settings.data_dir`` / ``registry_url``."""
     app = FastAPI(
+        lifespan=_lifespan,
         title="mlgate hub",
         version="1",
         openapi_url=OPENAPI_URL,

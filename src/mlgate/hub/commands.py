@@ -59,6 +59,23 @@ from mlgate.render.escape import echo, inert
     help="uvicorn worker processes, each with its own registry connection.",
 )
 @click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    default=HubSettings.threads,
+    show_default=True,
+    help="Requests handled at once by each uvicorn worker (more only helps with a remote "
+    "database).",
+)
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(1),
+    default=HubSettings.rate_limit_per_minute,
+    show_default=True,
+    metavar="N",
+    help="Requests per minute per token (per client address without one), in each uvicorn "
+    "worker; over it, 429 with Retry-After.",
+)
+@click.option(
     "--forwarded-allow-ips",
     metavar="IPS",
     help="Trust X-Forwarded-* from these proxy addresses (behind a TLS proxy).",
@@ -81,11 +98,21 @@ def serve_cmd(
     worker_as: str,
     no_worker: bool,
     workers: int,
+    threads: int,
+    rate_limit: int,
     forwarded_allow_ips: str | None,
     log_level: str,
 ) -> None:
     """Serve the registry to Hugging Face clients (HF_ENDPOINT=http://HOST:PORT)."""
-    settings = HubSettings(data_dir.absolute(), url, upstream, upstream_token, queue_url)
+    settings = HubSettings(
+        data_dir.absolute(),
+        url,
+        upstream,
+        upstream_token,
+        queue_url,
+        rate_limit_per_minute=rate_limit,
+        threads=threads,
+    )
     # One node on the embedded queue gets its worker here; a Redis queue has its own workers.
     worker = None if no_worker or queue_url else worker_as
     registry = open_registry(settings.data_dir, settings.registry_url, worker)

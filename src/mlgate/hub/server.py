@@ -30,6 +30,8 @@ ENV_REGISTRY = "MLGATE_REGISTRY"
 ENV_UPSTREAM = "MLGATE_UPSTREAM"
 ENV_UPSTREAM_TOKEN = "MLGATE_UPSTREAM_TOKEN"  # noqa: S105  (a variable's name)
 ENV_QUEUE = "MLGATE_QUEUE"
+ENV_RATE_LIMIT = "MLGATE_HUB_RATE_LIMIT"
+ENV_THREADS = "MLGATE_HUB_THREADS"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _OPTIONAL = {
     ENV_REGISTRY: "registry_url",
@@ -46,6 +48,8 @@ def settings_env(settings: HubSettings) -> dict[str, str]:
         value = getattr(settings, attr)
         if value:
             env[name] = value
+    env[ENV_RATE_LIMIT] = str(settings.rate_limit_per_minute)
+    env[ENV_THREADS] = str(settings.threads)
     return env
 
 
@@ -60,7 +64,18 @@ def settings_from_env() -> HubSettings:
         upstream=os.environ.get(ENV_UPSTREAM) or None,
         upstream_token=os.environ.get(ENV_UPSTREAM_TOKEN) or None,
         queue_url=os.environ.get(ENV_QUEUE) or None,
+        rate_limit_per_minute=_positive(ENV_RATE_LIMIT, HubSettings.rate_limit_per_minute),
+        threads=_positive(ENV_THREADS, HubSettings.threads),
     )
+
+
+def _positive(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{name} must be a positive integer, not {text!r}")
+    return int(text)
 
 
 def app_from_env() -> FastAPI:

@@ -25,3 +25,6 @@ class HubSettings:
     max_body_bytes: int = 1024 * 1024
     # Requests per minute per token (or per client address without one); over it, HTTP 429.
     rate_limit_per_minute: int = 1200
+    # Requests handled at once per uvicorn worker (threads running routes): a few, see app.py;
+    # more only helps when the database is far away (PostgreSQL across a network).
+    threads: int = 4

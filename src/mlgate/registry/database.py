@@ -19,6 +19,10 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from mlgate.registry.errors import RegistryError, SchemaOutdated
 
+# Connections kept open (opened lazily: a CLI command still opens one): more than a hub runs
+# requests at once, so that a busy hub does not open and close a connection, and re-run its
+# set-up, per request (SQLAlchemy's default keeps 5 and closes the overflow after each use).
+_POOL: dict[str, int] = {"pool_size": 20, "max_overflow": 20}
 _PG_WRITE_LOCK = 0x6D6C67  # "mlg": the advisory lock id all registry writers share
 _WRITE = "mlgate_write"
 
@@ -32,10 +36,10 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url`` with the registry's locking and durability settings."""
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": 60})
+            engine = create_engine(url, connect_args={"timeout": 60}, **_POOL)
             _configure_sqlite(engine)
         else:
-            engine = create_engine(url, pool_pre_ping=True)
+            engine = create_engine(url, pool_pre_ping=True, **_POOL)
             event.listen(engine, "begin", _pg_begin)
     except (ArgumentError, ImportError) as e:
         raise RegistryError(f"cannot use registry database {_redact(url)}: {e}") from e

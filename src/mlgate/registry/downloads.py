@@ -7,9 +7,10 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, select
 
@@ -20,6 +21,9 @@ from mlgate.registry.errors import RegistryError, TransitionRefused
 from mlgate.registry.lifecycle import SERVED, State
 from mlgate.registry.records import ModelSummary, StateChange, Version
 from mlgate.registry.roles import Action, Role, narrow, require
+
+# Chooses one of a model's versions (newest first), or none.
+Picker = Callable[[tuple[Version, ...]], Version | None]
 
 
 @dataclass(frozen=True)
@@ -140,13 +144,26 @@ class Downloads:
         download records, which grow with every download: what each hub request reads."""
         with self.ctx.read(Action.READ) as conn:
             row = self.ctx.row(conn, ref)
-            base = store.to_version(conn, row, split_ref(ref)[0], detail=False)
-            return replace(
-                base,
-                files=store.files_of(conn, row.id),
-                history=store.history_of(conn, [row.id]),
-                bom=json.loads(row.bom) if row.bom else None,
-            )
+            return _with_detail(conn, row, store.to_version(conn, row, split_ref(ref)[0], False))
+
+    def resolve(
+        self, name: str, pick: Callable[[tuple[Version, ...]], Version | None]
+    ) -> Version | None:
+        """In one read: the version of model ``name`` that ``pick`` chooses among its
+        versions (summaries, newest first), as :meth:`serving_view` gives it; None when it
+        chooses none. The hub resolves every request with this (one transaction, not two)."""
+        with self.ctx.read(Action.READ) as conn:
+            model = store.model_row(conn, name)
+            rows = conn.execute(
+                select(t.versions)
+                .where(t.versions.c.model_id == model.id)
+                .order_by(t.versions.c.number.desc())
+            ).all()
+            chosen = pick(store.version_records(conn, rows, name, model.id))
+            if chosen is None:
+                return None
+            row = next(r for r in rows if r.number == chosen.number)
+            return _with_detail(conn, row, chosen)
 
     def find_by_content(self, digests: Mapping[str, str]) -> list[Version]:
         """Versions whose files are exactly ``digests`` (path -> SHA-256), newest first."""
@@ -209,6 +226,16 @@ class Downloads:
                 ).scalars()
             )
             return store.history_of(conn, ids)
+
+
+def _with_detail(conn: Connection, row: Any, base: Version) -> Version:
+    """``base`` with what serving it needs: files, state history, BOM (no download records)."""
+    return replace(
+        base,
+        files=store.files_of(conn, row.id),
+        history=store.history_of(conn, [row.id]),
+        bom=json.loads(row.bom) if row.bom else None,
+    )
 
 
 def _write_new(path: Path, text: str) -> None:

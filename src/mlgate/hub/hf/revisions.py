@@ -43,15 +43,14 @@ def commit_id(version: Version) -> str:
 def resolve(registry: Registry, repo_id: str, revision: str) -> Resolved:
     """The served version ``revision`` names, or the client's error saying why not."""
     try:
-        versions = registry.downloads.versions_of(repo_id)
+        chosen = registry.downloads.resolve(repo_id, lambda versions: pick(versions, revision))
     except NotFound:
         raise HfError(404, f"no model {repo_id!r} on this hub", REPO_NOT_FOUND) from None
-    chosen = pick(versions, revision)
     if chosen is None:
         raise HfError(404, f"{repo_id} has no revision {revision!r}", REVISION_NOT_FOUND)
     if chosen.state not in SERVED:
-        raise gated(why_not_served(registry.downloads.serving_view(chosen.ref)))
-    return Resolved(registry.downloads.serving_view(chosen.ref), commit_id(chosen))
+        raise gated(why_not_served(chosen))
+    return Resolved(chosen, commit_id(chosen))
 
 
 def pick(versions: tuple[Version, ...], revision: str) -> Version | None:
