@@ -16,7 +16,7 @@ from registry_support import as_user
 
 from mlgate.hub import pullthrough
 from mlgate.hub.app import create_app
-from mlgate.hub.hf.revisions import commit_id
+from mlgate.hub.commits import commit_id
 from mlgate.hub.settings import HubSettings
 from mlgate.registry.lifecycle import State
 

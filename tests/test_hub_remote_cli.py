@@ -120,7 +120,6 @@ def test_remote_mode_refuses_what_it_cannot_mean(hub: tuple[Cli, str, HubServer]
     assert "ingested on the hub's machine" in cli.err
     assert cli.raw("registry", "check", *with_hub) == 2
     assert "runs where the registry is" in cli.err
-    assert cli.raw("pull", "org/a@1", str(cli.data_dir.parent / "out"), *with_hub) == 2
     assert cli.raw("models", "list", "--hub", url) == 2
     assert "a token is required" in cli.err
     assert cli.raw("models", "list", "--hub", url, "--token", "mlg_bad") == 2
@@ -146,3 +145,33 @@ def test_tokens_through_the_hub(hub: tuple[Cli, str, HubServer]) -> None:
     assert cli.raw("models", "list", "--hub", url, "--token", rob) == 2
     assert f"token {token_id} (ci) is revoked" in cli.err
     assert cli.raw("token", "create", "--label", "x", "--roles", "admin", "--hub", url) == 2
+
+
+def test_remote_pull_downloads_through_the_hub_like_a_local_pull(
+    hub: tuple[Cli, str, HubServer],
+) -> None:
+    cli, url, upstream = hub
+    registry = open_registry(cli.data_dir, None, "alice")
+    tokens = {u: registry.acting_as(u).tokens.create(label="pull").secret for u in ("pat", "rob")}
+    for model in ("org/a", "org/b"):
+        assert cli("ingest", "hf://org/up@v1", "--name", model, "--endpoint", upstream.url,
+                   actor="pat") == 0  # fmt: skip
+        assert cli("approve", f"{model}@1", "--reason", "ok", actor="rita") == 0
+        assert cli("publish", f"{model}@1", "--alias", "production", actor="pat") == 0
+    out = cli.data_dir.parent
+    remote = cli.raw("pull", "org/a@production", str(out / "a"), "--hub", url, "--token",
+                     tokens["rob"])  # fmt: skip
+    remote_out = cli.out
+    assert remote == 0 and cli("pull", "org/b@production", str(out / "b"), actor="rob") == 0
+    assert remote_out.replace("org/a", "org/b").replace(str(out / "a"), str(out / "b")) == cli.out
+    files = sorted(p.relative_to(out / "a").as_posix() for p in (out / "a").rglob("*"))
+    assert "mlgate.sig" in files and files == sorted(
+        p.relative_to(out / "b").as_posix() for p in (out / "b").rglob("*")
+    )
+    assert cli("admit", str(out / "a"), actor="rob") == 0  # the served bytes, the signature
+    downloads = {(d.actor, d.path) for d in registry.show("org/a@1").downloads}
+    assert {a for a, _ in downloads} == {"rob"} and len(downloads) == len(files) - 1
+    # Not served: refused with the reason, and nothing is left behind.
+    assert cli("revoke", "org/a@1", "--reason", "leaked", actor="alice") == 0
+    code = cli.raw("pull", "org/a@1", str(out / "c"), "--hub", url, "--token", tokens["rob"])
+    assert code == 2 and "revoked" in cli.err and not (out / "c").exists()

@@ -30,7 +30,7 @@ from registry_models import release
 from registry_support import as_user
 
 from mlgate.cli import main
-from mlgate.hub.hf.revisions import commit_id
+from mlgate.hub.commits import commit_id
 from mlgate.registry.errors import IngestRefused
 from mlgate.registry.policy import RegistryPolicy
 

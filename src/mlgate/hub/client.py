@@ -11,6 +11,7 @@ by the API's ``{"error": kind, "message"}`` body.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import tempfile
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from mlgate.hub.commits import commit_id
 from mlgate.hub.records import (
     checkpoint_from_json,
     model_from_json,
@@ -33,9 +35,10 @@ from mlgate.hub.records import (
 from mlgate.hub.settings import API_PREFIX
 from mlgate.registry import audit, errors
 from mlgate.registry.decisions import pending_reason
+from mlgate.registry.downloads import materialise, require_served
 from mlgate.registry.ingest import HubOptions
 from mlgate.registry.policy import RegistryPolicy
-from mlgate.registry.records import ModelSummary, StateChange, Version
+from mlgate.registry.records import FileRecord, ModelSummary, StateChange, Version
 from mlgate.registry.roles import Role
 from mlgate.registry.tokens import NewToken, TokenInfo
 
@@ -43,6 +46,7 @@ MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 MAX_LINE_BYTES = 1024 * 1024
 TIMEOUT = 60.0
 SLOW_TIMEOUT = 3600.0  # ingest, scan and publish hash, scan or sign whole models
+DOWNLOAD_CHUNK = 1024 * 1024
 JOB_POLL = 0.25  # seconds between looks at a background job's state
 WORKER_WAIT = 60.0  # a job no worker has taken by then: say so rather than wait an hour
 _KINDS: dict[str, type[errors.RegistryError]] = {
@@ -68,7 +72,8 @@ class HubClient:
             raise errors.RegistryError("the hub token holds control characters: check it")
         self.url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         self.scheme, self.host, self.port = parts.scheme, parts.hostname, parts.port
-        self.prefix = parts.path.rstrip("/") + API_PREFIX
+        self.root = parts.path.rstrip("/")
+        self.prefix = self.root + API_PREFIX
         self.token = token
 
     def call(self, method: str, path: str, body: Any = None, *, timeout: float = TIMEOUT) -> Any:
@@ -78,6 +83,21 @@ class HubClient:
         if len(data) > MAX_RESPONSE_BYTES:
             raise errors.RegistryError(f"the hub's answer is over {MAX_RESPONSE_BYTES} bytes")
         return _json(data)
+
+    def download(self, path: str, target: Path, size: int, sha256: str) -> None:
+        """Stream the file at ``path`` (a Hugging Face ``resolve`` URL path) into the new file
+        ``target``, refusing more than ``size`` bytes or other content than ``sha256``."""
+        connection = self._connection(TIMEOUT)
+        try:
+            connection.request("GET", self.root + path, None, self._headers())
+            response = connection.getresponse()
+            if response.status != 200:
+                raise _hub_refusal(response)
+            _stream_verified(response, target, size, sha256, path)
+        except (OSError, http.client.HTTPException) as e:
+            raise errors.RegistryError(f"cannot download {path} from the hub: {_reason(e)}") from e
+        finally:
+            connection.close()
 
     @contextmanager
     def lines(self, path: str) -> Iterator[Iterator[str]]:
@@ -105,12 +125,16 @@ class HubClient:
             return http.client.HTTPSConnection(self.host, self.port, timeout=timeout)
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
-    def _send(
-        self, connection: http.client.HTTPConnection, method: str, path: str, body: Any
-    ) -> http.client.HTTPResponse:
+    def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "mlgate"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def _send(
+        self, connection: http.client.HTTPConnection, method: str, path: str, body: Any
+    ) -> http.client.HTTPResponse:
+        headers = self._headers()
         payload = None if body is None else json.dumps(body).encode()
         if payload is not None:
             headers["Content-Type"] = "application/json"
@@ -141,6 +165,32 @@ def _refusal(response: http.client.HTTPResponse) -> errors.RegistryError:
     except (ValueError, UnicodeDecodeError, KeyError, TypeError):
         return errors.RegistryError(f"the hub answered HTTP {response.status}")
     return _KINDS.get(kind, errors.RegistryError)(message)
+
+
+def _hub_refusal(response: http.client.HTTPResponse) -> errors.RegistryError:
+    """A refused file download: the Hugging Face routes say why in ``X-Error-Message``."""
+    why = response.getheader("X-Error-Message") or f"HTTP {response.status}"
+    kind = errors.TransitionRefused if response.status == 403 else errors.RegistryError
+    return kind(f"the hub refused the download: {why}")
+
+
+def _stream_verified(
+    response: http.client.HTTPResponse, target: Path, size: int, sha256: str, path: str
+) -> None:
+    digest = hashlib.sha256()
+    written = 0
+    with target.open("xb") as out:
+        while chunk := response.read(DOWNLOAD_CHUNK):
+            written += len(chunk)
+            if written > size:
+                raise errors.RegistryError(f"{path}: the hub sent more than {size} bytes")
+            digest.update(chunk)
+            out.write(chunk)
+    if written != size or digest.hexdigest() != sha256:
+        raise errors.RegistryError(
+            f"{path}: the hub sent {written} bytes with SHA-256 {digest.hexdigest()[:16]}..., "
+            f"not the {size} bytes of {sha256[:16]}... the registry records"
+        )
 
 
 def _reason(e: BaseException) -> str:
@@ -250,6 +300,20 @@ class RemoteRegistry:
 
     def rollback(self, name: str, alias: str, to: str | None = None) -> Version:
         return self._version("POST", f"/rollback/{_ref(name)}", {"alias": alias, "to": to})
+
+    def pull(self, ref: str, dest: Path) -> Version:
+        """Download a served version through the hub's file routes (each download recorded
+        there as the token's owner), checking every file's digest, plus the signature."""
+        version = self.show(ref)
+        require_served(version)
+        commit = commit_id(version)
+
+        def fetch(f: FileRecord, target: Path) -> None:
+            path = f"/{quote(version.model)}/resolve/{commit}/{quote(f.path)}"
+            self.client.download(path, target, f.size, f.digest)
+
+        materialise(dest, version, fetch)
+        return version
 
     def show(self, ref: str) -> Version:
         return self._version("GET", f"/versions/{_ref(ref)}", None)

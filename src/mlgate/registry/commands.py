@@ -399,7 +399,7 @@ def rollback_cmd(
 def pull_cmd(data_dir: Path, url: str | None, actor: str | None, ref: str, dest: Path) -> None:
     """Download a published version (files + the registry signature mlgate.sig) into DEST;
     recorded per file."""
-    version = open_local(data_dir, url, actor).pull(ref, dest)
+    version = open_target(data_dir, url, actor).pull(ref, dest)
     echo(f"{version.ref}: {plural(len(version.files), 'file')} written to {dest}")
 
 

@@ -19,8 +19,9 @@ from mlgate.registry import schema as t
 from mlgate.registry.context import RegistryContext, split_ref
 from mlgate.registry.errors import RegistryError, TransitionRefused
 from mlgate.registry.lifecycle import SERVED, State
-from mlgate.registry.records import ModelSummary, StateChange, Version
+from mlgate.registry.records import FileRecord, ModelSummary, StateChange, Version
 from mlgate.registry.roles import Action, Role, narrow, require
+from mlgate.registry.sources.base import DEFAULT_LIMITS, SourceError, check_rel_path
 
 # Chooses one of a model's versions (newest first), or none.
 Picker = Callable[[tuple[Version, ...]], Version | None]
@@ -43,35 +44,13 @@ class Downloads:
         self.ctx = ctx
 
     def pull(self, ref: str, dest: Path) -> Version:
-        """Write a served version's files and the registry's signature (``mlgate.sig``, so a
-        vendor's own ``model.sig`` is kept) into the empty folder ``dest``, checking every
-        blob's digest while copying; each file's download is recorded.
-
-        The files are written into a temporary sibling renamed to ``dest`` at the end: a pull
-        that fails (a corrupt blob, a full disk) leaves no partial model behind to be used.
-        """
-        from mlgate.provenance.manifest import PULL_SIGNATURE_FILE  # noqa: PLC0415
-
+        """Write a served version's files and the registry's signature into the empty folder
+        ``dest`` (:func:`materialise`), checking every blob's digest while copying; each
+        file's download is recorded."""
         version = self.ctx.show(ref)
         self.ctx.require(Action.DOWNLOAD)
-        if version.state not in SERVED:
-            raise TransitionRefused(
-                f"{version.ref} is {version.state.value}: only published versions are served"
-            )
-        if dest.exists() and any(dest.iterdir()):
-            raise RegistryError(f"{dest} is not empty")
-        staging = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.pull")
-        try:
-            staging.mkdir(parents=True)
-            for f in version.files:
-                self.copy_out(f.digest, staging / f.path)
-            if version.signature:
-                _write_new(staging / PULL_SIGNATURE_FILE, version.signature)
-            os.rename(staging, dest)  # replaces an empty dest; fails on one filled meanwhile
-        except OSError as e:
-            raise RegistryError(f"cannot pull {version.ref} into {dest}: {e.strerror or e}") from e
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        require_served(version)
+        materialise(dest, version, lambda f, target: self.copy_out(f.digest, target))
         self.record_downloads(version.ref, [f.path for f in version.files])
         return version
 
@@ -226,6 +205,47 @@ class Downloads:
                 ).scalars()
             )
             return store.history_of(conn, ids)
+
+
+def require_served(version: Version) -> None:
+    """Refuse a version that is not served (published or deprecated)."""
+    if version.state not in SERVED:
+        raise TransitionRefused(
+            f"{version.ref} is {version.state.value}: only published versions are served"
+        )
+
+
+def materialise(dest: Path, version: Version, fetch: Callable[[FileRecord, Path], None]) -> None:
+    """Write ``version``'s files (each by ``fetch``, which checks its digest) and the
+    registry's signature (``mlgate.sig``, so a vendor's own ``model.sig`` is kept) into the
+    empty folder ``dest``: what ``pull`` does, locally or from a hub.
+
+    The files are written into a temporary sibling renamed to ``dest`` at the end: a pull
+    that fails (a corrupt blob, a full disk, a dropped connection) leaves no partial model
+    behind to be used. File names are checked again (a hub is a remote party: no ``..``).
+    """
+    from mlgate.provenance.manifest import PULL_SIGNATURE_FILE  # noqa: PLC0415
+
+    if dest.exists() and any(dest.iterdir()):
+        raise RegistryError(f"{dest} is not empty")
+    staging = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.pull")
+    try:
+        for f in version.files:
+            check_rel_path(f.path, DEFAULT_LIMITS)
+        staging.mkdir(parents=True)
+        for f in version.files:
+            target = staging / f.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fetch(f, target)
+        if version.signature:
+            _write_new(staging / PULL_SIGNATURE_FILE, version.signature)
+        os.rename(staging, dest)  # replaces an empty dest; fails on one filled meanwhile
+    except SourceError as e:
+        raise RegistryError(f"cannot pull {version.ref}: {e}") from e
+    except OSError as e:
+        raise RegistryError(f"cannot pull {version.ref} into {dest}: {e.strerror or e}") from e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _with_detail(conn: Connection, row: Any, base: Version) -> Version:

@@ -3,7 +3,7 @@
 or ``HF_TOKEN``), chosen per command by :func:`open_target`.
 
 Remotely the hub acts as the token's owner, so a claimed ``--as`` is refused; the commands
-that only make sense beside the database (init, migrate, check, pull) refuse ``--hub``.
+that only make sense beside the database (init, migrate, check) refuse ``--hub``.
 """
 
 from __future__ import annotations

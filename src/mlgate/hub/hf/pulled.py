@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from mlgate.hub.commits import commit_id
 from mlgate.hub.hf.errors import REPO_NOT_FOUND, HfError, gated
-from mlgate.hub.hf.revisions import Resolved, commit_id, resolve
+from mlgate.hub.hf.revisions import Resolved, resolve
 from mlgate.hub.jobs import JobQueue
 from mlgate.hub.pullthrough import PullStatus, UpstreamNotFound
 from mlgate.hub.pullthrough import request as request_upstream

@@ -1,10 +1,8 @@
 """Revisions: each registry version is an immutable commit, and what may resolve to one.
 
-A version's commit id is ``sha1("mlgate-version\\0" name "\\0" number "\\0" content digest)``:
-40 hex characters like a git commit, so clients cache snapshots under it, and derived from
-what never changes about a version. ``main`` is the newest served version (published or
-deprecated); an alias (``production``) is the version it points at; a commit id is its
-version. Anything else is ``RevisionNotFound``.
+A version's commit id is :func:`mlgate.hub.commits.commit_id`. ``main`` is the newest
+served version (published or deprecated); an alias (``production``) is the version it
+points at; a commit id is its version. Anything else is ``RevisionNotFound``.
 
 A version that is not served answers ``GatedRepo`` saying why: quarantined or scanned and
 pending review, approved but not published, rejected or revoked with the reviewer's reason.
@@ -12,10 +10,10 @@ pending review, approved but not published, rejected or revoked with the reviewe
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 
+from mlgate.hub.commits import commit_id
 from mlgate.hub.hf.errors import REPO_NOT_FOUND, REVISION_NOT_FOUND, HfError, gated
 from mlgate.registry.errors import NotFound
 from mlgate.registry.lifecycle import SERVED, State
@@ -32,12 +30,6 @@ class Resolved:
 
     version: Version
     commit: str
-
-
-def commit_id(version: Version) -> str:
-    """The immutable commit id of a version."""
-    text = f"mlgate-version\0{version.model}\0{version.number}\0{version.content_digest}"
-    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
 def resolve(registry: Registry, repo_id: str, revision: str) -> Resolved:
