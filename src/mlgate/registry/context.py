@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, select
 
@@ -22,10 +22,12 @@ from mlgate.registry import audit, database, store
 from mlgate.registry import schema as t
 from mlgate.registry.blobs import BlobStore
 from mlgate.registry.errors import RegistryError
-from mlgate.registry.orgkey import OrgKey, load_org_key, public_key_from_pem
 from mlgate.registry.policy import RegistryPolicy
 from mlgate.registry.records import Version
 from mlgate.registry.roles import Action, Role, narrow, parse_roles, require
+
+if TYPE_CHECKING:
+    from mlgate.registry.orgkey import OrgKey
 
 # Settings keys.
 SIGNING_KEY = "signing_key"
@@ -90,6 +92,8 @@ class RegistryContext:
         """The organisation public key recorded at set-up (None if there is none)."""
         with database.read_transaction(self.engine) as conn:
             pem = store.get_setting(conn, PUBLIC_KEY)
+        from mlgate.registry.orgkey import public_key_from_pem  # noqa: PLC0415  (cryptography)
+
         return public_key_from_pem(pem, "registry key") if pem else None
 
     def org_key(self) -> OrgKey:
@@ -102,6 +106,8 @@ class RegistryContext:
                     "no organisation signing key is configured: "
                     "`mlgate registry init --signing-key` sets one"
                 )
+            from mlgate.registry.orgkey import load_org_key  # noqa: PLC0415  (cryptography)
+
             self._key = load_org_key(spec)
         return self._key
 

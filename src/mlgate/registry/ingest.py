@@ -33,8 +33,6 @@ from mlgate.registry.sources import (
     SourceLimits,
     StagedSource,
     parse_source,
-    stage_huggingface,
-    stage_local,
 )
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
@@ -85,10 +83,14 @@ def stage(spec: str, hub: HubOptions, staging_root: Path, limits: SourceLimits) 
     staging: Path | None = None
     try:
         if kind == "local":
+            from mlgate.registry.sources.local import stage_local  # noqa: PLC0415
+
             staged = stage_local(Path(args["path"]), limits)
         else:
             staging = staging_root / uuid.uuid4().hex
             staging.mkdir(parents=True)
+            from mlgate.registry.sources.huggingface import stage_huggingface  # noqa: PLC0415
+
             staged = stage_huggingface(
                 hub.endpoint,
                 args["repo_id"],

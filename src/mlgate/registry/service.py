@@ -18,7 +18,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, select
 
@@ -42,7 +42,6 @@ from mlgate.registry.errors import PermissionDenied, RegistryError
 from mlgate.registry.ingest import HubOptions
 from mlgate.registry.intake import POLICY_ACTOR, Intake
 from mlgate.registry.jobstate import Jobs
-from mlgate.registry.orgkey import OrgKey, load_org_key, pem_text
 from mlgate.registry.policy import RegistryPolicy
 from mlgate.registry.records import ModelSummary, StateChange, Version
 from mlgate.registry.rescan import Rescans
@@ -50,6 +49,9 @@ from mlgate.registry.roles import Action, Role
 from mlgate.registry.sources import SourceLimits
 from mlgate.registry.tokens import Tokens
 from mlgate.registry.upstream import Upstream
+
+if TYPE_CHECKING:
+    from mlgate.registry.orgkey import OrgKey
 
 __all__ = [
     "POLICY_ACTOR",
@@ -300,6 +302,8 @@ def init_registry(
     database.migrate(engine)
     actor = admin or default_actor()
     spec = _key_spec(signing_key) if signing_key else str(_generate_key(root / "keys" / "org.pem"))
+    from mlgate.registry.orgkey import load_org_key, pem_text  # noqa: PLC0415  (cryptography)
+
     key = load_org_key(spec)
     with database.write_transaction(engine) as conn:
         if conn.execute(select(t.principals.c.name).limit(1)).first() is not None:

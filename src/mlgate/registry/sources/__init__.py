@@ -7,14 +7,18 @@ sees the files; on failure nothing is left behind.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from mlgate.registry.sources.base import (
     SourceError,
     SourceLimits,
     StagedFile,
     StagedSource,
 )
-from mlgate.registry.sources.huggingface import stage_huggingface
-from mlgate.registry.sources.local import stage_local
+
+if TYPE_CHECKING:
+    from mlgate.registry.sources.huggingface import stage_huggingface
+    from mlgate.registry.sources.local import stage_local
 
 __all__ = [
     "SourceError",
@@ -25,6 +29,21 @@ __all__ = [
     "stage_huggingface",
     "stage_local",
 ]
+
+# Loaded on first use: the hub client (http.client, ssl) is not needed to list models.
+_LAZY = {
+    "stage_huggingface": "mlgate.registry.sources.huggingface",
+    "stage_local": "mlgate.registry.sources.local",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'mlgate.registry.sources' has no attribute {name!r}")
+    import importlib  # noqa: PLC0415
+
+    return getattr(importlib.import_module(_LAZY[name]), name)
+
 
 _HF_SCHEME = "hf://"
 # "hf://datasets/org/name" as in huggingface_hub's HfFileSystem paths.
