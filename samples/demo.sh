@@ -133,7 +133,11 @@ ls -A build/hub-download
 expect 0 "the downloaded folder is admitted" -- \
   mlgate admit build/hub-download --expect acme/tiny-bert@production --as ci
 
-step "11. The rejected model is refused with the reason it was rejected (GatedRepoError)"
+step "11. Quarantined and rejected models are refused with the reason (GatedRepoError)"
+expect 0 "a new model ingested, scanned, awaiting review" -- \
+  mlgate ingest "$SAMPLES/models/tiny-bert" --name acme/tiny-bert-next --as pat
+expect 1 "model pending review refused" -- \
+  download acme/tiny-bert-next build/hub-pending GatedRepoError/403
 expect 1 "rejected model refused" -- download acme/evil-bert build/hub-refused GatedRepoError/403
 
 step "12. Without a valid token nothing is served"
