@@ -52,6 +52,18 @@ class StoredFile:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """How staged files are recorded when their folder only stands in for the source: an
+    upload's session folder on the hub is recorded as the path the uploader sent it from
+    (``uri``), with the session as ``tag`` (the version's requested revision), never as the
+    hub's scratch space."""
+
+    kind: str
+    uri: str
+    tag: str
+
+
+@dataclass(frozen=True)
 class HubOptions:
     """How to reach a Hugging Face-compatible hub for ``hf://`` sources."""
 
@@ -59,22 +71,23 @@ class HubOptions:
     token: str | None = None
 
 
-def _refuse_reserved(staged: StagedSource) -> None:
-    """Names the registry gives its own documents where it serves a version (pull, hub), and
-    the HF client's bookkeeping folder its signatures ignore: a model file there would be
-    shadowed, or pass itself off as the registry's, or go unsigned."""
-    for f in staged.files:
-        if f.path in (PULL_SIGNATURE_FILE, HUB_BOM_FILE):
-            raise SourceError(
-                f"it holds {f.path}, the name the registry serves its own "
-                f"{'signature' if f.path == PULL_SIGNATURE_FILE else 'ML-BOM'} under; "
-                "rename that file"
-            )
-        if f.path.startswith(HF_CLIENT_METADATA + "/"):
-            raise SourceError(
-                f"it holds {f.path}: {HF_CLIENT_METADATA}/ is the Hugging Face client's "
-                "bookkeeping, which signatures ignore; remove it"
-            )
+def check_reserved(path: str) -> str:
+    """``path`` unless it is a name the registry gives its own documents where it serves a
+    version (pull, hub), or in the HF client's bookkeeping folder its signatures ignore: a
+    model file there would be shadowed, or pass itself off as the registry's, or go unsigned.
+    :class:`SourceError` naming the file otherwise."""
+    if path in (PULL_SIGNATURE_FILE, HUB_BOM_FILE):
+        raise SourceError(
+            f"it holds {path}, the name the registry serves its own "
+            f"{'signature' if path == PULL_SIGNATURE_FILE else 'ML-BOM'} under; "
+            "rename that file"
+        )
+    if path.startswith(HF_CLIENT_METADATA + "/"):
+        raise SourceError(
+            f"it holds {path}: {HF_CLIENT_METADATA}/ is the Hugging Face client's "
+            "bookkeeping, which signatures ignore; remove it"
+        )
+    return path
 
 
 def stage(spec: str, hub: HubOptions, staging_root: Path, limits: SourceLimits) -> StagedSource:
@@ -102,7 +115,8 @@ def stage(spec: str, hub: HubOptions, staging_root: Path, limits: SourceLimits) 
             )
         if not staged.files:  # fail closed: an empty version would be scanned "clean"
             raise SourceError("it has no files")
-        _refuse_reserved(staged)
+        for f in staged.files:
+            check_reserved(f.path)
     except BaseException as e:
         # The source removes what it downloaded, not the folder made for it here.
         if staging is not None:

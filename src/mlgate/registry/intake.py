@@ -18,6 +18,7 @@ from mlgate.registry.context import RegistryContext
 from mlgate.registry.decisions import Decisions
 from mlgate.registry.ingest import (
     HubOptions,
+    Origin,
     StoredFile,
     check_name,
     content_digest,
@@ -65,9 +66,11 @@ class Intake:
         hub: HubOptions | None = None,
         limits: SourceLimits | None = None,
         scan: bool = True,
+        origin: Origin | None = None,
     ) -> Version:
         """Quarantine the model at ``source`` (a path or ``hf://org/name@rev``) as a new
-        version, then scan it (unless ``scan=False``) and apply the auto-reject policy."""
+        version, then scan it (unless ``scan=False``) and apply the auto-reject policy.
+        ``origin``: where the files really come from, when ``source`` is a stand-in."""
         self.ctx.require(Action.INGEST)
         staging_root = self.ctx.data_dir / "staging"
         staged = stage(str(source), hub or HubOptions(), staging_root, limits or SourceLimits())
@@ -76,6 +79,10 @@ class Intake:
             stored = store_files(staged, self.ctx.blobs)
         finally:
             discard_staging(staged, staging_root)
+        if origin is not None:
+            staged = replace(
+                staged, kind=origin.kind, uri=origin.uri, requested_revision=origin.tag
+            )
         digest = content_digest(stored)
         licence = read_license(self.ctx.view(digest, stored))
         with self.ctx.write(Action.INGEST) as conn:
