@@ -14,6 +14,7 @@ from mlgate.hub.hf.routes import install as install_hf_routes
 from mlgate.hub.jobs import open_queue
 from mlgate.hub.limits import RequestLimits
 from mlgate.hub.settings import API_PREFIX, HubSettings
+from mlgate.hub.uploads import UPLOADS_DIR, UploadStore
 from mlgate.registry.service import open_registry
 
 HUB_ACTOR = "mlgate-hub"
@@ -47,6 +48,9 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.state.registry.org_key()
     # Fetches, ingests and scans go to workers through the queue, never run in a request.
     app.state.queue = open_queue(settings.data_dir, settings.queue_url)
+    app.state.uploads = UploadStore(
+        settings.data_dir / UPLOADS_DIR, settings.upload_limits, settings.max_open_uploads
+    )
     install_api(app)
     install_hf_routes(app)  # last: its /{repo_id}/... and /api/models/{repo_id} are generic
     app.add_middleware(

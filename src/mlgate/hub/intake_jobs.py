@@ -9,22 +9,25 @@ queue carries only the job's key; who asked is in the job's row in the registry 
 which only the hub writes, so nothing a queue server holds can change an identity.
 
 Jobs are idempotent: an ingest is keyed by model and upstream commit (a retry after a
-killed worker finds the version already there and does not ingest it twice), a scan by
-version, rules and policy.
+killed worker finds the version already there and does not ingest it twice), an upload's
+ingest by its session (:mod:`mlgate.hub.uploads`; the version records the session, so a
+retry finds it too), a scan by version, rules and policy.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlgate.hub.jobs import JobQueue, Progress, submit
 from mlgate.hub.pullthrough import resolve_upstream, upstream_options
 from mlgate.hub.settings import HubSettings
+from mlgate.hub.uploads import UPLOADS_DIR, UploadStore
 from mlgate.registry.errors import IngestRefused, NotFound
-from mlgate.registry.ingest import check_name
+from mlgate.registry.ingest import Origin, check_name
 from mlgate.registry.jobstate import Job
+from mlgate.registry.records import Source, Version
 from mlgate.registry.rescan import rules_version
 from mlgate.registry.roles import Action, parse_roles
 from mlgate.registry.service import Registry
@@ -80,13 +83,29 @@ def submit_scan(registry: Registry, queue: JobQueue, ref: str) -> Job:
     return submit(registry, queue, key, "scan", {"ref": version.ref, **_requester(registry)}).job
 
 
+def submit_upload(registry: Registry, queue: JobQueue, store: UploadStore, upload: str) -> Job:
+    """Close upload session ``upload`` of the actor and queue its ingest, as the actor."""
+    registry.require(Action.INGEST)
+    manifest = store.commit(upload, registry.actor)
+    args = {
+        "upload": manifest.id,
+        "name": manifest.name,
+        "owner": manifest.owner,
+        "scan": manifest.scan,
+        **_requester(registry),
+    }
+    return submit(registry, queue, f"upload:{manifest.id}", "upload", args).job
+
+
 def ingest(
     registry: Registry, job: Job, settings: WorkerSettings, progress: Progress
 ) -> Mapping[str, Any]:
     """The ingest job: quarantine ``repo@commit`` as the requester, then scan it."""
     requester = as_requester(registry, job)
     name, repo_id, commit = str(job.args["name"]), str(job.args["repo_id"]), str(job.args["commit"])
-    done = _already_ingested(requester, name, repo_id, commit)
+    done = _already_ingested(
+        requester, name, lambda source: (source.repo_id, source.revision) == (repo_id, commit)
+    )
     if done is not None:
         version = requester.show(done)
     else:
@@ -98,6 +117,39 @@ def ingest(
             hub=upstream_options(job, settings),
             scan=False,
         )
+    return _scanned(requester, version, job, progress)
+
+
+def ingest_upload(
+    registry: Registry, job: Job, settings: WorkerSettings, progress: Progress
+) -> Mapping[str, Any]:
+    """The upload job: quarantine a committed upload session as its uploader, scan it, and
+    remove the session."""
+    requester = as_requester(registry, job)
+    store = UploadStore(registry.data_dir / UPLOADS_DIR)
+    upload, name = str(job.args["upload"]), str(job.args["name"])
+    tag = f"upload:{upload}"
+    done = _already_ingested(
+        requester, name, lambda source: (source.kind, source.requested_revision) == ("upload", tag)
+    )
+    if done is not None:
+        version = requester.show(done)
+    else:
+        manifest, folder = store.committed(upload)
+        progress("storing", files=len(manifest.files), size=manifest.size)
+        origin = Origin("upload", manifest.origin or tag, tag)
+        version = requester.intake.ingest(
+            folder, name=name, owner=manifest.owner, scan=False, origin=origin
+        )
+    result = _scanned(requester, version, job, progress)
+    store.remove(upload)
+    return result
+
+
+def _scanned(
+    requester: Registry, version: Version, job: Job, progress: Progress
+) -> Mapping[str, Any]:
+    """Scan a version just ingested (unless the job says not to, or it has a report)."""
     if job.args.get("scan", True) and version.scan_report is None:
         progress("scanning", version=version.ref)
         version = requester.scan(version.ref)
@@ -127,11 +179,12 @@ def _requester(registry: Registry) -> dict[str, Any]:
     return {"actor": registry.actor, "scope": sorted(r.value for r in scope) if scope else None}
 
 
-def _already_ingested(registry: Registry, name: str, repo_id: str, commit: str) -> str | None:
-    """The version of ``name`` already ingested from ``repo_id@commit`` (a re-run)."""
+def _already_ingested(
+    registry: Registry, name: str, matches: Callable[[Source], bool]
+) -> str | None:
+    """The version of ``name`` already ingested from the source ``matches`` (a re-run)."""
     try:
         versions = registry.downloads.versions_of(name)
     except NotFound:
         return None
-    same = (v.ref for v in versions if (v.source.repo_id, v.source.revision) == (repo_id, commit))
-    return next(same, None)
+    return next((v.ref for v in versions if matches(v.source)), None)

@@ -1,7 +1,9 @@
 """Request limits for the whole hub, as ASGI middleware in front of every route.
 
 * A body larger than ``max_body_bytes`` is refused with 413: at once when ``Content-Length``
-  says so (nothing is read), else as soon as the streamed body passes the limit.
+  says so (nothing is read), else as soon as the streamed body passes the limit. One route
+  is exempt: an upload's file (``PUT /api/mlgate/v1/uploads/{id}/files/...``), which
+  :mod:`mlgate.hub.uploads` bounds by the upload limits as it streams it to disk.
 * Each bearer token (each client address without one) gets ``rate_per_minute`` requests a
   minute, in a token bucket; over it, 429 with ``Retry-After``. Buckets are kept for at most
   ``MAX_CLIENTS`` clients (least recently seen dropped first), so a flood of distinct tokens
@@ -27,6 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlgate.hub.api.errors import error_response
+from mlgate.hub.uploads import FILE_ROUTE
 
 MAX_PATH_BYTES = 4096
 MAX_HEADER_BYTES = 8 * 1024
@@ -79,9 +82,11 @@ class RequestLimits:
         if refusal is not None:
             await _refuse(refusal, scope, receive, send)
             return
-        await self.app(scope, self._bounded(receive), send)
+        await self.app(scope, receive if _uploaded_file(scope) else self._bounded(receive), send)
 
     def _oversized(self, scope: Scope) -> Refusal | None:
+        if _uploaded_file(scope):
+            return None
         length = _header(scope, b"content-length")
         if length is None:
             return None
@@ -130,6 +135,10 @@ def malformed(scope: Scope) -> Refusal | None:
     if _CONTROL & set(path) or _CONTROL & set(unquote_to_bytes(scope.get("query_string", b""))):
         return Refusal(400, "BadRequest", "control characters in the URL are refused")
     return None
+
+
+def _uploaded_file(scope: Scope) -> bool:
+    return scope["method"] == "PUT" and FILE_ROUTE.match(scope["path"]) is not None
 
 
 def client_key(scope: Scope) -> str:

@@ -193,6 +193,7 @@ def _publish(
 HANDLERS: dict[str, Handler] = {
     "fetch": fetch,
     "ingest": intake_jobs.ingest,
+    "upload": intake_jobs.ingest_upload,
     "scan": intake_jobs.scan,
     "rescan": _rescan,
     "publish": _publish,

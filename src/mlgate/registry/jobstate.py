@@ -35,6 +35,7 @@ from mlgate.registry.roles import Action
 KINDS: dict[str, Action] = {
     "fetch": Action.DOWNLOAD,
     "ingest": Action.INGEST,
+    "upload": Action.INGEST,
     "scan": Action.SCAN,
     "rescan": Action.SCAN,
     "publish": Action.SCAN,

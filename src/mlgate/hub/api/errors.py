@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from mlgate.errors import MlgateError
+from mlgate.hub.uploads import UploadTooLarge
 from mlgate.registry.errors import (
     IngestRefused,
     NotFound,
@@ -32,6 +33,7 @@ _STATUS: tuple[tuple[type[MlgateError], int], ...] = (
     (PermissionDenied, 403),
     (NotFound, 404),
     (TransitionRefused, 409),
+    (UploadTooLarge, 413),
     (IngestRefused, 422),
 )
 # The kind of an HTTP-level refusal (auth dependency, routing, limits) by status.

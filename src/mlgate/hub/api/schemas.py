@@ -112,6 +112,29 @@ class UserOut(BaseModel):
     roles: list[str]
 
 
+class UploadOut(BaseModel):
+    """An upload session: ``id`` names it in ``/uploads/{id}/...``."""
+
+    id: str
+    uploader: str
+    name: str
+    owner: str | None
+    scan: bool
+    origin: str | None
+    created_at: str
+    committed: bool
+    file_count: int
+    size: int
+
+
+class ReceivedOut(BaseModel):
+    """A file an upload session received."""
+
+    path: str
+    size: int
+    sha256: str
+
+
 # -- requests -------------------------------------------------------------------------------
 
 
@@ -143,6 +166,19 @@ class IngestIn(_Closed):
     name: Annotated[str, Field(max_length=200, pattern=MODEL_PATTERN)] | None = None
     owner: Annotated[str, Field(max_length=128, pattern=USER_PATTERN)] | None = None
     scan: bool = True
+
+
+class UploadIn(_Closed):
+    """A new upload session: the model the files become a version of, and, shown as the
+    version's source, where the uploader says they come from (no control characters)."""
+
+    name: Annotated[str, Field(max_length=200, pattern=MODEL_PATTERN)]
+    owner: Annotated[str, Field(max_length=128, pattern=USER_PATTERN)] | None = None
+    scan: bool = True
+    origin: (
+        Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
+        | None
+    ) = None
 
 
 class TokenIn(_Closed):
