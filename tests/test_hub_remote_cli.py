@@ -11,7 +11,7 @@ import pytest
 from hub_api_support import running_hub
 from hubjobs_support import WORKER, Worker
 from hubserver import HubServer
-from registry_models import Cli, init_cli, write_benign
+from registry_models import Cli, init_cli, write_benign, write_malicious
 
 from mlgate.hub.settings import HubSettings
 from mlgate.registry import open_registry
@@ -116,8 +116,6 @@ def test_remote_mode_refuses_what_it_cannot_mean(hub: tuple[Cli, str, HubServer]
     with_hub = ("--hub", url, "--token", pat)
     assert cli.raw("approve", "org/a@1", "--reason", "x", *with_hub, "--as", "alice") == 2
     assert "--as does not apply with --hub" in cli.err
-    assert cli.raw("ingest", str(cli.data_dir.parent / "tiny"), *with_hub) == 2
-    assert "ingested on the hub's machine" in cli.err
     assert cli.raw("registry", "check", *with_hub) == 2
     assert "runs where the registry is" in cli.err
     assert cli.raw("models", "list", "--hub", url) == 2
@@ -127,6 +125,26 @@ def test_remote_mode_refuses_what_it_cannot_mean(hub: tuple[Cli, str, HubServer]
     assert cli.raw("models", "list", "--hub", "ftp://x", "--token", pat) == 2
     assert cli.raw("models", "list", "--hub", "http://127.0.0.1:9", "--token", pat) == 2
     assert "cannot reach the hub" in cli.err and pat not in cli.err
+
+
+def test_remote_ingest_of_a_local_model_uploads_it(hub: tuple[Cli, str, HubServer]) -> None:
+    cli, url, _ = hub
+    assert cli("token", "create", "--label", "cli", actor="pat") == 0
+    with_hub = ("--hub", url, "--token", cli.out.strip())
+    root = cli.data_dir.parent
+    evil = write_malicious(root / "evil", str(root / "pwned"))
+    (root / "out").mkdir()
+    (root / "out" / "passwd").symlink_to("/etc/passwd")  # a link out: refused alike
+    sources = {root / "tiny": 0, evil: 1, root / "tiny" / "config.json": 0, root / "out": 2}
+    for source, expected in sources.items():
+        code = cli.raw("ingest", str(source), "--name", "org/a", *with_hub)
+        got = (code, cli.out.replace("org/a", "org/b"), cli.err.replace("org/a", "org/b"))
+        want = (cli("ingest", str(source), "--name", "org/b", actor="pat"), cli.out, cli.err)
+        assert got == want and got[0] == expected, source
+    assert cli.raw("ingest", str(root / "tiny"), *with_hub) == 0  # named as locally
+    assert cli.out.startswith("tiny@1: scanned ") and f"from {root / 'tiny'})" in cli.out
+    assert not (root / "pwned").exists()
+    assert not [p for p in (cli.data_dir / "uploads").iterdir() if p.is_dir()]
 
 
 def test_tokens_through_the_hub(hub: tuple[Cli, str, HubServer]) -> None:

@@ -73,7 +73,10 @@ def _sessions(registry: Any) -> list[str]:
 
 
 def test_uploaded_folders_are_ingested_as_the_uploader(
-    registry: Any, tokens: dict[str, str], tmp_path: Path, workers  # noqa: F811
+    registry: Any,
+    tokens: dict[str, str],
+    tmp_path: Path,
+    workers,  # noqa: F811
 ) -> None:
     registry.add_user(WORKER, "publisher")
     benign = write_benign(tmp_path / "tiny")

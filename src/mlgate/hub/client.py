@@ -6,7 +6,8 @@ Standard library only (the CLI stays light). Bounded: every response is read up 
 :data:`MAX_RESPONSE_BYTES` (audit lines up to :data:`MAX_LINE_BYTES`) within a timeout. The
 token goes in the ``Authorization`` header to the hub's own origin only (redirects are not
 followed) and never into a message. Errors come back as the registry's error classes, named
-by the API's ``{"error": kind, "message"}`` body.
+by the API's ``{"error": kind, "message"}`` body. ``ingest`` of a local file or folder
+uploads it (:mod:`mlgate.hub.uploads`), streamed from disk, file by file.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import json
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
 from mlgate.hub.commits import commit_id
@@ -36,10 +38,11 @@ from mlgate.hub.settings import API_PREFIX
 from mlgate.registry import audit, errors
 from mlgate.registry.decisions import pending_reason
 from mlgate.registry.downloads import materialise, require_served
-from mlgate.registry.ingest import HubOptions
+from mlgate.registry.ingest import HubOptions, check_name, default_name, stage
 from mlgate.registry.policy import RegistryPolicy
 from mlgate.registry.records import FileRecord, ModelSummary, StateChange, Version
 from mlgate.registry.roles import Role
+from mlgate.registry.sources import SourceLimits
 from mlgate.registry.tokens import NewToken, TokenInfo
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
@@ -48,6 +51,7 @@ TIMEOUT = 60.0
 SLOW_TIMEOUT = 3600.0  # ingest, scan and publish hash, scan or sign whole models
 DOWNLOAD_CHUNK = 1024 * 1024
 JOB_POLL = 0.25  # seconds between looks at a background job's state
+_BLOCK = 1024 * 1024  # bytes per send of a streamed body
 WORKER_WAIT = 60.0  # a job no worker has taken by then: say so rather than wait an hour
 _KINDS: dict[str, type[errors.RegistryError]] = {
     cls.__name__: cls
@@ -59,6 +63,14 @@ _KINDS: dict[str, type[errors.RegistryError]] = {
         errors.IngestRefused,
     )
 }
+
+
+@dataclass(frozen=True)
+class FileBody:
+    """A request body sent as it is read from ``stream`` (an upload), not as JSON."""
+
+    stream: BinaryIO
+    headers: dict[str, str]
 
 
 class HubClient:
@@ -75,6 +87,20 @@ class HubClient:
         self.root = parts.path.rstrip("/")
         self.prefix = self.root + API_PREFIX
         self.token = token
+
+    def send_file(self, path: str, local: Path) -> Any:
+        """``PUT`` the file ``local`` as the body of ``path``, streamed, with its SHA-256
+        (``X-Content-SHA256``: the hub refuses what it did not receive intact)."""
+        with local.open("rb") as f:
+            sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+            size = f.tell()
+            f.seek(0)
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(size),
+                "X-Content-SHA256": sha256,
+            }
+            return self.call("PUT", path, FileBody(f, headers))
 
     def call(self, method: str, path: str, body: Any = None, *, timeout: float = TIMEOUT) -> Any:
         """The JSON answer of ``method path``; the registry's error when the hub refuses."""
@@ -122,8 +148,10 @@ class HubClient:
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         if self.scheme == "https":
-            return http.client.HTTPSConnection(self.host, self.port, timeout=timeout)
-        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=timeout, blocksize=_BLOCK
+            )
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout, blocksize=_BLOCK)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "mlgate"}
@@ -135,8 +163,12 @@ class HubClient:
         self, connection: http.client.HTTPConnection, method: str, path: str, body: Any
     ) -> http.client.HTTPResponse:
         headers = self._headers()
-        payload = None if body is None else json.dumps(body).encode()
-        if payload is not None:
+        payload: bytes | BinaryIO | None = None
+        if isinstance(body, FileBody):
+            payload = body.stream
+            headers.update(body.headers)
+        elif body is not None:
+            payload = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         connection.request(method, self.prefix + path, payload, headers)
         return connection.getresponse()
@@ -264,14 +296,29 @@ class RemoteRegistry:
         scan: bool = True,
     ) -> Version:
         """Ingest ``hf://ORG/NAME[@REV]`` from the hub's upstream (``hub`` is the hub's own
-        setting remotely, not the caller's)."""
+        setting remotely, not the caller's), or a local file or folder by uploading it."""
         if not str(source).startswith("hf://"):
-            raise errors.IngestRefused(
-                "a remote hub ingests hf://ORG/NAME[@REV] from its upstream; a local file or "
-                "folder is ingested on the hub's machine (without --hub)"
-            )
+            return self._upload(str(source), name=name, owner=owner, scan=scan)
         body = {"source": str(source), "name": name, "owner": owner, "scan": scan}
         return self._job_version("/ingest", body)
+
+    def _upload(self, source: str, *, name: str | None, owner: str | None, scan: bool) -> Version:
+        """Send the files a local ingest of ``source`` takes (the same walk: links, special
+        files, ``.git``... and the same refusals), each with its SHA-256, in an upload
+        session; commit it and wait for the hub's ingest job. A failed upload is discarded."""
+        # A local source is read where it is: the staging folder is for hub downloads only.
+        staged = stage(source, HubOptions(), Path(tempfile.gettempdir()), SourceLimits())
+        model = check_name(name or default_name(staged))
+        body = {"name": model, "owner": owner, "scan": scan, "origin": staged.uri}
+        session = f"/uploads/{quote(self.client.call('POST', '/uploads', body)['id'], safe='')}"
+        try:
+            for item in staged.files:
+                self.client.send_file(f"{session}/files/{quote(item.path, safe='/')}", item.local)
+        except BaseException:
+            with suppress(errors.RegistryError):
+                self.client.call("DELETE", session)
+            raise
+        return self._job_version(f"{session}/commit", None)
 
     def scan(self, ref: str) -> Version:
         return self._job_version(f"/rescan/{_ref(ref)}", None)

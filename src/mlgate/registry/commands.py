@@ -214,7 +214,7 @@ def ingest_cmd(
     """Quarantine SOURCE (a file, a folder or hf://ORG/NAME@REV), scan it, apply policy.
 
     --token (else HF_TOKEN) authenticates to --endpoint. Through --hub, the hub fetches
-    hf:// sources from its own upstream.
+    hf:// sources from its own upstream; a file or folder is uploaded to it.
 
     Exit 1 when the policy rejects it, 2 when the scan was incomplete and not rejected.
     """
