@@ -253,8 +253,11 @@ def wrk_available() -> bool:
 
 
 def load(setup: Setup, label: str, seconds: int) -> None:
+    # The two metadata documents, and a small file: each GET of it is a recorded download.
     paths = [f"/api/models/{REPO}", f"/api/models/{REPO}/revision/main"]
-    print(f"\n## metadata under 200 connections, {seconds} s each, registry: {label}")
+    paths.append(f"/{REPO}/resolve/main/config.json")
+    print(f"\n## metadata and small downloads under 200 connections, {seconds} s each, "
+          f"registry: {label}")
     if not wrk_available():
         print("wrk is not installed (Debian package wrk; `make bench` installs it): skipped")
         return
