@@ -22,7 +22,7 @@ from mlgate.cli import main
 from mlgate.discover import DiscoverLimits, DiscoverOptions, discover_paths
 from mlgate.discover.crosscheck import HubCatalogue, RegistryCatalogue
 from mlgate.findings import Report, Severity
-from mlgate.render import RENDERERS, OutputFormat
+from mlgate.render.formats import RENDERERS, OutputFormat
 
 MEASURED = {f"MLG6{n:02d}" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 21, 22, 24)}
 SARIF_SCHEMA = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"

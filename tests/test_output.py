@@ -24,7 +24,7 @@ from payloads import benign_state_dict, glob0, os_system, shell
 import mlgate
 from mlgate import Report, Severity
 from mlgate.findings import ArtifactResult
-from mlgate.render import RENDERERS, OutputFormat
+from mlgate.render.formats import RENDERERS, OutputFormat
 from mlgate.scan.rules import ALL_RULES, RULES_BY_ID
 
 SCHEMA_PATH = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import importlib
 import sys
-from pathlib import Path
 
 import click
 
-from mlgate.cli_options import ScanPath, emit, emit_report, report_options
-from mlgate.config import load_config
+from mlgate import __version__
 from mlgate.errors import ExitCode, MlgateError
-from mlgate.findings import Severity
-from mlgate.render.escape import echo, inert, inert_block
-from mlgate.scan.rules import ALL_RULES
+from mlgate.render.escape import echo, inert
 
-_SEVERITIES = click.Choice([s.name for s in Severity], case_sensitive=False)
-
-# Commands of the other pipeline stages, imported only when invoked: each stage's libraries
-# (cryptography, cyclonedx, the scan engine...) stay out of the others' start-up time.
+# Every command is imported only when invoked: each stage's libraries (cryptography,
+# cyclonedx, the scan engine, SQLAlchemy...) stay out of the others' start-up time.
 _STAGE_COMMANDS = {
+    "scan": "mlgate.scan.commands:scan_cmd",
+    "explain": "mlgate.scan.commands:explain_cmd",
+    "rules": "mlgate.scan.commands:rules_cmd",
     "bom": "mlgate.bom.commands:bom",
     "convert": "mlgate.convert.commands:convert_cmd",
     "hash": "mlgate.provenance.commands:hash_cmd",
@@ -64,69 +61,9 @@ class _StageGroup(click.Group):
 
 
 @click.group(cls=_StageGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="mlgate")
+@click.version_option(__version__, prog_name="mlgate")  # not read from package metadata: slow
 def cli() -> None:
     """mlgate: the gate between untrusted model artifacts and production."""
-
-
-@cli.command()
-@click.argument("paths", nargs=-1, required=True, type=ScanPath())
-@report_options("Output format.")
-def scan(
-    paths: tuple[Path, ...],
-    fmt: str,
-    output: Path | None,
-    fail_on: str | None,
-    config_path: Path | None,
-    color: bool | None,
-) -> None:
-    """Scan model files or folders without loading them.
-
-    Exit status: 0 no finding at or above --fail-on, 1 findings at or above it,
-    2 the scan could not be completed.
-    """
-    from mlgate.api import scan as scan_api  # noqa: PLC0415 - see _STAGE_COMMANDS
-
-    config = load_config(config_path)
-    threshold = Severity.parse(fail_on) if fail_on else config.fail_on
-    report = scan_api(*paths, config=config)
-    sys.exit(emit_report(report, fmt, output, threshold, color, "the model"))
-
-
-@cli.command()
-@click.argument("path", type=click.Path(path_type=Path, exists=True))
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, exists=True),
-    help="Configuration file (default: mlgate.toml or [tool.mlgate]).",
-)
-def explain(path: Path, config_path: Path | None) -> None:
-    """Show what the pickles in PATH would do when loaded, as pseudo-Python."""
-    from mlgate.api import explain as explain_api  # noqa: PLC0415 - see _STAGE_COMMANDS
-
-    # Names and strings from the pickles are attacker-controlled: escaped, line by line.
-    emit(inert_block(explain_api(path, load_config(config_path))), None)
-
-
-# A finding's severity is decided per finding; the rule's is only where it starts. Without
-# this, `rules` saying LOW for MLG105 while `scan` reports a CRITICAL MLG105 reads as a bug.
-_SEVERITY_NOTE = """
-The severity shown is the rule's default. Each finding's severity is decided by what it found:
-  - a call takes the policy's verdict on the callable (configuration deny entries can raise it);
-  - a nested payload (MLG105) or chained load (MLG109) takes the worst severity found inside
-    it: pickle.loads of a payload that calls os.system is a CRITICAL MLG105;
-  - `mlgate explain` annotates each call with the findings `mlgate scan` reports for it (rule
-    and severity), and the nested payload's own calls with theirs.
-The gate (--fail-on) always applies to each finding's own severity.
-"""
-
-
-@cli.command(name="rules")
-def list_rules() -> None:
-    """List every rule with its id and default severity, and how a finding's is decided."""
-    lines = [f"{r.id}  {r.severity.name:<8}  {r.name}: {r.description}" for r in ALL_RULES]
-    emit("\n".join(lines) + "\n" + _SEVERITY_NOTE, None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,7 +98,7 @@ def emit_report(
     """Render ``report`` as ``fmt`` to ``output`` (or standard output) and return the exit
     code every report-producing command shares; an incomplete analysis is also said on
     standard error, since ``subject`` is then not known to be safe."""
-    from mlgate.render import RENDERERS, OutputFormat  # noqa: PLC0415 - rich loads on demand
+    from mlgate.render.formats import RENDERERS, OutputFormat  # noqa: PLC0415 - rich loads on demand
     from mlgate.render.text import plural  # noqa: PLC0415
 
     use_color = color if color is not None else (output is None and sys.stdout.isatty())
@@ -116,7 +116,7 @@ def emit_report(
 def report_options(format_help: str) -> Callable[[F], F]:
     """``--format``, ``-o/--output``, ``--fail-on``, ``--config`` and ``--color``: the options
     of every command that produces a findings report (``scan``, ``discover``)."""
-    from mlgate.render import OutputFormat  # noqa: PLC0415 - rich loads on demand
+    from mlgate.render.formats import OutputFormat  # noqa: PLC0415 - rich loads on demand
 
     decorators = (
         click.option(

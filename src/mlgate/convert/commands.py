@@ -36,7 +36,7 @@ def convert_cmd(src: Path, dst: Path, fmt: str) -> None:
     try:
         result = convert_model(src, dst)
     except ConversionRefused as e:
-        from mlgate.render import RENDERERS, OutputFormat  # noqa: PLC0415 - refusals only
+        from mlgate.render.formats import RENDERERS, OutputFormat  # noqa: PLC0415 - refusals only
 
         artifacts = tuple(
             ArtifactResult(path, "checkpoint", complete=True)
