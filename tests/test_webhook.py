@@ -9,7 +9,10 @@ import datetime as dt
 import http.client
 import ipaddress
 import json
+import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -473,3 +476,32 @@ def test_cli_refuses_to_start_without_the_webhook_user(
     code = main([*args, "--data-dir", str(registry.data_dir)])
     assert code == 2
     assert "mlgate registry user mlgate-webhook --role reader" in capsys.readouterr().err
+
+
+def test_cli_serves_https(registry: Any, tls: dict[str, Path], tmp_path: Path) -> None:
+    """``mlgate webhook`` in its own process: TLS from the given PEM files, the policy file."""
+    registry.add_user("mlgate-webhook", "reader")
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(POLICY)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "mlgate", "webhook", "--port", str(port)]
+    command += ["--tls-cert", str(tls["cert"]), "--tls-key", str(tls["key"])]
+    command += ["--policy", str(policy_file), "--data-dir", str(registry.data_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        hook = Webhook(f"https://127.0.0.1:{port}", registry, tls["ca"], tmp_path)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = hook.review(pod(container("meta/llama", None)), namespace="research")
+                break
+            except urllib.error.URLError:
+                assert process.poll() is None and time.monotonic() < deadline, "did not start"
+                time.sleep(0.1)
+        assert response["allowed"] is True
+        assert "shadow model" in response["warnings"][0]
+    finally:
+        process.terminate()
+        process.wait(10)
