@@ -42,6 +42,7 @@ _STAGE_COMMANDS = {
     "serve": "mlgate.hub.commands:serve_cmd",
     "worker": "mlgate.hub.worker_commands:worker_cmd",
     "discover": "mlgate.discover.commands:discover_cmd",
+    "webhook": "mlgate.webhook.commands:webhook_cmd",
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mlgate.registry import audit, store
@@ -36,3 +36,9 @@ class Auditing:
         with self.ctx.write(Action.ADMINISTER) as conn:
             head = self.ctx.append_audit(conn, "checkpoint", "registry", {}, checkpoint=False)
             return audit.checkpoint(conn, head, key, store.now())
+
+    def record_admission(self, subject: str, details: Mapping[str, Any]) -> None:
+        """Record a Kubernetes admission decision about ``subject`` (issue 12). A reader may:
+        the webhook only reads the registry, and every decision it takes is audited."""
+        with self.ctx.write(Action.READ) as conn:
+            self.ctx.append_audit(conn, "admission", subject, details)
