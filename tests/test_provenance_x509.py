@@ -21,6 +21,7 @@ from mlgate.provenance.signing import VerificationResult
 
 HOUR, DAY = dt.timedelta(hours=1), dt.timedelta(days=1)
 OLD_CA = Shape(ca=True, starts_in=-3 * DAY, lasts=10 * DAY)
+EXPIRED_CA = Shape(ca=True, starts_in=-2 * DAY, lasts=DAY)
 
 
 def sign_with_chain(tmp_path: Path, *shapes: Shape) -> tuple[Path, Path]:
@@ -58,11 +59,7 @@ def verify(tmp_path: Path, *shapes: Shape) -> VerificationResult:
         # Checked at the leaf's notBefore, as model_signing does: an intermediate that expired
         # after the signing certificate was issued does not void the signature.
         pytest.param(
-            (
-                OLD_CA,
-                Shape(ca=True, starts_in=-2 * DAY, lasts=DAY),
-                Shape(False, starts_in=-36 * HOUR),
-            ),
+            (OLD_CA, EXPIRED_CA, Shape(False, starts_in=-36 * HOUR)),
             id="intermediate-expired-after-signing",
         ),
     ],
@@ -73,69 +70,40 @@ def test_valid_chains_verify(tmp_path: Path, shapes: tuple[Shape, ...]) -> None:
     assert result.signer == "certificate CN=Model Signer"
 
 
-WRONG_EKU = Shape(ca=False, usages=(ExtendedKeyUsageOID.SERVER_AUTH,))
-
-
-@pytest.mark.parametrize(
-    ("shapes", "why"),
-    [
-        pytest.param(
-            (OLD_CA, Shape(ca=True, starts_in=-2 * DAY, lasts=DAY), LEAF),
-            "cert is not valid at validation time",
-            id="expired-intermediate",
-        ),
-        pytest.param(
-            (CA, Shape(ca=True, path_length=0), CA, LEAF),
-            "path length constraint violated",
-            id="pathLen-exceeded",
-        ),
-        pytest.param(
-            (Shape(ca=True, path_length=0), CA, LEAF),
-            "path length constraint violated",
-            id="root-pathLen-exceeded",
-        ),
-        pytest.param(
-            (CA, Shape(ca=False), LEAF),
-            "basicConstraints.cA must be asserted in a CA certificate",
-            id="CA-false-intermediate",
-        ),
-        pytest.param(
-            (CA, Shape(ca=True, key_cert_sign=False), LEAF),
-            "keyUsage.keyCertSign must be asserted in a CA certificate",
-            id="intermediate-without-keyCertSign",
-        ),
-        pytest.param(
-            (CA, CA, WRONG_EKU),
-            "extendedKeyUsage of CN=Model Signer lacks codeSigning (has serverAuth)",
-            id="wrong-EKU-on-leaf",
-        ),
-        pytest.param(
-            (CA, CA, Shape(ca=False, digital_signature=False)),
-            "keyUsage of CN=Model Signer lacks digitalSignature",
-            id="leaf-without-digitalSignature",
-        ),
-        pytest.param(
-            (CA, CA, Shape(ca=True)),
-            "basicConstraints.cA must not be asserted in an EE certificate",
-            id="CA-leaf",
-        ),
-        pytest.param(
-            (CA, CA, Shape(ca=False, unknown_critical=True)),
-            "1.3.6.1.4.1.55555.1.1: certificate contains unaccounted-for critical extensions",
-            id="unknown-critical-extension-on-leaf",
-        ),
-        pytest.param(
-            (CA, Shape(ca=True, unknown_critical=True), LEAF),
-            "1.3.6.1.4.1.55555.1.1: certificate contains unaccounted-for critical extensions",
-            id="unknown-critical-extension-on-intermediate",
-        ),
-        pytest.param(
-            (CA, CA, Shape(ca=False, starts_in=HOUR)),
-            "cert is not valid at validation time",
-            id="leaf-not-yet-valid",
-        ),
-    ],
+NOT_CA, PATHLEN_0 = Shape(ca=False), Shape(ca=True, path_length=0)
+STALE, PATHLEN, UNKNOWN = (
+    "cert is not valid at validation time",
+    "path length constraint violated",
+    "1.3.6.1.4.1.55555.1.1: certificate contains unaccounted-for critical extensions",
 )
+FAILURES = {  # id: (root, intermediates..., leaf), why
+    "expired-intermediate": ((OLD_CA, EXPIRED_CA, LEAF), STALE),
+    "pathLen-exceeded": ((CA, PATHLEN_0, CA, LEAF), PATHLEN),
+    "root-pathLen-exceeded": ((PATHLEN_0, CA, LEAF), PATHLEN),
+    "CA-false-intermediate": ((CA, NOT_CA, LEAF), "basicConstraints.cA must be asserted"),
+    "intermediate-without-keyCertSign": (
+        (CA, Shape(ca=True, key_cert_sign=False), LEAF),
+        "keyUsage.keyCertSign must be asserted in a CA certificate",
+    ),
+    "wrong-EKU-on-leaf": (
+        (CA, CA, Shape(ca=False, usages=(ExtendedKeyUsageOID.SERVER_AUTH,))),
+        "extendedKeyUsage of CN=Model Signer lacks codeSigning (has serverAuth)",
+    ),
+    "leaf-without-digitalSignature": (
+        (CA, CA, Shape(ca=False, digital_signature=False)),
+        "keyUsage of CN=Model Signer lacks digitalSignature",
+    ),
+    "CA-leaf": ((CA, CA, CA), "basicConstraints.cA must not be asserted in an EE certificate"),
+    "unknown-critical-on-leaf": ((CA, CA, Shape(ca=False, unknown_critical=True)), UNKNOWN),
+    "unknown-critical-on-intermediate": (
+        (CA, Shape(ca=True, unknown_critical=True), LEAF),
+        UNKNOWN,
+    ),
+    "leaf-not-yet-valid": ((CA, CA, Shape(ca=False, starts_in=HOUR)), STALE),
+}
+
+
+@pytest.mark.parametrize(("shapes", "why"), FAILURES.values(), ids=FAILURES.keys())
 def test_classic_chain_failures_are_refused(
     tmp_path: Path, shapes: tuple[Shape, ...], why: str
 ) -> None:
@@ -147,10 +115,15 @@ def test_classic_chain_failures_are_refused(
 
 
 def test_message_names_the_carried_intermediates(tmp_path: Path) -> None:
-    result = verify(tmp_path, CA, CA, CA, Shape(ca=False, starts_in=HOUR))
-    assert (
-        "intermediates in the bundle: CN=Intermediate 1, CN=Intermediate 0)" in (result.problems[0])
-    )
+    [problem] = verify(tmp_path, CA, CA, CA, Shape(ca=False, unknown_critical=True)).problems
+    assert "intermediates in the bundle: CN=Intermediate 1, CN=Intermediate 0)" in problem
+    assert "not valid then" not in problem
+
+
+def test_message_names_the_expired_certificate(tmp_path: Path) -> None:
+    [problem] = verify(tmp_path, OLD_CA, CA, EXPIRED_CA, LEAF).problems
+    assert "; not valid then: CN=Intermediate 1 (valid " in problem
+    assert "CN=Intermediate 0" not in problem.partition("not valid then")[2]
 
 
 def test_untrusted_root_is_refused(tmp_path: Path) -> None:

@@ -134,7 +134,8 @@ class CertificateVerifier:
     def __init__(self, trusted: Sequence[x509.Certificate]) -> None:
         if not trusted:
             raise KeyLoadError("no trusted certificate given for certificate verification")
-        self._store = Store(list(trusted))
+        self._trusted = list(trusted)
+        self._store = Store(self._trusted)
 
     def verify(self, bundle: Bundle, pae: bytes, source: str) -> str:
         if not bundle.material.certificates:
@@ -167,7 +168,20 @@ class CertificateVerifier:
             verifier.verify(leaf, intermediates)
         except (VerificationError, x509.UnsupportedGeneralNameType) as e:
             carried = ", ".join(subject_of(c) for c in intermediates) or "none"
+            stale = _out_of_date([leaf, *intermediates, *self._trusted], when)
             raise SignatureInvalid(
                 f"{source}: certificate {subject_of(leaf)} does not chain to a trusted root "
                 f"at {when:%Y-%m-%d %H:%M:%S} UTC (intermediates in the bundle: {carried}): {e}"
+                f"{stale}"
             ) from e
+
+
+def _out_of_date(certs: list[x509.Certificate], when: dt.datetime) -> str:
+    """Names the certificates not valid at ``when``: the verifier's message does not say which."""
+    names = [
+        f"{subject_of(c)} (valid {c.not_valid_before_utc:%Y-%m-%d %H:%M} to "
+        f"{c.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)"
+        for c in certs
+        if not c.not_valid_before_utc <= when <= c.not_valid_after_utc
+    ]
+    return f"; not valid then: {', '.join(names)}" if names else ""
