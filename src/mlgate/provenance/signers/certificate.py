@@ -4,10 +4,11 @@ The bundle carries ``x509CertificateChain`` (leaf first, then the chain given at
 model_signing's ``sign certificate`` writes it. Path building and validation are
 cryptography's RFC 5280 verifier (``cryptography.x509.verification``), not ours: chain to a
 trusted certificate, validity, basicConstraints CA:true and pathLen on every issuer, keyUsage
-keyCertSign on CAs, unknown critical extensions refused (issue 15: the hand-written checks
-skipped the last four). On top of its CA/B Forum defaults the policy is a code-signing one: the
-leaf must carry keyUsage digitalSignature and extendedKeyUsage codeSigning, need not carry a
-subjectAltName, and key identifiers are optional (model_signing accepts chains without them).
+keyCertSign on CAs, unknown critical extensions refused (issue 15: the hand-written checks it
+replaces skipped pathLen, keyUsage and critical extensions). On top of its CA/B Forum
+defaults the policy is a code-signing one: the leaf must carry keyUsage digitalSignature and
+extendedKeyUsage codeSigning, need not carry a subjectAltName, and key identifiers are optional
+(model_signing accepts chains without them).
 
 Like model_signing (``sign_certificate.Verifier._verify_certificates``), the chain is checked
 at the leaf's notBefore, since the bundle has no trusted timestamp; a leaf whose notBefore lies
