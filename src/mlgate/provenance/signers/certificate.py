@@ -1,11 +1,18 @@
 """OMS signing with a private key plus an X.509 certificate chain.
 
 The bundle carries ``x509CertificateChain`` (leaf first, then the chain given at signing), as
-model_signing's ``sign certificate`` writes it. Verification builds a path from the leaf through
-the carried intermediates to one of the trusted certificates, checking each issuer's signature,
-CA flag and validity. Like model_signing (``sign_certificate.Verifier._verify_certificates``),
-validity is checked at the leaf's notBefore (the bundle has no trusted timestamp), and the leaf
-must allow digital signatures (KeyUsage) or code signing (ExtendedKeyUsage).
+model_signing's ``sign certificate`` writes it. Path building and validation are
+cryptography's RFC 5280 verifier (``cryptography.x509.verification``), not ours: chain to a
+trusted certificate, validity, basicConstraints CA:true and pathLen on every issuer, keyUsage
+keyCertSign on CAs, unknown critical extensions refused (issue 15: the hand-written checks it
+replaces skipped pathLen, keyUsage and critical extensions). On top of its CA/B Forum
+defaults the policy is a code-signing one: the leaf must carry keyUsage digitalSignature and
+extendedKeyUsage codeSigning, need not carry a subjectAltName, and key identifiers are optional
+(model_signing accepts chains without them).
+
+Like model_signing (``sign_certificate.Verifier._verify_certificates``), the chain is checked
+at the leaf's notBefore, since the bundle has no trusted timestamp; a leaf whose notBefore lies
+in the future is checked at the present instead, and so refused as not yet valid.
 """
 
 from __future__ import annotations
@@ -15,10 +22,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    Policy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 
 from mlgate.provenance.keys import check_supported
 from mlgate.provenance.oms import Bundle, VerificationMaterial
@@ -71,6 +85,50 @@ class CertificateSigner(EcKeySigner):
         return VerificationMaterial(certificates=ders)
 
 
+def _require_code_signing(
+    _policy: Policy, cert: x509.Certificate, eku: x509.ExtendedKeyUsage
+) -> None:
+    if ExtendedKeyUsageOID.CODE_SIGNING not in eku:
+        raise ValueError(
+            f"extendedKeyUsage of {subject_of(cert)} lacks codeSigning (has {_names(eku)})"
+        )
+
+
+def _require_digital_signature(
+    _policy: Policy, cert: x509.Certificate, usage: x509.KeyUsage
+) -> None:
+    if not usage.digital_signature:
+        raise ValueError(f"keyUsage of {subject_of(cert)} lacks digitalSignature")
+
+
+def _names(oids: x509.ExtendedKeyUsage) -> str:
+    return ", ".join(getattr(o, "_name", o.dotted_string) for o in oids) or "none"
+
+
+def _optional(policy: ExtensionPolicy, *kinds: type[x509.ExtensionType]) -> ExtensionPolicy:
+    for kind in kinds:
+        policy = policy.may_be_present(kind, Criticality.AGNOSTIC, None)
+    return policy
+
+
+# Issuers: CA/B Forum defaults (CA:true, pathLen, keyCertSign, no unknown critical extension),
+# minus the key-identifier requirements private code-signing PKIs do not always meet.
+_CA_POLICY = _optional(
+    ExtensionPolicy.webpki_defaults_ca(), x509.AuthorityKeyIdentifier, x509.SubjectKeyIdentifier
+)
+# Leaf: a code-signing certificate, not a TLS one: EKU codeSigning replaces serverAuth/clientAuth
+# and the subjectAltName (a host name in WebPKI) is optional.
+_LEAF_POLICY = (
+    _optional(
+        ExtensionPolicy.webpki_defaults_ee(),
+        x509.AuthorityKeyIdentifier,
+        x509.SubjectAlternativeName,
+    )
+    .require_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _require_code_signing)
+    .require_present(x509.KeyUsage, Criticality.AGNOSTIC, _require_digital_signature)
+)
+
+
 class CertificateVerifier:
     """Verifies bundles whose leaf certificate chains up to one of ``trusted``."""
 
@@ -78,6 +136,7 @@ class CertificateVerifier:
         if not trusted:
             raise KeyLoadError("no trusted certificate given for certificate verification")
         self._trusted = list(trusted)
+        self._store = Store(self._trusted)
 
     def verify(self, bundle: Bundle, pae: bytes, source: str) -> str:
         if not bundle.material.certificates:
@@ -90,7 +149,6 @@ class CertificateVerifier:
             raise SignatureInvalid(f"{source}: a certificate in the bundle is malformed") from e
         leaf = chain[0]
         self._check_path(leaf, chain[1:], source)
-        _check_leaf_usage(leaf, source)
         public_key = check_supported(leaf.public_key(), f"{source}: leaf certificate")
         verify_ecdsa(public_key, bundle.signature, pae, f"{source} ({subject_of(leaf)})")
         return f"certificate {subject_of(leaf)}"
@@ -98,62 +156,33 @@ class CertificateVerifier:
     def _check_path(
         self, leaf: x509.Certificate, intermediates: list[x509.Certificate], source: str
     ) -> None:
-        when = leaf.not_valid_before_utc
-        current = leaf
-        for _ in range(_MAX_DEPTH):
-            _check_validity(current, when, source)
-            if current in self._trusted:
-                return
-            issuer = _find_issuer(current, self._trusted)
-            if issuer is not None:
-                _check_validity(issuer, when, source)
-                return
-            issuer = _find_issuer(current, intermediates)
-            if issuer is None:
-                raise SignatureInvalid(
-                    f"{source}: certificate {subject_of(leaf)} does not chain to a trusted "
-                    f"root (no trusted issuer for {subject_of(current)})"
-                )
-            current = issuer
-        raise SignatureInvalid(f"{source}: certificate chain longer than {_MAX_DEPTH}")
-
-
-def _find_issuer(cert: x509.Certificate, pool: list[x509.Certificate]) -> x509.Certificate | None:
-    for candidate in pool:
-        if candidate.subject != cert.issuer or not _is_ca(candidate):
-            continue
-        try:
-            cert.verify_directly_issued_by(candidate)
-        except (ValueError, TypeError, InvalidSignature):
-            continue
-        return candidate
-    return None
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
-
-
-def _check_validity(cert: x509.Certificate, when: dt.datetime, source: str) -> None:
-    if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
-        raise SignatureInvalid(
-            f"{source}: certificate {subject_of(cert)} was not valid at signing time {when}"
+        when = min(leaf.not_valid_before_utc, dt.datetime.now(dt.UTC))
+        verifier = (
+            PolicyBuilder()
+            .store(self._store)
+            .time(when)
+            .max_chain_depth(_MAX_DEPTH)
+            .extension_policies(ca_policy=_CA_POLICY, ee_policy=_LEAF_POLICY)
+            .build_client_verifier()
         )
+        try:
+            verifier.verify(leaf, intermediates)
+        except (VerificationError, x509.UnsupportedGeneralNameType) as e:
+            carried = ", ".join(subject_of(c) for c in intermediates) or "none"
+            stale = _out_of_date([leaf, *intermediates, *self._trusted], when)
+            raise SignatureInvalid(
+                f"{source}: certificate {subject_of(leaf)} does not chain to a trusted root "
+                f"at {when:%Y-%m-%d %H:%M:%S} UTC (intermediates in the bundle: {carried}): {e}"
+                f"{stale}"
+            ) from e
 
 
-def _check_leaf_usage(leaf: x509.Certificate, source: str) -> None:
-    try:
-        if leaf.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature:
-            return
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        usages = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        if ExtendedKeyUsageOID.CODE_SIGNING in usages:
-            return
-    except x509.ExtensionNotFound:
-        pass
-    raise SignatureInvalid(f"{source}: certificate {subject_of(leaf)} may not sign")
+def _out_of_date(certs: list[x509.Certificate], when: dt.datetime) -> str:
+    """Names the certificates not valid at ``when``: the verifier's message does not say which."""
+    names = [
+        f"{subject_of(c)} (valid {c.not_valid_before_utc:%Y-%m-%d %H:%M} to "
+        f"{c.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)"
+        for c in certs
+        if not c.not_valid_before_utc <= when <= c.not_valid_after_utc
+    ]
+    return f"; not valid then: {', '.join(names)}" if names else ""
