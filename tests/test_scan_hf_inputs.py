@@ -102,6 +102,16 @@ def test_stored_token_file_is_used(env: Path, tmp_path: Path, capsys) -> None:
     assert code == 0 and SECRET not in err
 
 
+def test_token_that_would_inject_headers_is_refused(
+    env: Path, hub: HubServer, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", SECRET + "\r\nX-Evil: 1")
+    before = len(hub.requests)
+    code, _, err = scan_json(capsys, "hf://org/private")
+    assert code == 2 and "HF_TOKEN does not hold a token" in err and SECRET not in err
+    assert len(hub.requests) == before
+
+
 def test_hub_url_with_tree_revision(env: Path, hub: HubServer, capsys) -> None:
     commit = hub.repos[("model", "org/evil")].resolve("main")
     code, report, _ = scan_json(capsys, f"{hub.url}/org/evil/tree/{commit}")

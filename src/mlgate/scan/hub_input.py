@@ -91,7 +91,7 @@ def hub_token() -> str | None:
     """``HF_TOKEN``, else the token file ``huggingface_hub`` stores; never printed."""
     token = os.environ.get("HF_TOKEN", "").strip()
     if token:
-        return token
+        return _checked(token, "HF_TOKEN")
     path = _token_path()
     try:
         with path.open("rb") as f:
@@ -102,7 +102,16 @@ def hub_token() -> str | None:
         raise SourceError(f"cannot read the Hugging Face token file {path}: {e.strerror}") from e
     if len(data) > _MAX_TOKEN_BYTES:
         raise SourceError(f"{path} is too large to be a token file")
-    return data.decode("utf-8", "replace").strip() or None
+    token = data.decode("utf-8", "replace").strip()
+    return _checked(token, str(path)) if token else None
+
+
+def _checked(token: str, where: str) -> str:
+    """The token, if it can go in an ``Authorization`` header: a CR or LF in it would add
+    headers of its own (header injection), so such a value is refused, never sent."""
+    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+        raise SourceError(f"{where} does not hold a token (one word of printable ASCII)")
+    return token
 
 
 def _token_path() -> Path:
