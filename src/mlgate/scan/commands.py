@@ -6,38 +6,80 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from mlgate.cli_options import ScanPath, emit, emit_report, report_options
-from mlgate.config import load_config
-from mlgate.findings import Severity
-from mlgate.render.escape import inert_block
+from mlgate.config import Config, load_config
+from mlgate.findings import Report, Severity
+from mlgate.render.escape import echo, inert_block
 from mlgate.scan.rules import ALL_RULES
 
 
+class ScanInput(ScanPath):
+    """A path to scan, or a hub repo (``hf://``, ``https://``) kept as text for --endpoint."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        # Never a local path: a URL that is not a repo of the hub is refused (hub_input).
+        if isinstance(value, str) and value.startswith(("hf://", "http://", "https://")):
+            return value
+        return super().convert(value, param, ctx)
+
+
 @click.command(name="scan")
-@click.argument("paths", nargs=-1, required=True, type=ScanPath())
+@click.argument("paths", nargs=-1, required=True, type=ScanInput())
 @report_options("Output format.")
+@click.option(
+    "--endpoint",
+    envvar="HF_ENDPOINT",
+    default="https://huggingface.co",
+    show_default=True,
+    help="Hub of hf://ORG/NAME[@REV] and <hub>/ORG/NAME[/tree/REV] inputs [env HF_ENDPOINT].",
+)
 def scan_cmd(
-    paths: tuple[Path, ...],
+    paths: tuple[Path | str, ...],
     fmt: str,
     output: Path | None,
     fail_on: str | None,
     config_path: Path | None,
     color: bool | None,
+    endpoint: str,
 ) -> None:
-    """Scan model files or folders without loading them.
+    """Scan model files or folders, or Hugging Face repos, without loading them.
+
+    PATHS are files, folders (a Hugging Face cache folder models--ORG--NAME or one of its
+    snapshots included) or hub repos: hf://ORG/NAME[@REV] or <hub>/ORG/NAME[/tree/REV],
+    downloaded to a temporary folder removed after the scan (token: HF_TOKEN, else the one
+    `huggingface-cli login` stored).
 
     Exit status: 0 no finding at or above --fail-on, 1 findings at or above it,
-    2 the scan could not be completed.
+    2 the scan could not be completed (a failed download included).
     """
     from mlgate.api import scan as scan_api  # noqa: PLC0415  (the engine: loaded on use)
 
     config = load_config(config_path)
     threshold = Severity.parse(fail_on) if fail_on else config.fail_on
-    report = scan_api(*paths, config=config)
+    if all(isinstance(p, Path) for p in paths):
+        report = scan_api(*paths, config=config)
+    else:
+        report = _scan_with_downloads(paths, endpoint, config)
     sys.exit(emit_report(report, fmt, output, threshold, color, "the model"))
+
+
+def _scan_with_downloads(paths: tuple[Path | str, ...], endpoint: str, config: Config) -> Report:
+    """Scan ``paths`` after downloading the hub repos among them (the hub client and its
+    TLS stack load only then)."""
+    from mlgate.api import scan as scan_api  # noqa: PLC0415
+    from mlgate.scan.hub_input import local_inputs, relabel  # noqa: PLC0415
+
+    with local_inputs(paths, endpoint) as (local, downloads):
+        for d in downloads:
+            echo(
+                f"mlgate: {d.repo.spelled}: revision {d.repo.revision} is commit {d.commit}",
+                err=True,
+            )
+        return relabel(scan_api(*local, config=config), downloads)
 
 
 @click.command(name="explain")

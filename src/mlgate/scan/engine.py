@@ -18,6 +18,7 @@ from mlgate.findings import ArtifactResult, Finding, Location, Report, Severity
 from mlgate.scan import rules
 from mlgate.scan.context import ProgramObserver, ScanContext
 from mlgate.scan.formats import HANDLERS
+from mlgate.scan.hf_cache import NOT_WALKED, cache_blob, is_repo_cache, snapshot_repo
 from mlgate.scan.hf_repo import analyse_hf_folder
 from mlgate.scan.limits import Limits, ResourceLimitError
 from mlgate.scan.pickle.policy import Policy
@@ -222,6 +223,8 @@ def _walk(ctx: ScanContext, root: Path) -> Iterator[tuple[Path, list[str]]]:
             continue
         subfolders = [e.name for e in entries if _is_folder(e)]
         yield folder, sorted({e.name for e in entries} - set(subfolders))
+        if is_repo_cache(folder):  # its blobs are scanned through its snapshots (hf_cache)
+            subfolders = [name for name in subfolders if name not in NOT_WALKED]
         pending.extend(folder / name for name in reversed(subfolders))
 
 
@@ -248,14 +251,7 @@ def _scan_entry(ctx: ScanContext, path: Path, info: os.stat_result, root: Path) 
     if stat.S_ISLNK(mode):
         _check_link(ctx, path, root)
     elif stat.S_ISREG(mode):
-        ctx.start_deadline()
-        with ExitStack() as pinned:
-            try:
-                source = pinned.enter_context(pinned_file(path, str(path)))
-            except OSError as e:
-                _unreadable(ctx, path, e)
-                return
-            ctx.scan(source)
+        _scan_regular(ctx, path, path)
     elif stat.S_ISDIR(mode):  # listed as a file, a folder now: it changed during the scan
         _unreadable(ctx, path, OSError(errno.EISDIR, "became a folder during the scan"))
     else:
@@ -267,6 +263,19 @@ def _scan_entry(ctx: ScanContext, path: Path, info: os.stat_result, root: Path) 
             "was not analysed",
         )
         ctx.artifacts.append(ArtifactResult(str(path), kind, complete=False))
+
+
+def _scan_regular(ctx: ScanContext, path: Path, shown: Path) -> None:
+    """Scan the regular file ``path`` as the file ``shown`` (its name and folder: a cache blob
+    is read under its snapshot name, which is what the loader opens)."""
+    ctx.start_deadline()
+    with ExitStack() as pinned:
+        try:
+            source = pinned.enter_context(pinned_file(path, str(shown)))
+        except OSError as e:
+            _unreadable(ctx, shown, e)
+            return
+        ctx.scan(replace(source, name=shown.name, folder=shown.parent))
 
 
 def _special_kind(mode: int) -> str:
@@ -281,7 +290,13 @@ def _special_kind(mode: int) -> str:
 
 def _check_link(ctx: ScanContext, path: Path, root: Path) -> None:
     """A link inside a scanned folder: its target is scanned where it lives, if it lives
-    inside the scanned tree; a link out of it is a finding (the loader follows it)."""
+    inside the scanned tree; a link out of it is a finding (the loader follows it). In a
+    Hugging Face cache snapshot, a link into its repo's blobs is the file the loader opens
+    (scanned here, under this name) and any other link is refused (see hf_cache)."""
+    repo = snapshot_repo(path)
+    if repo is not None:
+        _check_cache_link(ctx, path, repo)
+        return
     target = path.resolve()
     inside = any(target == r or r in target.parents for r in (root.resolve(), *ctx.roots))
     if not inside:
@@ -290,6 +305,19 @@ def _check_link(ctx: ScanContext, path: Path, root: Path) -> None:
             Location(path=str(path)),
             f"symbolic link to {target}, outside the scanned folder; a loader follows it",
         )
+
+
+def _check_cache_link(ctx: ScanContext, path: Path, repo: Path) -> None:
+    blob = cache_blob(path, repo)
+    if blob is not None:
+        _scan_regular(ctx, blob, path)
+        return
+    ctx.add(
+        rules.PATH_TRAVERSAL,
+        Location(path=str(path)),
+        f"symbolic link to {path.resolve()} in a Hugging Face cache snapshot: not a file of "
+        f"{repo / 'blobs'}, which is all a snapshot links to; a loader follows it",
+    )
 
 
 def _unreadable(ctx: ScanContext, path: Path, error: OSError) -> None:
