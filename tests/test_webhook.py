@@ -29,7 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from pki_factory import make_cert
+from pki_factory import CA, make_cert
 from registry_models import release, write_benign
 from registry_support import as_user
 
@@ -62,7 +62,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A test CA and a server certificate for 127.0.0.1 signed by it."""
     root = tmp_path_factory.mktemp("tls")
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = make_cert("Webhook Test CA", ca_key, None, ca=True)
+    ca = make_cert("Webhook Test CA", ca_key, None, CA)
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     cert = (
@@ -504,4 +504,3 @@ def test_cli_serves_https(registry: Any, tls: dict[str, Path], tmp_path: Path) -
         assert "shadow model" in response["warnings"][0]
     finally:
         process.terminate()
-        process.wait(10)
