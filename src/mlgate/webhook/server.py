@@ -1,5 +1,7 @@
 """The webhook's HTTPS application: ``POST /validate`` answers AdmissionReviews.
 
+``GET /healthz`` answers 200 while the process serves (the Deployment's liveness and
+readiness probes); it reads nothing, so a registry outage shows as denials, not as restarts.
 The registry is opened once, acting as ``mlgate-webhook`` (a user with the reader role):
 the webhook reads the registry and appends its decisions to the audit log, nothing else.
 Bodies are bounded (Kubernetes objects are at most ~1.5 MiB in etcd) by the hub's request
@@ -52,6 +54,10 @@ def create_app(settings: WebhookSettings) -> FastAPI:
     """The application answering AdmissionReviews at ``POST /validate``."""
     app = FastAPI(title="mlgate webhook", openapi_url=None, docs_url=None, redoc_url=None)
     registry = open_webhook_registry(settings)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
 
     @app.post("/validate")
     async def validate(request: Request) -> JSONResponse:
