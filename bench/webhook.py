@@ -3,16 +3,18 @@
 Runs `mlgate webhook` in its own process over HTTPS on 127.0.0.1 (a self-signed certificate
 made here, verified by the client), over a registry holding one published model (the hub
 benchmark's builder, with a 4 MiB file), and sends AdmissionReviews of a Deployment that
-pins that model from 200 threads at once, each on its own keep-alive connection as the API
-server holds them (http.client + ssl). Every review is a real decision: the registry lookup
+pins that model: 100 in a row from one client (the decision time itself), then from 200
+threads at once, each on its own keep-alive connection as the API server holds them
+(http.client + ssl). Every review is a real decision: the registry lookup
 and the audit-log append. Reports p50/p99 latency, reviews/s and errors (anything but a 200
 allowing the Deployment), on the embedded SQLite registry and, when reachable, PostgreSQL.
 
     .venv/bin/python bench/webhook.py [--clients 200] [--requests 5] [--postgres URL]
 
-Target (issue 12): p99 < 50 ms and zero errors. The client threads share the machine (and
-Python's GIL) with the server, so the latency includes client-side queueing. Exit status 0
-even when a target fails: a report, not a gate.
+Target (issue 12): p99 < 50 ms and zero errors. Under 200 concurrent clients the latency is
+mostly queueing (200 in flight / reviews per second); the client threads also share the
+machine (and Python's GIL) with the server. Exit status 0 even when a target fails: a
+report, not a gate.
 """
 
 from __future__ import annotations
@@ -175,7 +177,9 @@ def bench(label: str, data_dir: Path, url: str | None, args: argparse.Namespace)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     with running(webhook_command(data_dir, url, port, cert, key, policy), port, env):
         load(port, cert, model, 4, 5)  # warm-up: imports, connection pools
+        alone = load(port, cert, model, 1, 100)
         result = load(port, cert, model, args.clients, args.requests)
+    report(label, 1, alone)
     report(label, args.clients, result)
 
 
