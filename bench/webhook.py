@@ -1,8 +1,8 @@
 """Benchmark the Kubernetes admission webhook (`mlgate webhook`) under concurrent load.
 
 Runs `mlgate webhook` in its own process over HTTPS on 127.0.0.1 (a self-signed certificate
-made here, verified by the client), over a registry holding one published model (the hub
-benchmark's builder, with a 4 MiB file), and sends AdmissionReviews of a Deployment that
+made here with openssl, verified by the client), over a registry holding one published model
+(the hub benchmark's builder, with a 4 MiB file), and sends AdmissionReviews of a Deployment that
 pins that model: 100 in a row from one client (the decision time itself), then from 200
 threads at once, each on its own keep-alive connection as the API server holds them
 (http.client + ssl). Every review is a real decision: the registry lookup
@@ -20,13 +20,12 @@ report, not a gate.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import http.client
-import ipaddress
 import json
 import os
 import ssl
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -34,10 +33,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hub import OUT, PG_DEFAULT, PY, REPO, build_registry, free_port, postgres_database, running
 
 from mlgate.hub.commits import commit_id
@@ -60,32 +55,15 @@ class Result:
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A P-256 certificate for 127.0.0.1 and its key, as PEM files in ``folder``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mlgate-webhook-bench")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
+    """A P-256 certificate for 127.0.0.1 and its key, as PEM files in ``folder`` (openssl,
+    as in docs/kubernetes.md's path without cert-manager)."""
     folder.mkdir(parents=True, exist_ok=True)
-    cert_file, key_file = folder / "tls.crt", folder / "tls.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    plain = serialization.NoEncryption()
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, plain)
-    )
-    return cert_file, key_file
+    cert, key = folder / "tls.crt", folder / "tls.key"
+    cmd = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    cmd += ["-nodes", "-days", "1", "-subj", "/CN=mlgate-webhook-bench"]
+    cmd += ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return cert, key
 
 
 def review(model: str) -> bytes:
