@@ -196,3 +196,14 @@ def test_policy_configmap_loads_with_the_webhooks_loader() -> None:
     assert generator["files"] == ["policy.yaml"]
     policy = load_policy(BASE / "policy.yaml")
     assert policy.default.mode is Mode.AUDIT  # the documented rollout starts in audit
+
+
+def test_the_guides_policy_example_loads(tmp_path: Path) -> None:
+    """The policy shown in docs/kubernetes.md is one the webhook accepts."""
+    guide = (BASE.parents[1] / "docs" / "kubernetes.md").read_text()
+    section = guide[guide.index("## Policy") :]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "policy.yaml").write_text(example)
+    policy = load_policy(tmp_path / "policy.yaml")
+    assert policy.rules("prod").require_pinned is True
+    assert policy.rules("research").mode is Mode.WARN
