@@ -1,4 +1,4 @@
-"""The ``mlgate`` command lines of the README and the hub guide name real
+"""The ``mlgate`` command lines of the README, the hub guide and the Kubernetes guide name real
 commands and options: a renamed option or command fails here, not in a reader's terminal."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from cli_support import assert_real_commands
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ["README.md", "docs/hub.md"]
+DOCS = ["README.md", "docs/hub.md", "docs/kubernetes.md"]
 _SHELL_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
 _OPTIONAL = re.compile(r"\[[^\]\n]*\]")  # `[--upstream URL]`: optional parts shown in brackets
 

@@ -505,3 +505,9 @@ def test_cli_serves_https(registry: Any, tls: dict[str, Path], tmp_path: Path) -
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_health_route_answers_without_a_review(webhook: Webhook) -> None:
+    """``GET /healthz``: the Deployment's probes (deploy/kubernetes/deployment.yaml)."""
+    with urllib.request.urlopen(f"{webhook.url}/healthz", context=webhook.context) as r:
+        assert (r.status, json.loads(r.read())) == (200, {"status": "ok"})

@@ -146,6 +146,17 @@ def append(
     return AuditEntry(seq, at, actor, action, subject, details, prev, digest)
 
 
+def changed_since(conn: Connection, seq: int, ignored: str) -> tuple[int, bool]:
+    """The head's seq, and whether an entry of an action other than ``ignored`` follows
+    ``seq``: two primary-key reads, the second over the entries after ``seq`` only."""
+    entries = schema.audit_entries.c
+    head = conn.execute(select(entries.seq).order_by(entries.seq.desc()).limit(1)).scalar()
+    other = conn.execute(
+        select(entries.seq).where(entries.seq > seq, entries.action != ignored).limit(1)
+    ).first()
+    return head or 0, other is not None or (head or 0) < seq
+
+
 def checkpoint(conn: Connection, head: AuditEntry, key: OrgKey, at: str) -> Checkpoint:
     """Sign the head of the log and store the checkpoint."""
     signature = key.signer.sign(_checkpoint_bytes(head.seq, head.hash, at))

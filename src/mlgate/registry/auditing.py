@@ -37,6 +37,13 @@ class Auditing:
             head = self.ctx.append_audit(conn, "checkpoint", "registry", {}, checkpoint=False)
             return audit.checkpoint(conn, head, key, store.now())
 
+    def changed_since(self, seq: int, ignored: str = "admission") -> tuple[int, bool]:
+        """The audit head's seq and whether anything but ``ignored`` entries was appended
+        after ``seq``: every change of the registry appends in its own transaction, so this
+        tells a cache of registry reads whether it is still fresh (the webhook's)."""
+        with self.ctx.read(Action.READ) as conn:
+            return audit.changed_since(conn, seq, ignored)
+
     def record_admission(self, subject: str, details: Mapping[str, Any]) -> None:
         """Record a Kubernetes admission decision about ``subject`` (issue 12). A reader may:
         the webhook only reads the registry, and every decision it takes is audited."""

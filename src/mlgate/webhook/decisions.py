@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from mlgate.hub.hf.errors import REPO_NOT_FOUND, REVISION_NOT_FOUND, HfError
-from mlgate.hub.hf.revisions import MAIN, resolve
+from mlgate.hub.hf.revisions import MAIN
 from mlgate.registry.lifecycle import State
-from mlgate.registry.service import Registry
+from mlgate.webhook.cache import Lookup
 from mlgate.webhook.policy import Rules
 from mlgate.webhook.references import Kind, Reference
 from mlgate.webhook.targets import Target, Where, same_endpoint, target
@@ -43,8 +43,8 @@ class Outcome(StrEnum):
     DENY = "deny"
 
 
-def judge(registry: Registry, rules: Rules, ref: Reference) -> Finding:
-    """The finding for ``ref`` under ``rules``."""
+def judge(lookup: Lookup, rules: Rules, ref: Reference) -> Finding:
+    """The finding for ``ref`` under ``rules``, resolving hub models with ``lookup``."""
     if ref.value is None:
         return _finding(
             ref,
@@ -56,7 +56,7 @@ def judge(registry: Registry, rules: Rules, ref: Reference) -> Finding:
         return _endpoint(rules, ref)
     if ref.kind is Kind.OFFLINE:
         return _finding(ref, Outcome.ALLOW, "the client fetches nothing (a mounted volume)")
-    return _model(registry, rules, ref, target(ref.value, ref.endpoint, rules.hub))
+    return _model(lookup, rules, ref, target(ref.value, ref.endpoint, rules.hub))
 
 
 def _endpoint(rules: Rules, ref: Reference) -> Finding:
@@ -68,9 +68,9 @@ def _endpoint(rules: Rules, ref: Reference) -> Finding:
     )
 
 
-def _model(registry: Registry, rules: Rules, ref: Reference, t: Target) -> Finding:
+def _model(lookup: Lookup, rules: Rules, ref: Reference, t: Target) -> Finding:
     if t.where is Where.HUB:
-        return _hub_model(registry, rules, ref, t)
+        return _hub_model(lookup, rules, ref, t)
     if t.where is Where.PUBLIC:
         hub = rules.hub or "<the hub>"
         return _finding(
@@ -92,10 +92,10 @@ def _model(registry: Registry, rules: Rules, ref: Reference, t: Target) -> Findi
     return _finding(ref, Outcome.DENY, "is not a model reference the webhook can read")
 
 
-def _hub_model(registry: Registry, rules: Rules, ref: Reference, t: Target) -> Finding:
+def _hub_model(lookup: Lookup, rules: Rules, ref: Reference, t: Target) -> Finding:
     revision = t.revision or MAIN
     try:
-        found = resolve(registry, t.name, revision)
+        found = lookup(t.name, revision)
     except HfError as e:
         return _finding(ref, Outcome.DENY, f"{e.message}: {_remedy(e, t.name)}")
     pinned = revision == found.commit

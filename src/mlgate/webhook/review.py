@@ -15,6 +15,7 @@ from typing import Any
 from mlgate.errors import MlgateError
 from mlgate.registry.service import Registry
 from mlgate.webhook.admission import AdmissionRequest
+from mlgate.webhook.cache import Lookup
 from mlgate.webhook.decisions import Finding, Outcome, judge
 from mlgate.webhook.policy import Mode, Policy, Rules
 from mlgate.webhook.references import references
@@ -34,16 +35,19 @@ class Verdict:
     exemption: str | None = None
 
 
-def decide(registry: Registry, policy: Policy, request: AdmissionRequest) -> Verdict:
-    """The verdict on ``request``, recorded in the audit log unless it is a dry run."""
+def decide(
+    registry: Registry, lookup: Lookup, policy: Policy, request: AdmissionRequest
+) -> Verdict:
+    """The verdict on ``request`` (models resolved with ``lookup``), recorded in
+    ``registry``'s audit log unless it is a dry run."""
     rules = policy.rules(request.namespace)
-    verdict = _verdict(registry, rules, request)
+    verdict = _verdict(lookup, rules, request)
     if not request.dryRun:
         registry.auditing.record_admission(_subject(request), _details(request, rules, verdict))
     return verdict
 
 
-def _verdict(registry: Registry, rules: Rules, request: AdmissionRequest) -> Verdict:
+def _verdict(lookup: Lookup, rules: Rules, request: AdmissionRequest) -> Verdict:
     obj = request.object
     if obj is None or request.subResource not in CHECKED_SUBRESOURCES:
         return Verdict(True)
@@ -51,7 +55,7 @@ def _verdict(registry: Registry, rules: Rules, request: AdmissionRequest) -> Ver
     if exemption is not None:
         return exemption
     try:
-        findings = tuple(judge(registry, rules, ref) for ref in references(obj))
+        findings = tuple(judge(lookup, rules, ref) for ref in references(obj))
     except MlgateError as e:  # unreadable object, registry refusal: never an allow
         return _apply(rules, (), f"mlgate cannot check this object: {e}")
     denials = "; ".join(f.message for f in findings if f.outcome is Outcome.DENY)

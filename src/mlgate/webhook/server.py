@@ -1,7 +1,10 @@
 """The webhook's HTTPS application: ``POST /validate`` answers AdmissionReviews.
 
+``GET /healthz`` answers 200 while the process serves (the Deployment's liveness and
+readiness probes); it reads nothing, so a registry outage shows as denials, not as restarts.
 The registry is opened once, acting as ``mlgate-webhook`` (a user with the reader role):
-the webhook reads the registry and appends its decisions to the audit log, nothing else.
+the webhook reads the registry and appends its decisions to the audit log, nothing else;
+its lookups are cached briefly, dropped on any change (:mod:`mlgate.webhook.cache`).
 Bodies are bounded (Kubernetes objects are at most ~1.5 MiB in etcd) by the hub's request
 limits middleware; the API server is one client, so its rate limit is set out of reach.
 A request that is not a valid AdmissionReview gets a 400; a decision that fails for a
@@ -25,6 +28,7 @@ from mlgate.errors import MlgateError
 from mlgate.hub.limits import RequestLimits
 from mlgate.registry.service import Registry, open_registry
 from mlgate.webhook.admission import AdmissionRequest, AdmissionReview, response
+from mlgate.webhook.cache import LookupCache
 from mlgate.webhook.policy import Policy
 from mlgate.webhook.review import Verdict, decide
 
@@ -52,6 +56,11 @@ def create_app(settings: WebhookSettings) -> FastAPI:
     """The application answering AdmissionReviews at ``POST /validate``."""
     app = FastAPI(title="mlgate webhook", openapi_url=None, docs_url=None, redoc_url=None)
     registry = open_webhook_registry(settings)
+    cache = LookupCache()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
 
     @app.post("/validate")
     async def validate(request: Request) -> JSONResponse:
@@ -60,7 +69,7 @@ def create_app(settings: WebhookSettings) -> FastAPI:
         except ValidationError as e:
             detail = f"not an admission.k8s.io/v1 AdmissionReview ({e.error_count()} errors)"
             return JSONResponse({"error": detail}, status_code=400)
-        verdict = await run_in_threadpool(_decide, registry, settings.policy, review.request)
+        verdict = await run_in_threadpool(_decide, registry, cache, settings.policy, review.request)
         uid = review.request.uid
         return JSONResponse(response(uid, verdict.allowed, verdict.message, verdict.warnings))
 
@@ -70,9 +79,11 @@ def create_app(settings: WebhookSettings) -> FastAPI:
     return app
 
 
-def _decide(registry: Registry, policy: Policy, request: AdmissionRequest) -> Verdict:
+def _decide(
+    registry: Registry, cache: LookupCache, policy: Policy, request: AdmissionRequest
+) -> Verdict:
     try:
-        return decide(registry, policy, request)
+        return decide(registry, cache.lookups(registry), policy, request)
     except MlgateError as e:  # e.g. the audit log could not be written: fail closed
         return Verdict(False, f"mlgate could not decide: {e}")
 
