@@ -110,13 +110,7 @@ class Downloads:
         """Every version of model ``name``, newest first, in summary form (no files or
         documents): what the hub resolves ``main``, aliases and commit ids against."""
         with self.ctx.read(Action.READ) as conn:
-            model = store.model_row(conn, name)
-            rows = conn.execute(
-                select(t.versions)
-                .where(t.versions.c.model_id == model.id)
-                .order_by(t.versions.c.number.desc())
-            ).all()
-            return store.version_records(conn, rows, name, model.id)
+            return _newest_first(conn, name)[1]
 
     def serving_view(self, ref: str) -> Version:
         """A version with its files, state history, signature and BOM but without its
@@ -132,13 +126,8 @@ class Downloads:
         versions (summaries, newest first), as :meth:`serving_view` gives it; None when it
         chooses none. The hub resolves every request with this (one transaction, not two)."""
         with self.ctx.read(Action.READ) as conn:
-            model = store.model_row(conn, name)
-            rows = conn.execute(
-                select(t.versions)
-                .where(t.versions.c.model_id == model.id)
-                .order_by(t.versions.c.number.desc())
-            ).all()
-            chosen = pick(store.version_records(conn, rows, name, model.id))
+            rows, versions = _newest_first(conn, name)
+            chosen = pick(versions)
             if chosen is None:
                 return None
             row = next(r for r in rows if r.number == chosen.number)
@@ -246,6 +235,19 @@ def materialise(dest: Path, version: Version, fetch: Callable[[FileRecord, Path]
         raise RegistryError(f"cannot pull {version.ref} into {dest}: {e.strerror or e}") from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _newest_first(conn: Connection, name: str) -> tuple[list[Any], tuple[Version, ...]]:
+    """The rows of model ``name``'s versions, newest first, and their summaries."""
+    model = store.model_row(conn, name)
+    rows = list(
+        conn.execute(
+            select(t.versions)
+            .where(t.versions.c.model_id == model.id)
+            .order_by(t.versions.c.number.desc())
+        )
+    )
+    return rows, store.version_records(conn, rows, name, model.id)
 
 
 def _with_detail(conn: Connection, row: Any, base: Version) -> Version:
