@@ -9,8 +9,10 @@ Every malicious artifact here is built in ``tmp_path`` and only ever scanned, ne
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ import pytest
 from payloads import benign_state_dict, glob0, os_system
 
 import mlgate
+from mlgate.discover import discover_paths
+from mlgate.findings import Report
 from mlgate.render.rules_doc import rules_markdown
 from mlgate.render.sarif import render_sarif
 from mlgate.scan.rules import ALL_RULES
@@ -26,6 +30,8 @@ from mlgate.scan.rules import ALL_RULES
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "tests" / "data" / "sarif-schema-2.1.0.json").read_text())
 FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+# Microsoft's SARIF multitool (npm @microsoft/sarif-multitool-linux); .ci/run installs it.
+MULTITOOL = os.environ.get("SARIF_MULTITOOL", "")
 
 
 def _sarif(*paths: Path | str) -> dict[str, Any]:
@@ -162,3 +168,39 @@ def test_every_rule_has_what_github_shows(tmp_path: Path) -> None:
         assert anchor == source.id.lower() and anchor in anchors
         assert 0.0 <= float(rule["properties"]["security-severity"]) <= 10.0
         assert "security" in rule["properties"]["tags"] and len(rule["properties"]["tags"]) <= 20
+
+
+# --- Microsoft's SARIF multitool, GitHub rules --------------------------------------------
+
+
+@pytest.fixture
+def multitool() -> str:
+    if not (MULTITOOL and os.access(MULTITOOL, os.X_OK)):
+        # CI must prove GitHub accepts the log; only a developer machine may lack the tool.
+        missing = "SARIF_MULTITOOL unset or not executable (see .ci/run)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {missing}")
+        pytest.skip(missing)
+    return MULTITOOL
+
+
+def test_multitool_github_rules_find_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, multitool: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _models(Path("models"))
+    Path("train.py").write_text("import torch\nm = torch.load(path)\n")
+    scan = mlgate.scan("models", config=mlgate.Config())
+    report = Report.merge([scan, discover_paths([Path("train.py")])])
+    assert {f.rule_id for f in report.findings} >= {"MLG101", "MLG103", "MLG601"}
+    Path("log.sarif").write_text(render_sarif(report), encoding="utf-8")
+    run = subprocess.run(
+        [multitool, "validate", "--rule-kind", "Gh;Sarif", "-o", "out.sarif", "log.sarif"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    found = json.loads(Path("out.sarif").read_text(encoding="utf-8"))["runs"][0]["results"]
+    assert found == [], [(r["ruleId"], r["message"]) for r in found]
