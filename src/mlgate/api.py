@@ -19,13 +19,14 @@ if TYPE_CHECKING:
 
 
 @public_entry(ScanError)
-def scan(*paths: str | os.PathLike[str], config: Config | None = None) -> Report:
+def scan(*paths: str | os.PathLike[str], config: Config | None = None, jobs: int = 1) -> Report:
     """Statically scan model files or folders; nothing in them is loaded or executed.
 
+    ``jobs`` > 1 analyses the files in that many processes (the same report as one).
     Raises :class:`mlgate.errors.ScanError` when a path does not exist.
     """
     cfg = config if config is not None else load_config()
-    return scan_paths([Path(p) for p in paths], Policy(cfg.policy), cfg.limits)
+    return scan_paths([Path(p) for p in paths], Policy(cfg.policy), cfg.limits, jobs=jobs)
 
 
 @public_entry(ScanError)

@@ -4,6 +4,7 @@ the gate, 2 not fully analysed)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,15 @@ class ScanInput(ScanPath):
     show_default=True,
     help="Hub of hf://ORG/NAME[@REV] and <hub>/ORG/NAME[/tree/REV] inputs [env HF_ENDPOINT].",
 )
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Analyse the files in this many processes (0: one per available core); "
+    "the report is the same.",
+)
 def scan_cmd(
     paths: tuple[Path | str, ...],
     fmt: str,
@@ -45,6 +55,7 @@ def scan_cmd(
     config_path: Path | None,
     color: bool | None,
     endpoint: str,
+    jobs: int,
 ) -> None:
     """Scan model files or folders, or Hugging Face repos, without loading them.
 
@@ -60,14 +71,17 @@ def scan_cmd(
 
     config = load_config(config_path)
     threshold = Severity.parse(fail_on) if fail_on else config.fail_on
+    jobs = jobs or len(os.sched_getaffinity(0))
     if all(isinstance(p, Path) for p in paths):
-        report = scan_api(*paths, config=config)
+        report = scan_api(*paths, config=config, jobs=jobs)
     else:
-        report = _scan_with_downloads(paths, endpoint, config)
+        report = _scan_with_downloads(paths, endpoint, config, jobs)
     sys.exit(emit_report(report, fmt, output, threshold, color, "the model"))
 
 
-def _scan_with_downloads(paths: tuple[Path | str, ...], endpoint: str, config: Config) -> Report:
+def _scan_with_downloads(
+    paths: tuple[Path | str, ...], endpoint: str, config: Config, jobs: int
+) -> Report:
     """Scan ``paths`` after downloading the hub repos among them (the hub client and its
     TLS stack load only then)."""
     from mlgate.api import scan as scan_api  # noqa: PLC0415
@@ -79,7 +93,7 @@ def _scan_with_downloads(paths: tuple[Path | str, ...], endpoint: str, config: C
                 f"mlgate: {d.repo.spelled}: revision {d.repo.revision} is commit {d.commit}",
                 err=True,
             )
-        return relabel(scan_api(*local, config=config), downloads)
+        return relabel(scan_api(*local, config=config, jobs=jobs), downloads)
 
 
 @click.command(name="explain")

@@ -24,6 +24,17 @@ Dispatcher = Callable[["ScanContext", Source], str]
 ProgramObserver = Callable[[Source, list["Program"]], None]
 
 
+@dataclass(frozen=True)
+class DeferredFile:
+    """A top-level file whose results go where it was met: the findings before index
+    ``findings_at``, and the placeholder artifact at ``artifact_at`` that they replace."""
+
+    path: Path
+    shown: Path
+    findings_at: int
+    artifact_at: int
+
+
 class Helper(Protocol):
     """A resource a handler keeps for the rest of the scan (a reader process)."""
 
@@ -54,12 +65,25 @@ class ScanContext:
     scan_inflated: int = 0
     observer: ProgramObserver | None = None
     helpers: dict[str, Helper] = field(default_factory=dict)
+    # Top-level files left to the worker processes of `scan -j N` (engine, scan.parallel).
+    deferred: list[DeferredFile] | None = None
     _incomplete: set[str] = field(default_factory=set)
     _chained: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         # Helper processes end with the scan that started them (or at interpreter exit).
         self._finalizer = weakref.finalize(self, _close_all, self.helpers)
+
+    def begin_file(self, claimed: frozenset[str]) -> None:
+        """Collect the results of one top-level file on their own, as a scan that already
+        analysed the chained artifacts ``claimed`` (a worker of `scan -j N`)."""
+        self.findings, self.artifacts = [], []
+        self._incomplete, self._chained = set(), set(claimed)
+
+    @property
+    def chained(self) -> frozenset[str]:
+        """The chained artifacts analysed so far (each is analysed at its first mention)."""
+        return frozenset(self._chained)
 
     def close(self) -> None:
         """End the helper processes now (the scan is over), not whenever ctx is collected."""

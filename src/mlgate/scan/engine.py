@@ -6,6 +6,7 @@ import errno
 import lzma
 import os
 import stat
+import time
 import traceback
 import zlib
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 from mlgate.errors import ScanError
 from mlgate.findings import ArtifactResult, Finding, Location, Report, Severity
 from mlgate.scan import rules
-from mlgate.scan.context import ProgramObserver, ScanContext
+from mlgate.scan.context import DeferredFile, ProgramObserver, ScanContext
 from mlgate.scan.formats import HANDLERS
 from mlgate.scan.hf_cache import NOT_WALKED, cache_blob, is_repo_cache, snapshot_repo
 from mlgate.scan.hf_repo import analyse_hf_folder
@@ -132,12 +133,15 @@ def scan_paths(
     policy: Policy,
     limits: Limits,
     observer: ProgramObserver | None = None,
+    jobs: int = 1,
 ) -> Report:
     """Scan files and folders (recursively) and collect one report.
 
     Fails closed: whatever cannot be listed, opened or read, and whatever is not a regular
     file, is a finding that marks the report incomplete; a path holding nothing to analyse
     is a finding too. Only a path that does not exist at all raises :class:`ScanError`.
+    With ``jobs`` > 1 the regular files are analysed in that many worker processes; the
+    report is the one a single process gives (scan.parallel).
     """
     for path in paths:
         _require_exists(path)
@@ -145,9 +149,16 @@ def scan_paths(
     ctx = ScanContext(
         policy=policy, limits=limits, dispatch=dispatch, roots=roots, observer=observer
     )
+    if jobs > 1:
+        ctx.deferred = []
+        ctx.scan_deadline = time.monotonic() + limits.scan_seconds
     try:
         for path in paths:
             _scan_target(ctx, path)
+        if ctx.deferred:
+            from mlgate.scan.parallel import scan_deferred  # noqa: PLC0415 - with -j only
+
+            scan_deferred(ctx, ctx.deferred, jobs)
     finally:
         ctx.close()
     return Report(
@@ -267,7 +278,17 @@ def _scan_entry(ctx: ScanContext, path: Path, info: os.stat_result, root: Path) 
 
 def _scan_regular(ctx: ScanContext, path: Path, shown: Path) -> None:
     """Scan the regular file ``path`` as the file ``shown`` (its name and folder: a cache blob
-    is read under its snapshot name, which is what the loader opens)."""
+    is read under its snapshot name, which is what the loader opens). With worker processes
+    (``ctx.deferred``), a placeholder holds its place until a worker's results replace it."""
+    if ctx.deferred is not None:
+        ctx.deferred.append(DeferredFile(path, shown, len(ctx.findings), len(ctx.artifacts)))
+        ctx.artifacts.append(ArtifactResult(str(shown), "unknown", complete=False))
+        return
+    scan_file(ctx, path, shown)
+
+
+def scan_file(ctx: ScanContext, path: Path, shown: Path) -> None:
+    """Scan the regular file ``path`` as ``shown``, here and now (see _scan_regular)."""
     ctx.start_deadline()
     with ExitStack() as pinned:
         try:

@@ -69,6 +69,11 @@ class Policy:
         self._user = user or UserPolicy()
         self._classify = lru_cache(maxsize=65536)(self._classify_uncached)
 
+    def __reduce__(self) -> tuple[type[Policy], tuple[UserPolicy]]:
+        # Sent to the worker processes of `scan -j N` as the user's additions; the cache of
+        # verdicts (a wrapped bound method) cannot be pickled and is rebuilt there.
+        return (Policy, (self._user,))
+
     def classify(self, module: str, name: str) -> Verdict:
         """Classify the global ``module.name`` (name may be dotted)."""
         return self._classify(module, name)
