@@ -39,6 +39,7 @@ _STAGE_COMMANDS = {
     "audit": "mlgate.registry.commands:audit_cmd",
     "token": "mlgate.registry.token_commands:token_cmd",
     "admit": "mlgate.gate.commands:admit_cmd",
+    "sandbox": "mlgate.sandbox.commands:sandbox_cmd",
     "serve": "mlgate.hub.commands:serve_cmd",
     "worker": "mlgate.hub.worker_commands:worker_cmd",
     "discover": "mlgate.discover.commands:discover_cmd",

@@ -380,6 +380,94 @@ FRAMEWORK_DEPENDENCY = _rule(
     "An ML framework the project depends on, with the versions its requirements admit.",
 )
 
+# --- dynamic test in the sandbox (mlgate sandbox, issue 13) --------------------------------------
+SANDBOX_PROCESS = _rule(
+    "MLG701",
+    "sandbox-process-creation",
+    Severity.CRITICAL,
+    "Loading the model in the sandbox started a process (execve, fork, subprocess, os.system).",
+)
+SANDBOX_CODE = _rule(
+    "MLG702",
+    "sandbox-code-execution",
+    Severity.CRITICAL,
+    "Loading the model compiled or executed Python code outside the framework's own modules.",
+)
+SANDBOX_NETWORK = _rule(
+    "MLG703",
+    "sandbox-network",
+    Severity.CRITICAL,
+    "Loading the model resolved a name, opened a connection or sent bytes (the sandbox's fake "
+    "network recorded the destination).",
+)
+SANDBOX_WRITE = _rule(
+    "MLG704",
+    "sandbox-write-outside-scratch",
+    Severity.CRITICAL,
+    "Loading the model wrote, created, renamed or deleted a file outside its private scratch "
+    "folder.",
+)
+SANDBOX_IMPORT = _rule(
+    "MLG705",
+    "sandbox-unexpected-import",
+    Severity.HIGH,
+    "Loading the model imported a module or resolved a global that the pickle policy denies.",
+)
+SANDBOX_ESCAPE = _rule(
+    "MLG706",
+    "sandbox-escape-attempt",
+    Severity.CRITICAL,
+    "Loading the model made a system call the sandbox denies (ptrace, mount, bpf, namespaces, "
+    "kernel modules, io_uring...) or tampered with what observes it.",
+)
+SANDBOX_SIGNAL = _rule(
+    "MLG707",
+    "sandbox-signal",
+    Severity.HIGH,
+    "Loading the model sent a signal to a process it did not start (its parent, init, or all).",
+)
+SANDBOX_LOAD_FAILED = _rule(
+    "MLG708",
+    "sandbox-load-failed",
+    Severity.MEDIUM,
+    "The real loader did not finish (exception, crash, resource limit or time-out): what the "
+    "model would do after that point was not observed.",
+)
+SANDBOX_NATIVE = _rule(
+    "MLG709",
+    "sandbox-native-code",
+    Severity.HIGH,
+    "Loading the model loaded a native library or called into native code through ctypes.",
+)
+SANDBOX_SECRET_READ = _rule(
+    "MLG710",
+    "sandbox-secret-read",
+    Severity.HIGH,
+    "Loading the model tried to read credentials or host files (SSH keys, cloud credentials, "
+    "process environments, /etc/shadow).",
+)
+SANDBOX_OUTPUT = _rule(
+    "MLG711",
+    "sandbox-output-anomaly",
+    Severity.MEDIUM,
+    "The behaviour probe saw anomalous outputs (NaN/Inf, constant output, or a large difference "
+    "from the reference model). Not backdoor detection.",
+)
+SANDBOX_INCOMPLETE = _rule(
+    "MLG712",
+    "sandbox-record-incomplete",
+    Severity.HIGH,
+    "Part of what happened in the sandbox was not recorded (event or trace limit, unreadable "
+    "records): the dynamic test is incomplete.",
+)
+SANDBOX_WEAK = _rule(
+    "MLG713",
+    "sandbox-weaker-isolation",
+    Severity.MEDIUM,
+    "The dynamic test ran with weaker isolation than mlgate's default (asked for with "
+    "--allow-weaker-isolation).",
+)
+
 ALL_RULES: tuple[Rule, ...] = (
     CODE_EXECUTION,
     SYSTEM_ACCESS,
@@ -433,5 +521,18 @@ ALL_RULES: tuple[Rule, ...] = (
     SHADOW_MODEL,
     DYNAMIC_REFERENCE,
     FRAMEWORK_DEPENDENCY,
+    SANDBOX_PROCESS,
+    SANDBOX_CODE,
+    SANDBOX_NETWORK,
+    SANDBOX_WRITE,
+    SANDBOX_IMPORT,
+    SANDBOX_ESCAPE,
+    SANDBOX_SIGNAL,
+    SANDBOX_LOAD_FAILED,
+    SANDBOX_NATIVE,
+    SANDBOX_SECRET_READ,
+    SANDBOX_OUTPUT,
+    SANDBOX_INCOMPLETE,
+    SANDBOX_WEAK,
 )
 RULES_BY_ID: dict[str, Rule] = {r.id: r for r in ALL_RULES}

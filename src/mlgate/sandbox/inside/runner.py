@@ -1,0 +1,82 @@
+"""Entry point inside the sandbox: set up, lose privileges, observe, load, report.
+
+Order matters: the fake network needs capabilities that the loader must not have, so it
+starts first; then every capability is dropped and the resource limits are set (hard limits
+equal to soft ones, which an unprivileged process cannot raise); then the audit hook goes in,
+the framework is imported, and only then is the model opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import sys
+import traceback
+from typing import Any
+
+from . import caps, loaders
+from .audit import Recorder
+from .channel import Channel, inert
+
+_LIMITS = {
+    "cpu_seconds": resource.RLIMIT_CPU,
+    "memory_bytes": resource.RLIMIT_AS,
+    "processes": resource.RLIMIT_NPROC,
+    "file_size_bytes": resource.RLIMIT_FSIZE,
+    "open_files": resource.RLIMIT_NOFILE,
+}
+EXIT_LOADED = 0
+PHASE_MARKER = "/mlgate/phase"  # never exists; see syscalls.PHASE_MARKER
+EXIT_SETUP_FAILED = 70
+EXIT_LOAD_FAILED = 71
+
+
+def main() -> None:
+    config: dict[str, Any] = json.loads(sys.argv[1])
+    channel = Channel(int(config["events_fd"]))
+    try:
+        if config.get("drop_capabilities", True):
+            caps.drop_all_capabilities()
+        _set_limits(config["limits"])
+    except Exception as error:
+        channel.emit("status", status="setup-failed", error=inert(error))
+        os._exit(EXIT_SETUP_FAILED)
+    recorder = Recorder(channel, tuple(config.get("quiet_prefixes", ())))
+    sys.addaudithook(recorder)
+    channel.emit("status", status="isolated")
+    loader = loaders.LOADERS[config["loader"]]
+    try:
+        loaders.prepare(loader)
+        _enter_phase(recorder, "load")
+        channel.emit("status", status="loading")
+        model = loader.load(config["model"])
+    except BaseException as error:
+        _enter_phase(recorder, "done")
+        channel.emit("status", status="load-failed", error=inert(error), trace=_trace(recorder))
+        os._exit(EXIT_LOAD_FAILED)
+    _enter_phase(recorder, "done")
+    channel.emit("status", status="loaded", type=inert(type(model)))
+    os._exit(EXIT_LOADED)
+
+
+def _enter_phase(recorder: Recorder, phase: str) -> None:
+    """Switch phase, and mark the switch in the syscall trace recorded outside: opening a
+    path that does not exist is cheap and shows there with its name."""
+    recorder.phase = phase
+    with contextlib.suppress(OSError):
+        os.close(os.open(f"{PHASE_MARKER}/{phase}", os.O_RDONLY))
+
+
+def _set_limits(limits: dict[str, int]) -> None:
+    for name, value in limits.items():
+        resource.setrlimit(_LIMITS[name], (value, value))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _trace(recorder: Recorder) -> str:
+    """The loader's traceback; formatting it compiles source (ast), which is not the model's
+    doing, so the hook is muted meanwhile."""
+    with recorder.muted():
+        return traceback.format_exc(limit=8)[-1500:]

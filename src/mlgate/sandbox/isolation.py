@@ -1,0 +1,181 @@
+"""The bubblewrap command line that confines one load, and the check that it can run here.
+
+Namespaces: user, mount, PID, IPC, UTS, cgroup and network (``--unshare-all``), nested user
+namespaces disabled (``--disable-userns``), a new session (no TIOCSTI into the caller's
+terminal), ``--die-with-parent``. The filesystem is an empty tmpfs root with read-only binds
+of the system folders, the interpreter environment and the model; ``/tmp`` is a private,
+size-limited tmpfs (the scratch); the environment is cleared and rebuilt. No host path that
+is not listed here exists inside: not the caller's home, not /var/run's sockets, not /root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlgate.sandbox.environment import PythonEnvironment
+from mlgate.sandbox.errors import SandboxUnavailableError
+
+SCRATCH = "/tmp"
+MODEL_DIR = "/model"
+INSIDE_ROOT = "/mlgate"  # the runner package is bound at /mlgate/mlgate_inside
+INSIDE_DIR = Path(__file__).parent / "inside"
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# /etc entries the dynamic loader, libc and TLS need; nothing with host secrets or config.
+_ETC_FILES = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/nsswitch.conf",
+    "/etc/localtime",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/alternatives",
+    "/etc/mime.types",
+)
+_PASSWD = (
+    b"root:x:0:0:root:/tmp/home:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+)
+_GROUP = b"root:x:0:\nnogroup:x:65534:\n"
+_HOSTS = b"127.0.0.1 localhost\n::1 localhost\n"
+_RESOLV = b"nameserver 127.0.0.1\noptions attempts:1 timeout:1\n"
+_ENV = {
+    "HOME": "/tmp/home",
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "TMPDIR": SCRATCH,
+    "HF_HOME": "/tmp/hf",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "OMP_NUM_THREADS": "2",
+    "PYTHONHASHSEED": "0",
+}
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """What this machine can do, found by trying it (never assumed)."""
+
+    bwrap: str | None
+    strace: str | None
+    user_namespaces: bool
+    reason: str = ""
+
+    @property
+    def full(self) -> bool:
+        return self.bwrap is not None and self.strace is not None and self.user_namespaces
+
+
+def probe() -> Isolation:
+    """Find bubblewrap and strace and check that an unprivileged user namespace starts."""
+    bwrap, strace = shutil.which("bwrap"), shutil.which("strace")
+    if bwrap is None:
+        return Isolation(None, strace, False, "bubblewrap (bwrap) is not installed")
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed argv
+            [bwrap, "--unshare-all", "--ro-bind", "/", "/", "--", "/bin/true"],
+            capture_output=True,
+            timeout=20,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        return Isolation(bwrap, strace, False, f"bwrap failed to start: {error}")
+    if done.returncode != 0:
+        reason = done.stderr.decode("utf-8", "replace").strip()[:300]
+        return Isolation(bwrap, strace, False, f"user namespaces unavailable: {reason}")
+    reason = "" if strace else "strace is not installed (no syscall-level record)"
+    return Isolation(bwrap, strace, True, reason)
+
+
+def require(isolation: Isolation, allow_weaker: bool) -> None:
+    """Refuse to run a payload with less than full isolation unless asked to."""
+    if isolation.bwrap is None or not isolation.user_namespaces:
+        raise SandboxUnavailableError(
+            f"cannot isolate the loader: {isolation.reason}",
+            remedy="install bubblewrap and allow unprivileged user namespaces "
+            "(sysctl kernel.unprivileged_userns_clone=1); nothing was run",
+        )
+    if isolation.strace is None and not allow_weaker:
+        raise SandboxUnavailableError(
+            isolation.reason,
+            remedy="install strace, or pass --allow-weaker-isolation to rely on audit hooks only",
+        )
+
+
+@dataclass(frozen=True)
+class Binds:
+    """Host paths made visible inside: the environment, the model, the runner."""
+
+    environment: PythonEnvironment
+    model: Path
+    model_inside: str
+
+
+def bwrap_argv(
+    bwrap: str,
+    binds: Binds,
+    data_fds: dict[str, int],
+    seccomp_fd: int | None,
+    scratch_bytes: int,
+    network: bool,
+) -> list[str]:
+    """The bubblewrap command line (without the command to run)."""
+    argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--uid", "0"]
+    argv += ["--gid", "0", "--die-with-parent", "--new-session", "--clearenv"]
+    if network:  # dropped by the runner before the model is opened (inside/caps.py)
+        argv += ["--cap-add", "CAP_NET_ADMIN", "--cap-add", "CAP_NET_BIND_SERVICE"]
+    else:
+        argv += ["--cap-drop", "ALL"]
+    for name, value in _ENV.items():
+        argv += ["--setenv", name, value]
+    argv += _system_binds()
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--size", str(scratch_bytes), "--tmpfs", SCRATCH, "--tmpfs", "/dev/shm"]
+    argv += ["--dir", "/tmp/home", "--dir", "/tmp/hf"]
+    for dest, fd in data_fds.items():
+        argv += ["--ro-bind-data", str(fd), dest]
+    for root in binds.environment.roots:
+        argv += ["--ro-bind", str(root), str(root)]
+    argv += ["--ro-bind", str(INSIDE_DIR), f"{INSIDE_ROOT}/mlgate_inside"]
+    argv += ["--ro-bind", str(binds.model), binds.model_inside]
+    argv += ["--remount-ro", "/"]  # the root tmpfs too: only the scratch is writable
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
+    argv += ["--chdir", SCRATCH]
+    return argv
+
+
+def data_files() -> dict[str, bytes]:
+    """Small files written into the sandbox's /etc (names, DNS pointing at the fake network)."""
+    return {
+        "/etc/passwd": _PASSWD,
+        "/etc/group": _GROUP,
+        "/etc/hosts": _HOSTS,
+        "/etc/resolv.conf": _RESOLV,
+    }
+
+
+def _system_binds() -> list[str]:
+    argv: list[str] = []
+    for folder in _SYSTEM_DIRS:
+        if os.path.islink(folder):  # merged /usr: /bin -> usr/bin
+            argv += ["--symlink", os.readlink(folder), folder]
+        elif os.path.isdir(folder):
+            argv += ["--ro-bind", folder, folder]
+    for entry in _ETC_FILES:
+        if os.path.exists(entry):
+            argv += ["--ro-bind", entry, entry]
+    return argv
+
+
+def command(python: Path, config: str) -> Sequence[str]:
+    """How the runner is started: isolated mode, no bytecode written, the package on path."""
+    bootstrap = (
+        f"import sys; sys.path.insert(0, {INSIDE_ROOT!r}); "
+        "from mlgate_inside.runner import main; main()"
+    )
+    return [str(python), "-I", "-B", "-c", bootstrap, config]

@@ -1,0 +1,229 @@
+"""One dynamic test: start the sandbox under the syscall tracer, collect, judge.
+
+The wall clock is enforced here, outside: when it runs out the whole process group (strace,
+bubblewrap and everything in the sandbox's PID namespace, which dies with its init) is killed.
+Events are read from the runner's pipe while it runs, bounded in count and bytes, so a payload
+flooding the channel cannot exhaust this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from mlgate.findings import Report
+from mlgate.sandbox import isolation, syscalls
+from mlgate.sandbox.environment import PythonEnvironment, describe
+from mlgate.sandbox.events import RunnerStatus, SandboxEvent, parse_channel
+from mlgate.sandbox.limits import SandboxLimits
+from mlgate.sandbox.seccomp_policy import compile_filter
+from mlgate.sandbox.verdict import Outcome, judge
+
+LOADERS = ("pickle", "torch", "torchscript", "joblib", "numpy")
+_MAX_CHANNEL_BYTES = 32 << 20
+
+
+@dataclass(frozen=True)
+class SandboxOptions:
+    loader: str
+    python: Path | None = None
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    allow_weaker_isolation: bool = False
+    network: bool = False  # the fake network (DNS responder, TCP sink) inside the sandbox
+
+
+@dataclass(frozen=True)
+class SandboxRun:
+    """Everything one run produced: the events, how it ended, and the findings."""
+
+    model: str
+    loader: str
+    events: tuple[SandboxEvent, ...]
+    statuses: tuple[RunnerStatus, ...]
+    outcome: Outcome
+    seconds: float
+    isolation: dict[str, object]
+    report: Report
+
+
+def run_sandbox(model: Path, options: SandboxOptions) -> SandboxRun:
+    """Load ``model`` with its real loader inside the sandbox and report what it did."""
+    found = isolation.probe()
+    isolation.require(found, options.allow_weaker_isolation)
+    environment = describe(options.python)
+    with ExitStack() as stack:
+        trace_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlgate-sbx-")))
+        seccomp = stack.enter_context(compile_filter())
+        started = time.monotonic()
+        collected = _execute(model, options, found, environment, seccomp, trace_dir)
+        seconds = time.monotonic() - started
+    events, statuses, lossy, trace_events, outcome_facts = collected
+    outcome = Outcome(
+        exit_status=outcome_facts["exit"],
+        timed_out=bool(outcome_facts["timed_out"]),
+        lossy=lossy,
+        traced=found.strace is not None,
+        weaker=found.strace is None,
+    )
+    report = judge(str(model), options.loader, [*events, *trace_events], statuses, outcome)
+    return SandboxRun(
+        model=str(model),
+        loader=options.loader,
+        events=tuple([*events, *trace_events]),
+        statuses=tuple(statuses),
+        outcome=outcome,
+        seconds=seconds,
+        isolation={"bwrap": found.bwrap, "strace": found.strace, "note": found.reason},
+        report=report,
+    )
+
+
+def _execute(
+    model: Path,
+    options: SandboxOptions,
+    found: isolation.Isolation,
+    environment: PythonEnvironment,
+    seccomp: IO[bytes],
+    trace_dir: Path,
+) -> tuple[
+    list[SandboxEvent], list[RunnerStatus], bool, list[SandboxEvent], dict[str, int | bool | None]
+]:
+    assert found.bwrap is not None
+    model_inside = f"{isolation.MODEL_DIR}/{model.name}"
+    read_end, write_end = os.pipe()
+    data = {dest: _data_fd(content) for dest, content in isolation.data_files().items()}
+    argv = isolation.bwrap_argv(
+        found.bwrap,
+        isolation.Binds(environment, model.resolve(), model_inside),
+        data,
+        seccomp.fileno(),
+        options.limits.scratch_bytes,
+        options.network,
+    )
+    config = {
+        "events_fd": write_end,  # inherited through bwrap (pass_fds)
+        "loader": options.loader,
+        "model": model_inside,
+        "limits": options.limits.rlimits(),
+        "network": {"enabled": True} if options.network else None,
+        "quiet_prefixes": [*map(str, environment.roots), isolation.MODEL_DIR, "/usr", "/lib"],
+    }
+    trace_file = trace_dir / "trace.txt"
+    tracer = syscalls.strace_argv(trace_file, found.strace) if found.strace else []
+    argv = [*tracer, *argv, *isolation.command(environment.executable, json.dumps(config))]
+    fds = (write_end, seccomp.fileno(), *data.values())
+    # Output of the sandbox goes to a file (FSIZE-limited inside), never to a pipe a flooding
+    # payload could fill and stall on; its tail is kept for the report.
+    output = (trace_dir / "output.txt").open("wb")
+    process = subprocess.Popen(  # noqa: S603 - fixed argv built above
+        argv,
+        pass_fds=fds,
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
+        start_new_session=True,
+    )
+    output.close()
+    os.close(write_end)
+    for fd in data.values():
+        os.close(fd)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=_drain, args=(read_end, chunks), daemon=True)
+    reader.start()
+    timed_out = _wait(process, options.limits.wall_seconds, trace_file, options.limits)
+    reader.join(timeout=5)
+    os.close(read_end)
+    events, statuses, lossy = parse_channel(_lines(chunks), options.limits.max_events)
+    trace_events: list[SandboxEvent] = []
+    if found.strace:
+        trace_reader = syscalls.TraceReader(
+            str(environment.executable), skip_first_child=options.network
+        )
+        with _bounded(trace_file, options.limits.max_trace_bytes) as lines:
+            trace_events = trace_reader.events(lines)
+        lossy = lossy or trace_reader.truncated or _too_big(trace_file, options.limits)
+    return (
+        events,
+        statuses,
+        lossy,
+        trace_events,
+        {"exit": process.returncode, "timed_out": timed_out},
+    )
+
+
+def _data_fd(content: bytes) -> int:
+    read_end, write_end = os.pipe()
+    os.write(write_end, content)  # a few hundred bytes: fits the pipe buffer
+    os.close(write_end)
+    return read_end
+
+
+def _drain(fd: int, chunks: list[bytes]) -> None:
+    total = 0
+    while chunk := os.read(fd, 65536):
+        if total < _MAX_CHANNEL_BYTES:
+            chunks.append(chunk[: _MAX_CHANNEL_BYTES - total])
+        total += len(chunk)
+
+
+def _lines(chunks: list[bytes]) -> list[bytes]:
+    return b"".join(chunks).splitlines()
+
+
+def _wait(
+    process: subprocess.Popen[bytes], wall: float, trace: Path, limits: SandboxLimits
+) -> bool:
+    deadline = time.monotonic() + wall
+    while True:
+        try:
+            process.wait(timeout=0.05)
+            return False
+        except subprocess.TimeoutExpired:
+            pass
+        if time.monotonic() > deadline or _too_big(trace, limits):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return time.monotonic() > deadline
+
+
+def _too_big(trace: Path, limits: SandboxLimits) -> bool:
+    try:
+        return trace.stat().st_size > limits.max_trace_bytes
+    except OSError:
+        return False
+
+
+class _bounded:
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path, self.limit = path, limit
+        self.stream: IO[bytes] | None = None
+
+    def __enter__(self) -> Iterator[bytes]:
+        try:
+            self.stream = self.path.open("rb")
+        except OSError:
+            return iter(())
+        return _limited(self.stream, self.limit)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.stream is not None:
+            self.stream.close()
+
+
+def _limited(stream: IO[bytes], limit: int) -> Iterator[bytes]:
+    read = 0
+    for line in stream:
+        read += len(line)
+        if read > limit:
+            return
+        yield line
