@@ -17,8 +17,8 @@ def require_sandbox() -> None:
     if found.full:
         return
     if os.environ.get("CI") == "true":  # CI installs bubblewrap and strace (.ci/run)
-        pytest.fail(f"CI=true but the sandbox cannot run: {found.reason}")
-    pytest.skip(found.reason)
+        pytest.fail(f"CI=true but the sandbox cannot run: {found.reason or found.weaknesses}")
+    pytest.skip(found.reason or found.weaknesses)
 
 
 def sandboxed(model: Path, loader: str, **options: object) -> SandboxRun:

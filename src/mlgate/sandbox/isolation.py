@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlgate.sandbox import cgroups
 from mlgate.sandbox.environment import PythonEnvironment
 from mlgate.sandbox.errors import SandboxUnavailableError
 
@@ -64,10 +65,24 @@ class Isolation:
     strace: str | None
     user_namespaces: bool
     reason: str = ""
+    # Why no process/memory ceiling binds the run ("" when a per-run cgroup holds it, or the
+    # caller is not root and RLIMIT_NPROC applies): root ignores RLIMIT_NPROC (fork bombs).
+    no_ceiling: str = ""
 
     @property
     def full(self) -> bool:
-        return self.bwrap is not None and self.strace is not None and self.user_namespaces
+        return self.runnable and not self.weaknesses
+
+    @property
+    def runnable(self) -> bool:
+        return self.bwrap is not None and self.user_namespaces
+
+    @property
+    def weaknesses(self) -> str:
+        """What is missing from full isolation, for the refusal and for MLG713."""
+        missing = [] if self.strace else ["no syscall-level record (strace missing)"]
+        missing += [self.no_ceiling] if self.no_ceiling else []
+        return "; ".join(missing)
 
 
 def probe() -> Isolation:
@@ -88,21 +103,30 @@ def probe() -> Isolation:
         reason = done.stderr.decode("utf-8", "replace").strip()[:300]
         return Isolation(bwrap, strace, False, f"user namespaces unavailable: {reason}")
     reason = "" if strace else "strace is not installed (no syscall-level record)"
-    return Isolation(bwrap, strace, True, reason)
+    return Isolation(bwrap, strace, True, reason, _ceiling_missing())
+
+
+def _ceiling_missing() -> str:
+    """Root needs a per-run cgroup: RLIMIT_NPROC does not bind kernel uid 0."""
+    if os.geteuid() != 0:
+        return ""
+    reason = cgroups.unavailable()
+    return f"running as root without a process limit: {reason}" if reason else ""
 
 
 def require(isolation: Isolation, allow_weaker: bool) -> None:
     """Refuse to run a payload with less than full isolation unless asked to."""
-    if isolation.bwrap is None or not isolation.user_namespaces:
+    if not isolation.runnable:
         raise SandboxUnavailableError(
             f"cannot isolate the loader: {isolation.reason}",
             remedy="install bubblewrap and allow unprivileged user namespaces "
             "(sysctl kernel.unprivileged_userns_clone=1); nothing was run",
         )
-    if isolation.strace is None and not allow_weaker:
+    if isolation.weaknesses and not allow_weaker:
         raise SandboxUnavailableError(
-            isolation.reason,
-            remedy="install strace, or pass --allow-weaker-isolation to rely on audit hooks only",
+            isolation.weaknesses,
+            remedy="install strace and allow cgroup creation (or run as a non-root user), "
+            "or pass --allow-weaker-isolation to accept the weaker isolation",
         )
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from mlgate.findings import Report
-from mlgate.sandbox import isolation, syscalls
+from mlgate.sandbox import cgroups, isolation, syscalls
 from mlgate.sandbox.environment import PythonEnvironment, describe
 from mlgate.sandbox.events import RunnerStatus, SandboxEvent, parse_channel
 from mlgate.sandbox.limits import SandboxLimits
@@ -64,8 +64,9 @@ def run_sandbox(model: Path, options: SandboxOptions) -> SandboxRun:
     with ExitStack() as stack:
         trace_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlgate-sbx-")))
         seccomp = stack.enter_context(compile_filter())
+        groups = () if found.no_ceiling else _run_groups(stack, options.limits)
         started = time.monotonic()
-        collected = _execute(model, options, found, environment, seccomp, trace_dir)
+        collected = _execute(model, options, found, environment, seccomp, trace_dir, groups)
         seconds = time.monotonic() - started
     events, statuses, lossy, trace_events, outcome_facts = collected
     outcome = Outcome(
@@ -73,7 +74,7 @@ def run_sandbox(model: Path, options: SandboxOptions) -> SandboxRun:
         timed_out=bool(outcome_facts["timed_out"]),
         lossy=lossy,
         traced=found.strace is not None,
-        weaker=found.strace is None,
+        weaker=found.weaknesses,
     )
     report = judge(str(model), options.loader, [*events, *trace_events], statuses, outcome)
     return SandboxRun(
@@ -95,6 +96,7 @@ def _execute(
     environment: PythonEnvironment,
     seccomp: IO[bytes],
     trace_dir: Path,
+    groups: tuple[Path, ...],
 ) -> tuple[
     list[SandboxEvent], list[RunnerStatus], bool, list[SandboxEvent], dict[str, int | bool | None]
 ]:
@@ -121,6 +123,7 @@ def _execute(
     trace_file = trace_dir / "trace.txt"
     tracer = syscalls.strace_argv(trace_file, found.strace) if found.strace else []
     argv = [*tracer, *argv, *isolation.command(environment.executable, json.dumps(config))]
+    argv = cgroups.join_argv(groups, argv) if groups else argv
     fds = (write_end, seccomp.fileno(), *data.values())
     # Output of the sandbox goes to a file (FSIZE-limited inside), never to a pipe a flooding
     # payload could fill and stall on; its tail is kept for the report.
@@ -159,6 +162,14 @@ def _execute(
         trace_events,
         {"exit": process.returncode, "timed_out": timed_out},
     )
+
+
+def _run_groups(stack: ExitStack, limits: SandboxLimits) -> tuple[Path, ...]:
+    """The per-run cgroup; only the caller's own processes (a non-root user) skip it, and
+    RLIMIT_NPROC binds those."""
+    if os.geteuid() != 0:
+        return ()
+    return stack.enter_context(cgroups.run_group(limits.processes, limits.memory_bytes))
 
 
 def _data_fd(content: bytes) -> int:

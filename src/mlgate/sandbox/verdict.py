@@ -49,7 +49,7 @@ class Outcome:
     timed_out: bool
     lossy: bool
     traced: bool
-    weaker: bool
+    weaker: str  # what full isolation lacked ("" when nothing)
 
 
 def judge(
@@ -212,9 +212,7 @@ def _judge_outcome(
             _outcome(rules.SANDBOX_INCOMPLETE, "events were dropped or unreadable", location)
         )
     if outcome.weaker:
-        found.append(
-            _outcome(rules.SANDBOX_WEAK, "no syscall-level record (strace missing)", location)
-        )
+        found.append(_outcome(rules.SANDBOX_WEAK, outcome.weaker, location))
     return found
 
 

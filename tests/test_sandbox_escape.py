@@ -1,0 +1,241 @@
+"""Escape attempts against the dynamic test: each payload is a pickle built here (dumping runs
+nothing) and loaded only inside the sandbox; each must fail on the host and be reported."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sandbox_support import rule_ids, sandboxed
+
+from mlgate.findings import Severity
+from mlgate.sandbox.limits import GIB, SandboxLimits
+from mlgate.sandbox.service import SandboxRun
+
+_SMALL = SandboxLimits(wall_seconds=15, memory_bytes=1 * GIB, processes=64)
+
+
+class _Exec:
+    """A pickle whose load runs a Python snippet (builtins.exec)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (exec, (self.source,))
+
+
+def _run(tmp_path: Path, source: str, limits: SandboxLimits = _SMALL) -> SandboxRun:
+    model = tmp_path / f"payload-{uuid.uuid4().hex[:8]}.pkl"
+    model.write_bytes(pickle.dumps(_Exec(source)))
+    return sandboxed(model, "pickle", limits=limits)
+
+
+def _evidence(run: SandboxRun, rule: str) -> str:
+    return "\n".join(f.evidence for f in run.report.findings if f.rule_id == rule)
+
+
+def _everything(run: SandboxRun) -> str:
+    """Every text the run produced: events and findings (what a secret must never reach)."""
+    texts = [e.describe() for e in run.events] + [s.detail for s in run.statuses]
+    texts += [f"{f.message} {f.evidence}" for f in run.report.findings]
+    return "\n".join(texts)
+
+
+def _leftovers(tag: str) -> list[str]:
+    """Processes on the host whose command line carries ``tag`` (the model's unique name)."""
+    listing = subprocess.run(
+        ["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True
+    ).stdout
+    return [line for line in listing.splitlines() if tag in line and "ps -eo" not in line]
+
+
+@pytest.fixture
+def host_markers() -> Iterator[list[Path]]:
+    """Unique paths in the host's real /tmp and $HOME, removed whatever happens."""
+    name = f"mlgate-escape-{uuid.uuid4().hex}"
+    paths = [Path("/tmp") / name, Path.home() / name]
+    yield paths
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def test_writes_to_host_tmp_and_home_stay_inside(tmp_path: Path, host_markers: list[Path]) -> None:
+    host_tmp, host_home = host_markers
+    source = (
+        f"open({str(host_tmp)!r}, 'w').write('pwned')\n"
+        f"import os; os.close(os.open({str(host_home)!r}, os.O_CREAT | os.O_WRONLY))\n"
+    )
+    run = _run(tmp_path, source)
+    assert not host_tmp.exists() and not host_home.exists()
+    evidence = _evidence(run, "MLG704")
+    assert str(host_home) in evidence  # outside any writable mount: denied and reported
+    # /tmp inside is the private scratch: the write lands there, never on the host's /tmp.
+    assert run.report.max_severity is Severity.CRITICAL
+
+
+def test_host_secrets_are_out_of_reach_and_reads_reported(tmp_path: Path) -> None:
+    secret = f"SECRET-{uuid.uuid4().hex}"
+    vault = tmp_path / "vault" / "token.txt"
+    key = tmp_path / "home" / ".ssh" / "id_rsa"
+    for path in (vault, key):
+        path.parent.mkdir(parents=True)
+        path.write_text(secret)
+    targets = [str(vault), str(key), "/root/.ssh/id_rsa", "/etc/shadow", "/proc/1/environ"]
+    source = (
+        "import os\n"
+        f"for path in {targets!r}:\n"
+        "    try:\n"
+        "        data = open(path).read()\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    os.system('echo ' + data.replace(chr(0), ' ')[:200])\n"  # exfiltrate via an event
+        "    os.path.exists('/tmp/' + data[:100])\n"
+    )
+    run = _run(tmp_path, source)
+    assert secret not in _everything(run)
+    evidence = _evidence(run, "MLG710")
+    for path in (str(key), "/etc/shadow", "/proc/1/environ"):
+        assert path in evidence
+
+
+def test_fork_bomb_is_stopped_and_leaves_nothing(tmp_path: Path) -> None:
+    before = len(os.listdir("/proc"))
+    source = (
+        "import os, time\n"
+        "for _ in range(100000):\n"
+        "    try:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(60)\n"
+        "            os._exit(0)\n"
+        "    except OSError:\n"
+        "        break\n"
+        "time.sleep(60)\n"
+    )
+    limits = SandboxLimits(wall_seconds=8, memory_bytes=1 * GIB, processes=32)
+    started = time.monotonic()
+    run = _run(tmp_path, source, limits)
+    assert time.monotonic() - started < 8 + 5
+    assert "MLG701" in rule_ids(run)
+    assert not run.report.complete or run.report.max_severity is Severity.CRITICAL
+    assert len(os.listdir("/proc")) < before + 10  # every forked process is gone
+
+
+def test_fork_bomb_hits_the_process_limit(tmp_path: Path) -> None:
+    source = (
+        "import os, sys, time\n"
+        "count = 0\n"
+        "for _ in range(1000):\n"
+        "    try:\n"
+        "        pid = os.fork()\n"
+        "    except OSError:\n"
+        "        break\n"
+        "    if pid == 0:\n"
+        "        time.sleep(30)\n"
+        "        os._exit(0)\n"
+        "    count += 1\n"
+        "raise RuntimeError(f'forked {count}')\n"
+    )
+    run = _run(tmp_path, source, SandboxLimits(wall_seconds=10, processes=24))
+    failed = _evidence(run, "MLG708")
+    assert "forked" in failed, failed
+    forked = int(failed.split("forked ")[1].split("'")[0].split('"')[0].split()[0])
+    assert forked < 24
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "bytearray(50 * 1024 ** 3)",
+        "chunks = []\nwhile True:\n    chunks.append(bytearray(64 * 1024 * 1024))",
+    ],
+    ids=["one-allocation", "growing"],
+)
+def test_memory_bomb_is_stopped(tmp_path: Path, source: str) -> None:
+    started = time.monotonic()
+    run = _run(tmp_path, source, SandboxLimits(wall_seconds=20, memory_bytes=1 * GIB))
+    assert time.monotonic() - started < 15
+    assert "MemoryError" in _evidence(run, "MLG708") or "memory" in _evidence(run, "MLG708")
+    assert not run.report.complete
+
+
+def test_sleeping_forever_is_killed_at_the_wall_clock(tmp_path: Path) -> None:
+    started = time.monotonic()
+    run = _run(tmp_path, "import time; time.sleep(10**6)", SandboxLimits(wall_seconds=3))
+    took = time.monotonic() - started
+    assert 3 <= took < 6
+    timeouts = [f for f in run.report.findings if "wall-clock" in f.evidence]
+    assert timeouts and timeouts[0].severity is Severity.HIGH
+    assert not run.report.complete
+    assert _leftovers(Path(run.model).name) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["os.kill(os.getppid(), 9)", "os.kill(-1, 9)", "os.killpg(0, 9)"],
+    ids=["parent", "everything", "group"],
+)
+def test_killing_the_parent_leaves_mlgate_standing(tmp_path: Path, source: str) -> None:
+    run = _run(tmp_path, f"import os, time\n{source}\ntime.sleep(0.5)\n")
+    ids = rule_ids(run)
+    assert "MLG707" in ids or not run.report.complete
+    assert "MLG707" in ids
+    assert _leftovers(Path(run.model).name) == []
+
+
+_SYSCALLS = {
+    "ptrace": "libc.ptrace(0, 0, None, None)",  # PTRACE_TRACEME
+    "mount": "libc.mount(b'none', b'/tmp', b'tmpfs', 0, None)",
+    "unshare": "libc.unshare(0x10000000)",  # CLONE_NEWUSER
+    "io_uring_setup": "libc.syscall(425, 8, ctypes.create_string_buffer(120))",
+    "bpf": "libc.syscall(321, 0, ctypes.create_string_buffer(128), 128)",
+}
+
+
+def test_privileged_syscalls_are_denied_and_reported(tmp_path: Path) -> None:
+    calls = "\n".join(
+        f"results[{name!r}] = ({call}, ctypes.get_errno())" for name, call in _SYSCALLS.items()
+    )
+    source = (
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "results = {}\n"
+        f"{calls}\n"
+        "raise RuntimeError(repr(results))\n"
+    )
+    run = _run(tmp_path, source)
+    escape = _evidence(run, "MLG706")
+    for name in _SYSCALLS:
+        assert f"{name}(" in escape and "EPERM" in escape, name
+    assert "(-1, 1)" in _evidence(run, "MLG708")  # every call returned -1 with errno EPERM
+
+
+def test_flooding_events_and_output_is_bounded(tmp_path: Path) -> None:
+    source = (
+        "import os, sys\n"
+        "for i in range(60000):\n"
+        "    os.path.exists('/tmp/x')\n"
+        "    open('/dev/null/x%d' % i, 'w') if False else None\n"
+        "    sys.audit('os.remove', '/flood/%d' % i)\n"
+        "block = b'x' * (1 << 20)\n"
+        "for _ in range(100):\n"
+        "    os.write(1, block)\n"
+        "    os.write(2, block)\n"
+    )
+    started = time.monotonic()
+    run = _run(tmp_path, source, SandboxLimits(wall_seconds=20, max_events=5000))
+    assert time.monotonic() - started < 20
+    assert len([e for e in run.events if e.source == "audit"]) <= 5000
+    assert "MLG712" in rule_ids(run)
+    assert not run.report.complete
+
+
+def test_audit_hook_tampering_is_reported(tmp_path: Path) -> None:
+    run = _run(tmp_path, "import sys\nsys.addaudithook(lambda event, args: None)\n")
+    assert "sys.addaudithook" in _evidence(run, "MLG706")
