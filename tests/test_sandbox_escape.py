@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sandbox_support import rule_ids, sandboxed
+from sandbox_support import require_sandbox, rule_ids, sandboxed
 
 from mlgate.findings import Severity
+from mlgate.sandbox import cgroups, isolation
+from mlgate.sandbox.errors import SandboxUnavailableError
 from mlgate.sandbox.limits import GIB, SandboxLimits
-from mlgate.sandbox.service import SandboxRun
+from mlgate.sandbox.service import SandboxOptions, SandboxRun, run_sandbox
 
 _SMALL = SandboxLimits(wall_seconds=15, memory_bytes=1 * GIB, processes=64)
 
@@ -118,10 +120,10 @@ def test_fork_bomb_is_stopped_and_leaves_nothing(tmp_path: Path) -> None:
         "        break\n"
         "time.sleep(60)\n"
     )
-    limits = SandboxLimits(wall_seconds=8, memory_bytes=1 * GIB, processes=32)
+    limits = SandboxLimits(wall_seconds=4, memory_bytes=1 * GIB, processes=32)
     started = time.monotonic()
     run = _run(tmp_path, source, limits)
-    assert time.monotonic() - started < 8 + 5
+    assert time.monotonic() - started < 4 + 5
     assert "MLG701" in rule_ids(run)
     assert not run.report.complete or run.report.max_severity is Severity.CRITICAL
     assert len(os.listdir("/proc")) < before + 10  # every forked process is gone
@@ -219,19 +221,17 @@ def test_privileged_syscalls_are_denied_and_reported(tmp_path: Path) -> None:
 def test_flooding_events_and_output_is_bounded(tmp_path: Path) -> None:
     source = (
         "import os, sys\n"
-        "for i in range(60000):\n"
-        "    os.path.exists('/tmp/x')\n"
-        "    open('/dev/null/x%d' % i, 'w') if False else None\n"
+        "for i in range(20000):\n"
         "    sys.audit('os.remove', '/flood/%d' % i)\n"
         "block = b'x' * (1 << 20)\n"
-        "for _ in range(100):\n"
+        "for _ in range(50):\n"
         "    os.write(1, block)\n"
         "    os.write(2, block)\n"
     )
     started = time.monotonic()
-    run = _run(tmp_path, source, SandboxLimits(wall_seconds=20, max_events=5000))
+    run = _run(tmp_path, source, SandboxLimits(wall_seconds=20, max_events=2000))
     assert time.monotonic() - started < 20
-    assert len([e for e in run.events if e.source == "audit"]) <= 5000
+    assert len([e for e in run.events if e.source == "audit"]) <= 2000
     assert "MLG712" in rule_ids(run)
     assert not run.report.complete
 
@@ -239,3 +239,34 @@ def test_flooding_events_and_output_is_bounded(tmp_path: Path) -> None:
 def test_audit_hook_tampering_is_reported(tmp_path: Path) -> None:
     run = _run(tmp_path, "import sys\nsys.addaudithook(lambda event, args: None)\n")
     assert "sys.addaudithook" in _evidence(run, "MLG706")
+
+
+def test_root_without_a_cgroup_is_weaker_isolation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_sandbox()
+    monkeypatch.setattr(cgroups, "ROOT", tmp_path / "no-cgroup-here")
+    found = isolation.probe()
+    if os.geteuid() != 0:  # RLIMIT_NPROC binds a non-root caller: nothing is missing
+        assert found.no_ceiling == ""
+        return
+    assert "without a process limit" in found.weaknesses
+    with pytest.raises(SandboxUnavailableError):
+        isolation.require(found, allow_weaker=False)
+    model = tmp_path / "plain.pkl"
+    model.write_bytes(pickle.dumps(None))
+    run = run_sandbox(model, SandboxOptions("pickle", allow_weaker_isolation=True))
+    assert "without a process limit" in _evidence(run, "MLG713")
+
+
+def test_a_cgroup_is_removed_after_the_run(tmp_path: Path) -> None:
+    before = _run_groups()
+    _run(
+        tmp_path,
+        "import os\nif os.fork() == 0:\n    os.setsid()\n    import time; time.sleep(60)\n",
+    )
+    assert _run_groups() == before  # created, the daemonised child killed, removed
+
+
+def _run_groups() -> set[str]:
+    return {str(p) for p in cgroups.ROOT.glob("**/mlgate-*")}
