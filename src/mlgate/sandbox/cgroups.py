@@ -73,6 +73,31 @@ def join_argv(groups: Sequence[Path], argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", _JOIN, *procs, "--", *argv]
 
 
+def limits_hit(groups: Sequence[Path]) -> list[str]:
+    """What the ceilings stopped, read before removal: forks refused at ``pids.max`` and
+    processes the OOM killer ended (the payload sees only EAGAIN or vanishes: say why)."""
+    hits: list[str] = []
+    for group in groups:
+        refused = _counter(group / "pids.events", "max")
+        killed = _counter(group / "memory.events", "oom_kill") + _counter(
+            group / "memory.oom_control", "oom_kill"
+        )
+        if refused:
+            hits.append(f"the process limit refused {refused} fork(s)")
+        if killed:
+            hits.append(f"the memory limit killed {killed} process(es)")
+    return hits
+
+
+def _counter(events: Path, key: str) -> int:
+    try:
+        lines = events.read_text().splitlines()
+    except OSError:
+        return 0
+    values = [line.split()[1] for line in lines if line.split()[:1] == [key]]
+    return int(values[0]) if values and values[0].isdigit() else 0
+
+
 def _plan(name: str) -> list[tuple[Path, tuple[str, ...]]]:
     own = _own_paths()
     if (ROOT / "cgroup.controllers").exists():

@@ -68,6 +68,7 @@ def run_sandbox(model: Path, options: SandboxOptions) -> SandboxRun:
         started = time.monotonic()
         collected = _execute(model, options, found, environment, seccomp, trace_dir, groups)
         seconds = time.monotonic() - started
+        limits_hit = cgroups.limits_hit(groups)
     events, statuses, lossy, trace_events, outcome_facts = collected
     outcome = Outcome(
         exit_status=outcome_facts["exit"],
@@ -75,6 +76,7 @@ def run_sandbox(model: Path, options: SandboxOptions) -> SandboxRun:
         lossy=lossy,
         traced=found.strace is not None,
         weaker=found.weaknesses,
+        limits_hit=tuple(limits_hit),
     )
     report = judge(str(model), options.loader, [*events, *trace_events], statuses, outcome)
     return SandboxRun(
@@ -84,7 +86,12 @@ def run_sandbox(model: Path, options: SandboxOptions) -> SandboxRun:
         statuses=tuple(statuses),
         outcome=outcome,
         seconds=seconds,
-        isolation={"bwrap": found.bwrap, "strace": found.strace, "note": found.reason},
+        isolation={
+            "bwrap": found.bwrap,
+            "strace": found.strace,
+            "note": found.reason,
+            "cgroups": [str(group) for group in groups],
+        },
         report=report,
     )
 

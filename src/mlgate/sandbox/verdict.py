@@ -50,6 +50,7 @@ class Outcome:
     lossy: bool
     traced: bool
     weaker: str  # what full isolation lacked ("" when nothing)
+    limits_hit: tuple[str, ...] = ()  # the cgroup ceilings that stopped something
 
 
 def judge(
@@ -63,7 +64,7 @@ def judge(
     location = Location(model)
     findings = _capped(f for e in events if e.phase != "import" for f in _judge_event(e, location))
     findings += _judge_outcome(statuses, outcome, location)
-    complete = _loaded(statuses) and not outcome.lossy and not outcome.timed_out
+    complete = _loaded(statuses) and not (outcome.lossy or outcome.timed_out or outcome.limits_hit)
     artifact = ArtifactResult(model, f"sandbox:{loader}", complete=complete)
     return Report(targets=(model,), findings=tuple(findings), artifacts=(artifact,))
 
@@ -207,6 +208,13 @@ def _judge_outcome(
                 Severity.HIGH,
             )
         )
+    # A load stopped by a ceiling was not observed to its end, even if it then "loaded".
+    found += [
+        _outcome(
+            rules.SANDBOX_LOAD_FAILED, f"{hit}: the load was cut short", location, Severity.HIGH
+        )
+        for hit in outcome.limits_hit
+    ]
     if outcome.lossy:
         found.append(
             _outcome(rules.SANDBOX_INCOMPLETE, "events were dropped or unreadable", location)
