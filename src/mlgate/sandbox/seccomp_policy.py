@@ -1,15 +1,20 @@
-"""The seccomp filter: system calls a model loader never needs, denied with EPERM.
+"""The seccomp filter: system calls a model loader never needs, trapped (SIGSYS).
 
 Compiled with libseccomp (``pyseccomp``: ctypes bindings, API of libseccomp's own) into BPF
 that bubblewrap installs before it runs the interpreter. Calls from a foreign architecture
 (32-bit ``int 0x80`` on x86_64, the classic filter bypass) kill the process: libseccomp's
-default bad-architecture action. Denied calls still show in the syscall trace, which is
-recorded before seccomp runs, so an attempt is reported even though it failed.
+default bad-architecture action.
+
+Why TRAP and not ERRNO: the tracer runs with ``strace --seccomp-bpf`` (it stops only on the
+calls it records, which keeps ``import torch`` under the tracer close to its bare speed), and
+seccomp's ERRNO outranks the tracer's TRACE, so a denied call would never reach the trace. A
+trapped call is not executed and raises SIGSYS naming the call (``si_syscall``), which strace
+records outside; by default the signal ends the process, so the attempt also ends the load
+(reported incomplete). A payload that catches SIGSYS gets -ENOSYS and is still recorded.
 """
 
 from __future__ import annotations
 
-import errno
 import tempfile
 from typing import IO
 
@@ -82,7 +87,7 @@ def compile_filter() -> IO[bytes]:
     denied = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
     for name in DENIED:
         try:
-            denied.add_rule(seccomp.ERRNO(errno.EPERM), name)
+            denied.add_rule(seccomp.TRAP, name)
         except (ValueError, RuntimeError, OSError):
             continue  # not a system call on this architecture
     program = tempfile.TemporaryFile()  # noqa: SIM115 - handed to bwrap, closed by the caller
