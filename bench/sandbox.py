@@ -38,7 +38,10 @@ _BUILD = (
     " torch.save({f'layer{i}.weight': torch.randn(n) for i in range(4)}, sys.argv[1])"
 )
 _BARE = "import sys, torch; torch.load(sys.argv[1], map_location='cpu', weights_only=False)"
-_LOOP = "import os\nfor i in range({n}):\n    os.close(os.open(f'/tmp/f{{i}}', os.O_CREAT | os.O_WRONLY))\n"
+_LOOP = (
+    "import os\nfor i in range({n}):\n"
+    "    os.close(os.open(f'/tmp/f{{i}}', os.O_CREAT | os.O_WRONLY))\n"
+)
 
 
 class _Exec:
