@@ -124,12 +124,14 @@ def bwrap_argv(
     network: bool,
 ) -> list[str]:
     """The bubblewrap command line (without the command to run)."""
-    argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--uid", "0"]
+    argv = [bwrap, "--unshare-all", "--unshare-user", "--uid", "0"]
     argv += ["--gid", "0", "--die-with-parent", "--new-session", "--clearenv"]
     if network:  # dropped by the runner before the model is opened (inside/caps.py)
+        # No --disable-userns: its nested user namespace would not own the network
+        # namespace; the seccomp filter denies new user namespaces instead.
         argv += ["--cap-add", "CAP_NET_ADMIN", "--cap-add", "CAP_NET_BIND_SERVICE"]
     else:
-        argv += ["--cap-drop", "ALL"]
+        argv += ["--disable-userns", "--cap-drop", "ALL"]
     for name, value in _ENV.items():
         argv += ["--setenv", name, value]
     argv += _system_binds()
