@@ -168,12 +168,14 @@ def _bound(family: int, kind: int, host: str, port: int) -> socket.socket:
 # --- the sink process ------------------------------------------------------------------------
 
 
-def _serve_forever(channel: Channel, listeners: list[tuple[socket.socket, str]], lifeline: int) -> None:
+def _serve_forever(
+    channel: Channel, listeners: list[tuple[socket.socket, str]], lifeline: int
+) -> None:
     status = 0
     try:
         caps.drop_all_capabilities()
         _Sink(channel, listeners, lifeline).serve()
-    except BaseException as error:  # noqa: BLE001 - whatever happened, the record has a gap
+    except BaseException as error:  # whatever happened, the record now has a gap
         channel.emit("lost", what="fake network stopped", error=repr(error))
         status = 1
     finally:
