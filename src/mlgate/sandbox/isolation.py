@@ -2,10 +2,11 @@
 
 Namespaces: user, mount, PID, IPC, UTS, cgroup and network (``--unshare-all``), nested user
 namespaces disabled (``--disable-userns``, or the seccomp filter when the fake network needs
-the sandbox's user namespace to own its network namespace), a new session (no TIOCSTI into the caller's
-terminal), ``--die-with-parent``. The filesystem is an empty tmpfs root with read-only binds
-of the system folders, the interpreter environment and the model; ``/tmp`` is a private,
-size-limited tmpfs (the scratch); the environment is cleared and rebuilt. No host path that
+the sandbox's user namespace to own its network namespace), a new session (no TIOCSTI into
+the caller's terminal), ``--die-with-parent``. The filesystem is an empty tmpfs root with
+read-only binds of the system folders, the interpreter environment and the model; ``/tmp`` is
+a private, size-limited tmpfs (the scratch); the environment is cleared and rebuilt. No host
+path that
 is not listed here exists inside: not the caller's home, not /var/run's sockets, not /root.
 """
 
