@@ -6,8 +6,7 @@ the sandbox's user namespace to own its network namespace), a new session (no TI
 the caller's terminal), ``--die-with-parent``. The filesystem is an empty tmpfs root with
 read-only binds of the system folders, the interpreter environment and the model; ``/tmp`` is
 a private, size-limited tmpfs (the scratch); the environment is cleared and rebuilt. No host
-path that
-is not listed here exists inside: not the caller's home, not /var/run's sockets, not /root.
+path not listed here exists inside: not the caller's home, not /var/run's sockets, not /root.
 """
 
 from __future__ import annotations
