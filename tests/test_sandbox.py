@@ -6,8 +6,9 @@ import os
 import pickle
 from pathlib import Path
 
-from mlgate.findings import Severity
 from sandbox_support import rule_ids, sandboxed
+
+from mlgate.findings import Severity
 
 
 class _System:

@@ -16,7 +16,7 @@ records outside; by default the signal ends the process, so the attempt also end
 from __future__ import annotations
 
 import tempfile
-from typing import IO
+from typing import IO, Any
 
 from mlgate.sandbox.errors import SandboxUnavailableError
 
@@ -75,6 +75,9 @@ DENIED: dict[str, str] = {
 }
 
 
+_CLONE_NEWUSER = 0x10000000
+
+
 def compile_filter() -> IO[bytes]:
     """The BPF program, in a file opened for reading at offset 0 (bwrap's ``--seccomp FD``)."""
     try:
@@ -90,8 +93,22 @@ def compile_filter() -> IO[bytes]:
             denied.add_rule(seccomp.TRAP, name)
         except (ValueError, RuntimeError, OSError):
             continue  # not a system call on this architecture
+    _deny_user_namespaces(seccomp, denied)
     program = tempfile.TemporaryFile()  # noqa: SIM115 - handed to bwrap, closed by the caller
     denied.export_bpf(program)
     program.flush()
     program.seek(0)
     return program
+
+
+def _deny_user_namespaces(seccomp: Any, denied: Any) -> None:
+    """No new user namespace: a nested one gives a payload every capability again, over
+    namespaces of its own (kernel attack surface). bubblewrap's --disable-userns cannot be
+    used with the fake network (it moves the loader into a nested user namespace that no
+    longer owns the network namespace, so routes cannot be added), so the filter says it:
+    clone with CLONE_NEWUSER fails with EPERM (unshare and setns are denied above), and
+    clone3, whose flags sit in memory a filter cannot read, fails with ENOSYS, which makes
+    libc fall back to clone (the approach of Flatpak and Docker)."""
+    newuser = seccomp.Arg(0, seccomp.MASKED_EQ, _CLONE_NEWUSER, _CLONE_NEWUSER)
+    denied.add_rule(seccomp.ERRNO(errno.EPERM), "clone", newuser)
+    denied.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
