@@ -15,6 +15,7 @@ records outside; by default the signal ends the process, so the attempt also end
 
 from __future__ import annotations
 
+import errno
 import tempfile
 from typing import IO, Any
 
