@@ -40,6 +40,12 @@ from mlgate.sandbox.service import LOADERS
     is_flag=True,
     help="Run without the syscall-level record when strace is missing (said in the report).",
 )
+@click.option(
+    "--no-network",
+    is_flag=True,
+    help="No fake network inside: connections fail (still recorded by the syscall trace) "
+    "instead of reaching a recording DNS responder and TCP/HTTP sink.",
+)
 @report_options("Output format.")
 def sandbox_cmd(
     model: Path,
@@ -48,6 +54,7 @@ def sandbox_cmd(
     timeout: float,
     memory_gib: float,
     allow_weaker_isolation: bool,
+    no_network: bool,
     fmt: str,
     output: Path | None,
     fail_on: str | None,
@@ -71,6 +78,7 @@ def sandbox_cmd(
         python=python,
         limits=limits,
         allow_weaker_isolation=allow_weaker_isolation,
+        network=not no_network,
     )
     run = run_sandbox(model, options)
     sys.exit(emit_report(run.report, fmt, output, threshold, color, "the model"))

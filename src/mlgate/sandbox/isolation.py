@@ -1,11 +1,12 @@
 """The bubblewrap command line that confines one load, and the check that it can run here.
 
 Namespaces: user, mount, PID, IPC, UTS, cgroup and network (``--unshare-all``), nested user
-namespaces disabled (``--disable-userns``), a new session (no TIOCSTI into the caller's
-terminal), ``--die-with-parent``. The filesystem is an empty tmpfs root with read-only binds
-of the system folders, the interpreter environment and the model; ``/tmp`` is a private,
-size-limited tmpfs (the scratch); the environment is cleared and rebuilt. No host path that
-is not listed here exists inside: not the caller's home, not /var/run's sockets, not /root.
+namespaces disabled (``--disable-userns``, or the seccomp filter when the fake network needs
+the sandbox's user namespace to own its network namespace), a new session (no TIOCSTI into
+the caller's terminal), ``--die-with-parent``. The filesystem is an empty tmpfs root with
+read-only binds of the system folders, the interpreter environment and the model; ``/tmp`` is
+a private, size-limited tmpfs (the scratch); the environment is cleared and rebuilt. No host
+path not listed here exists inside: not the caller's home, not /var/run's sockets, not /root.
 """
 
 from __future__ import annotations
@@ -148,12 +149,14 @@ def bwrap_argv(
     network: bool,
 ) -> list[str]:
     """The bubblewrap command line (without the command to run)."""
-    argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--uid", "0"]
+    argv = [bwrap, "--unshare-all", "--unshare-user", "--uid", "0"]
     argv += ["--gid", "0", "--die-with-parent", "--new-session", "--clearenv"]
     if network:  # dropped by the runner before the model is opened (inside/caps.py)
+        # No --disable-userns: its nested user namespace would not own the network
+        # namespace; the seccomp filter denies new user namespaces instead.
         argv += ["--cap-add", "CAP_NET_ADMIN", "--cap-add", "CAP_NET_BIND_SERVICE"]
     else:
-        argv += ["--cap-drop", "ALL"]
+        argv += ["--disable-userns", "--cap-drop", "ALL"]
     for name, value in _ENV.items():
         argv += ["--setenv", name, value]
     argv += _system_binds()

@@ -1,17 +1,23 @@
-"""The seccomp filter: system calls a model loader never needs, denied with EPERM.
+"""The seccomp filter: system calls a model loader never needs, trapped (SIGSYS).
 
 Compiled with libseccomp (``pyseccomp``: ctypes bindings, API of libseccomp's own) into BPF
 that bubblewrap installs before it runs the interpreter. Calls from a foreign architecture
 (32-bit ``int 0x80`` on x86_64, the classic filter bypass) kill the process: libseccomp's
-default bad-architecture action. Denied calls still show in the syscall trace, which is
-recorded before seccomp runs, so an attempt is reported even though it failed.
+default bad-architecture action.
+
+Why TRAP and not ERRNO: the tracer runs with ``strace --seccomp-bpf`` (it stops only on the
+calls it records, which keeps ``import torch`` under the tracer close to its bare speed), and
+seccomp's ERRNO outranks the tracer's TRACE, so a denied call would never reach the trace. A
+trapped call is not executed and raises SIGSYS naming the call (``si_syscall``), which strace
+records outside; by default the signal ends the process, so the attempt also ends the load
+(reported incomplete). A payload that catches SIGSYS gets -ENOSYS and is still recorded.
 """
 
 from __future__ import annotations
 
 import errno
 import tempfile
-from typing import IO
+from typing import IO, Any
 
 from mlgate.sandbox.errors import SandboxUnavailableError
 
@@ -70,6 +76,9 @@ DENIED: dict[str, str] = {
 }
 
 
+_CLONE_NEWUSER = 0x10000000
+
+
 def compile_filter() -> IO[bytes]:
     """The BPF program, in a file opened for reading at offset 0 (bwrap's ``--seccomp FD``)."""
     try:
@@ -82,11 +91,25 @@ def compile_filter() -> IO[bytes]:
     denied = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
     for name in DENIED:
         try:
-            denied.add_rule(seccomp.ERRNO(errno.EPERM), name)
+            denied.add_rule(seccomp.TRAP, name)
         except (ValueError, RuntimeError, OSError):
             continue  # not a system call on this architecture
+    _deny_user_namespaces(seccomp, denied)
     program = tempfile.TemporaryFile()  # noqa: SIM115 - handed to bwrap, closed by the caller
     denied.export_bpf(program)
     program.flush()
     program.seek(0)
     return program
+
+
+def _deny_user_namespaces(seccomp: Any, denied: Any) -> None:
+    """No new user namespace: a nested one gives a payload every capability again, over
+    namespaces of its own (kernel attack surface). bubblewrap's --disable-userns cannot be
+    used with the fake network (it moves the loader into a nested user namespace that no
+    longer owns the network namespace, so routes cannot be added), so the filter says it:
+    clone with CLONE_NEWUSER fails with EPERM (unshare and setns are denied above), and
+    clone3, whose flags sit in memory a filter cannot read, fails with ENOSYS, which makes
+    libc fall back to clone (the approach of Flatpak and Docker)."""
+    newuser = seccomp.Arg(0, seccomp.MASKED_EQ, _CLONE_NEWUSER, _CLONE_NEWUSER)
+    denied.add_rule(seccomp.ERRNO(errno.EPERM), "clone", newuser)
+    denied.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")

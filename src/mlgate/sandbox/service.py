@@ -39,7 +39,7 @@ class SandboxOptions:
     python: Path | None = None
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     allow_weaker_isolation: bool = False
-    network: bool = False  # the fake network (DNS responder, TCP sink) inside the sandbox
+    network: bool = True  # the fake network (DNS responder, TCP sink) inside the sandbox
 
 
 @dataclass(frozen=True)

@@ -42,13 +42,15 @@ FILE_CALLS = (
     "fchmodat",
 )
 SIGNAL_CALLS = ("kill", "tkill", "tgkill")
-TRACED = (*PROCESS_CALLS, *NETWORK_CALLS, *FILE_CALLS, *SIGNAL_CALLS, *DENIED)
+TRACED = (*PROCESS_CALLS, *NETWORK_CALLS, *FILE_CALLS, *SIGNAL_CALLS)
 
 PHASE_MARKER = '"/mlgate/phase/'  # opened (never existing) by the runner at each phase switch
 _PHASES = ("import", "load", "done")
 _MAX_LINE = 16384
 _TRANSLATED = re.compile(r"/\* (\d+) in strace's PID NS \*/")
 _LINE = re.compile(r"^(\d+) +(.*)$")
+# --- SIGSYS {si_signo=SIGSYS, si_code=SYS_SECCOMP, ..., si_syscall=__NR_ptrace, ...} ---
+_TRAPPED = re.compile(r"^--- SIGSYS \{.*si_code=SYS_SECCOMP.*si_syscall=__NR_(\w+)")
 _RESUMED = re.compile(r"^<\.\.\. (\w+) resumed>(.*)$")
 _UNFINISHED = " <unfinished ...>"
 _WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND")
@@ -64,8 +66,9 @@ def strace_argv(output: Path, strace: str = "strace") -> list[str]:
         "--pidns-translation",  # clone results in host PIDs, as the line prefixes
         "-s",
         "256",
+        "--seccomp-bpf",  # stop only on the traced calls (see seccomp_policy: denied = SIGSYS)
         "-e",
-        "signal=none",
+        "signal=SIGSYS",
         "-e",
         "trace=" + ",".join(TRACED),
         "-o",
@@ -124,6 +127,9 @@ class TraceReader:
         if match is None:
             return None
         pid, text = int(match[1]), match[2]
+        trapped = _TRAPPED.match(text)
+        if trapped is not None:  # a call the seccomp filter denied (SIGSYS)
+            return Call(pid, trapped[1], (), "SIGSYS (denied by the sandbox's seccomp filter)")
         resumed = _RESUMED.match(text)
         if resumed is not None:
             start = self._pending.pop((pid, resumed[1]), None)
@@ -234,7 +240,7 @@ def _event(call: Call, phase: str) -> Iterator[SandboxEvent]:
 
 def _category(call: Call) -> str | None:
     name = call.name
-    if name in DENIED:
+    if call.result.startswith("SIGSYS") or name in DENIED:
         return "denied"
     if name in ("execve", "execveat"):
         return "process"

@@ -16,7 +16,7 @@ import sys
 import traceback
 from typing import Any
 
-from . import caps, loaders
+from . import caps, loaders, network
 from .audit import Recorder
 from .channel import Channel, inert
 
@@ -37,6 +37,7 @@ def main() -> None:
     config: dict[str, Any] = json.loads(sys.argv[1])
     channel = Channel(int(config["events_fd"]))
     try:
+        fake_network = _start_network(config.get("network"), channel)
         if config.get("drop_capabilities", True):
             caps.drop_all_capabilities()
         _set_limits(config["limits"])
@@ -54,11 +55,25 @@ def main() -> None:
         model = loader.load(config["model"])
     except BaseException as error:
         _enter_phase(recorder, "done")
+        _stop_network(fake_network)
         channel.emit("status", status="load-failed", error=inert(error), trace=_trace(recorder))
         os._exit(EXIT_LOAD_FAILED)
     _enter_phase(recorder, "done")
+    _stop_network(fake_network)
     channel.emit("status", status="loaded", type=inert(type(model)))
     os._exit(EXIT_LOADED)
+
+
+def _start_network(settings: dict[str, Any] | None, channel: Channel) -> network.Network | None:
+    """The fake network, while the capabilities it needs are still held (see network.py)."""
+    return network.start(settings, channel) if settings else None
+
+
+def _stop_network(fake_network: network.Network | None) -> None:
+    """Every connection reported before the final status: when the runner exits, bubblewrap's
+    init ends the PID namespace and the sink with it, mid-connection otherwise."""
+    if fake_network is not None:
+        fake_network.stop()
 
 
 def _enter_phase(recorder: Recorder, phase: str) -> None:
