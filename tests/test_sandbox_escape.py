@@ -224,7 +224,9 @@ def test_privileged_syscalls_are_denied_and_reported(tmp_path: Path) -> None:
         f"results[{name!r}] = ({call}, ctypes.get_errno())" for name, call in _SYSCALLS.items()
     )
     source = (
-        "import ctypes\n"
+        "import ctypes, signal\n"
+        # Catching the seccomp trap keeps the payload alive to try every call in one run.
+        "signal.signal(signal.SIGSYS, lambda *args: None)\n"
         "libc = ctypes.CDLL(None, use_errno=True)\n"
         "results = {}\n"
         f"{calls}\n"
@@ -233,8 +235,11 @@ def test_privileged_syscalls_are_denied_and_reported(tmp_path: Path) -> None:
     run = _run(tmp_path, source)
     escape = _evidence(run, "MLG706")
     for name in _SYSCALLS:
-        assert f"{name}(" in escape and "EPERM" in escape, name
-    assert "(-1, 1)" in _evidence(run, "MLG708")  # every call returned -1 with errno EPERM
+        assert f"{name}(" in escape, name
+    failed = _evidence(run, "MLG708")
+    # The payload survived to report its results (it caught the trap) and no call succeeded
+    # (0 is success for ptrace, mount and unshare; the trap leaves the call number instead).
+    assert "the loader raised" in failed and "(0, " not in failed, failed
 
 
 def test_flooding_events_and_output_is_bounded(tmp_path: Path) -> None:
