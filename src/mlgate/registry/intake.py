@@ -16,6 +16,7 @@ from mlgate.registry import schema as t
 from mlgate.registry import store
 from mlgate.registry.context import RegistryContext
 from mlgate.registry.decisions import Decisions
+from mlgate.registry.dynamic import DynamicTest, record_dynamic, run_dynamic, trigger
 from mlgate.registry.ingest import (
     HubOptions,
     Origin,
@@ -278,14 +279,29 @@ class Intake:
                 .values(format=fmt)
             )
 
+    def _dynamic(self, version: Version, static: StaticScan) -> DynamicTest | None:
+        """The dynamic test the policy asks for after ``static`` (None: not asked)."""
+        why = trigger(self.ctx.policy, static)
+        if why is None:
+            return None
+        view = self.ctx.view(version.content_digest, version.files)
+        return run_dynamic(view, version.files, self.ctx.policy, why)
+
     def scan(self, ref: str) -> Version:
         """Scan a version statically, attach the report and apply the auto-reject policy."""
         version = self.ctx.show(ref)
         outcome = self.evaluate(version)
+        # Before anything is recorded: a sandbox that cannot run leaves the version quarantined.
+        dynamic = self._dynamic(version, outcome)
+        if dynamic is not None:
+            outcome = dynamic.combine(outcome)
         with self.ctx.write(Action.SCAN) as conn:
             row = self.ctx.row(conn, version.ref)
             check_transition(version.ref, State(row.state), State.SCANNED)
             self.record_report(conn, row, outcome)
+            if dynamic is not None:
+                record_dynamic(conn, row.id, dynamic)
+                self.ctx.append_audit(conn, "dynamic-test", version.ref, dynamic.summary())
             store.record_state(
                 conn,
                 row.id,
