@@ -4,9 +4,11 @@ sandbox (:func:`mlgate.sandbox.service.run_sandbox`) after the static scan.
 When (policy ``dynamic-test``):
 
 - ``off`` (default): never.
-- ``on-findings``: when the static scan reported any finding, whatever its severity. A static
-  finding may be a false positive; what the file does once loaded is the evidence a reviewer
-  needs to decide either way.
+- ``on-findings``: when the static scan reported any finding of LOW severity or above. A
+  static finding may be a false positive; what the file does once loaded is the evidence a
+  reviewer needs to decide either way. INFO findings do not count: they are observations
+  ("valid safetensors: no code possible") that nearly every version has, which would make
+  ``on-findings`` the same as ``always``.
 - ``always``: every version.
 
 A version the static scan already auto-rejects is not loaded: it is rejected anyway, and
@@ -96,7 +98,8 @@ def trigger(policy: RegistryPolicy, static: StaticScan) -> str | None:
     """Why the version is loaded in the sandbox under ``policy`` (None: it is not)."""
     if policy.dynamic_test == "off" or static.reject is not None:
         return None
-    if policy.dynamic_test == "on-findings" and static.findings == 0:
+    severities = {f["severity"] for f in static.report["findings"]}
+    if policy.dynamic_test == "on-findings" and not severities - {Severity.INFO.name}:
         return None
     return policy.dynamic_test
 
