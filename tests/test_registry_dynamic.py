@@ -86,6 +86,26 @@ def test_a_benign_version_is_tested_clean_and_its_bom_says_so(
     assert props["mlgate:dynamic-test-findings"] == "0"
 
 
+def test_a_load_not_fully_observed_is_incomplete_or_rejected(registry: Any, tmp_path: Path) -> None:
+    """Statically clean (an allowed global, OrderedDict) but the load raises: never a pass."""
+    require_sandbox()
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "odd.pkl").write_bytes(b"\x80\x02ccollections\nOrderedDict\nK\x05\x85R.")
+    registry.set_policy(RegistryPolicy(auto_reject_at=None, dynamic_test="always"))
+    pat = as_user(registry, "pat")
+    review = pat.ingest(folder, name="odd")
+    assert review.state is State.SCANNED and review.risk == "incomplete"
+    assert review.dynamic_report is not None and not review.dynamic_report["complete"]
+    assert {f["rule_id"] for f in review.dynamic_report["findings"]} == {"MLG708"}
+    registry.set_policy(RegistryPolicy(dynamic_test="always"))
+    rejected = pat.ingest(folder, name="odd")
+    assert rejected.state is State.REJECTED
+    assert rejected.decisions[0].reason == (
+        "auto-rejected: the dynamic test could not observe the whole load of every file"
+    )
+
+
 def test_without_a_sandbox_the_version_stays_quarantined_and_off_runs_nothing(
     registry: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
