@@ -54,6 +54,7 @@ def test_a_payload_that_runs_when_loaded_is_auto_rejected(
     [decision] = version.decisions
     assert decision.actor == "mlgate-policy"
     assert decision.reason.startswith("auto-rejected by the dynamic test: loading model.pkl MLG701")
+    assert f"os.system(b'touch {payloads.marker(marker)}')" in decision.reason  # the command
     report = version.dynamic_report
     assert report is not None and report["trigger"] == mode
     assert {"MLG701", "MLG705"} <= {f["rule_id"] for f in report["findings"]}

@@ -46,12 +46,13 @@ from sqlalchemy import Connection
 from mlgate.findings import Finding, Report, Severity, relative_finding
 from mlgate.registry import schema as t
 from mlgate.registry.records import FileRecord
+from mlgate.render.escape import inert
 
 if TYPE_CHECKING:
     from mlgate.registry.intake import StaticScan
     from mlgate.registry.policy import RegistryPolicy
 
-# A reject reason quotes at most this much of the finding (it is attacker-influenced text).
+# A reject reason quotes at most this much of the payload's call (attacker-chosen text).
 _MAX_REASON_ACTION = 200
 
 
@@ -175,11 +176,13 @@ def _reject(findings: list[Finding], complete: bool, policy: RegistryPolicy) -> 
     critical = [f for f in findings if f.severity is Severity.CRITICAL]
     if critical:
         first = critical[0]
-        action = first.message[:_MAX_REASON_ACTION]
+        # The evidence is the payload's own call (a command line from the trace): quoted
+        # inert and bounded, so a reason can neither forge lines nor grow without limit.
+        call = inert(first.evidence.split("\n", 1)[0])[:_MAX_REASON_ACTION]
         more = f" (and {len(critical) - 1} more)" if len(critical) > 1 else ""
         return (
             f"auto-rejected by the dynamic test: loading {first.location.path} "
-            f"{first.rule_id} {action}{more}"
+            f"{first.rule_id} {first.message}" + (f": {call}" if call else "") + more
         )
     if not complete and policy.auto_reject_at is not None:
         return "auto-rejected: the dynamic test could not observe the whole load of every file"
