@@ -45,8 +45,11 @@ from sqlalchemy import Connection
 
 from mlgate.findings import Finding, Report, Severity, relative_finding
 from mlgate.registry import schema as t
-from mlgate.registry.records import FileRecord
+from mlgate.registry.context import RegistryContext
+from mlgate.registry.records import FileRecord, Version
+from mlgate.registry.roles import Action
 from mlgate.render.escape import inert
+from mlgate.sandbox.errors import SandboxUnavailableError
 
 if TYPE_CHECKING:
     from mlgate.registry.intake import StaticScan
@@ -105,6 +108,33 @@ def trigger(policy: RegistryPolicy, static: StaticScan) -> str | None:
     return policy.dynamic_test
 
 
+class DynamicTester:
+    """Runs the dynamic test the policy asks for on a version of the registry."""
+
+    def __init__(self, ctx: RegistryContext) -> None:
+        self.ctx = ctx
+
+    def evaluate(self, version: Version, static: StaticScan) -> DynamicTest | None:
+        """The dynamic test of ``version`` after ``static`` (None: the policy does not ask).
+        A sandbox that cannot run is audited and raised, naming the version left as it was."""
+        why = trigger(self.ctx.policy, static)
+        if why is None:
+            return None
+        view = self.ctx.view(version.content_digest, version.files)
+        try:
+            return run_dynamic(view, version.files, self.ctx.policy, why)
+        except SandboxUnavailableError as e:
+            cause = str(e).split("\n", 1)[0]
+            with self.ctx.write(Action.SCAN) as conn:
+                details = {"trigger": why, "not run": cause}
+                self.ctx.append_audit(conn, "dynamic-test", version.ref, details)
+            raise SandboxUnavailableError(
+                f"{version.ref} is left {version.state.value}: policy dynamic-test = {why} "
+                f"needs the sandbox, and {cause}",
+                remedy=f"{e.remedy}; then `mlgate rescan {version.ref}`",
+            ) from e
+
+
 def run_dynamic(
     view: Path, files: tuple[FileRecord, ...], policy: RegistryPolicy, why: str
 ) -> DynamicTest:
@@ -138,7 +168,6 @@ def _load_one(
 ) -> tuple[dict[str, Any], list[Finding]]:
     """One file's entry in the report and its findings (paths relative to the model)."""
     from mlgate.sandbox.choice import choose_loader  # noqa: PLC0415  (sandbox loads on use)
-    from mlgate.sandbox.errors import SandboxUnavailableError  # noqa: PLC0415
     from mlgate.sandbox.limits import SandboxLimits  # noqa: PLC0415
     from mlgate.sandbox.service import SandboxOptions, run_sandbox  # noqa: PLC0415
 

@@ -16,7 +16,7 @@ from mlgate.registry import schema as t
 from mlgate.registry import store
 from mlgate.registry.context import RegistryContext
 from mlgate.registry.decisions import Decisions
-from mlgate.registry.dynamic import DynamicTest, record_dynamic, run_dynamic, trigger
+from mlgate.registry.dynamic import DynamicTester, record_dynamic
 from mlgate.registry.ingest import (
     HubOptions,
     Origin,
@@ -279,20 +279,12 @@ class Intake:
                 .values(format=fmt)
             )
 
-    def _dynamic(self, version: Version, static: StaticScan) -> DynamicTest | None:
-        """The dynamic test the policy asks for after ``static`` (None: not asked)."""
-        why = trigger(self.ctx.policy, static)
-        if why is None:
-            return None
-        view = self.ctx.view(version.content_digest, version.files)
-        return run_dynamic(view, version.files, self.ctx.policy, why)
-
     def scan(self, ref: str) -> Version:
         """Scan a version statically, attach the report and apply the auto-reject policy."""
         version = self.ctx.show(ref)
         outcome = self.evaluate(version)
         # Before anything is recorded: a sandbox that cannot run leaves the version quarantined.
-        dynamic = self._dynamic(version, outcome)
+        dynamic = DynamicTester(self.ctx).evaluate(version, outcome)
         if dynamic is not None:
             outcome = dynamic.combine(outcome)
         with self.ctx.write(Action.SCAN) as conn:
