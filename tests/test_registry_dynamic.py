@@ -147,8 +147,11 @@ def test_models_show_prints_the_dynamic_test(
     require_sandbox()
     cli: Cli = init_cli(tmp_path, capsys, monkeypatch)
     policy = tmp_path / "policy.toml"
-    policy.write_text('[registry]\ndynamic-test = "always"\ndynamic-timeout = 60\n')
+    policy.write_text(
+        '[registry]\ndynamic-test = "always"\ndynamic-timeout = 60\ndynamic-memory = 6\n'
+    )
     assert cli("registry", "policy", "--set", policy) == ExitCode.CLEAN
+    assert '"dynamic_test": "always"' in cli.out and '"dynamic_memory": 6' in cli.out
     assert cli("ingest", _benign(tmp_path / "ok"), "--name", "ok", actor="pat") == ExitCode.CLEAN
     assert cli("models", "show", "ok@1") == ExitCode.CLEAN
     assert "  dynamic test (always): complete" in cli.out

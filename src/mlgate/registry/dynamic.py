@@ -168,7 +168,7 @@ def _load_one(
 ) -> tuple[dict[str, Any], list[Finding]]:
     """One file's entry in the report and its findings (paths relative to the model)."""
     from mlgate.sandbox.choice import choose_loader  # noqa: PLC0415  (sandbox loads on use)
-    from mlgate.sandbox.limits import SandboxLimits  # noqa: PLC0415
+    from mlgate.sandbox.limits import GIB, SandboxLimits  # noqa: PLC0415
     from mlgate.sandbox.service import SandboxOptions, run_sandbox  # noqa: PLC0415
 
     path = view / f.path
@@ -178,7 +178,9 @@ def _load_one(
         why = f"no sandbox loader for {f.format} files: not loaded"
         return {"path": f.path, "loader": None, "complete": True, "skipped": why}, []
     timeout = policy.dynamic_timeout
-    limits = SandboxLimits(wall_seconds=float(timeout), cpu_seconds=timeout)
+    limits = SandboxLimits(
+        wall_seconds=float(timeout), cpu_seconds=timeout, memory_bytes=policy.dynamic_memory * GIB
+    )
     run = run_sandbox(path, SandboxOptions(loader=loader, limits=limits))
     found = [relative_finding(g, view) for g in run.report.findings]
     entry = {

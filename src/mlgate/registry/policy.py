@@ -34,7 +34,8 @@ class RegistryPolicy:
     ``auto_reject_at`` goes back to quarantine (withdrawn from serving) automatically.
     ``dynamic_test``: when each version's model files are also loaded in the sandbox after
     the static scan (``off``, ``on-findings``: the static scan found anything, ``always``);
-    see :mod:`mlgate.registry.dynamic`. ``dynamic_timeout``: wall clock of one load, s.
+    see :mod:`mlgate.registry.dynamic`. ``dynamic_timeout``: wall clock of one load, s;
+    ``dynamic_memory``: its address-space limit, GiB (a shard larger than it cannot load).
     """
 
     auto_reject_at: Severity | None = Severity.HIGH
@@ -47,6 +48,7 @@ class RegistryPolicy:
     quarantine_on_rescan_fail: bool = False
     dynamic_test: str = "off"
     dynamic_timeout: int = 120
+    dynamic_memory: int = 8
 
     def to_json(self) -> str:
         """Stored form."""
@@ -88,7 +90,7 @@ def _build(data: dict[str, Any], where: str) -> RegistryPolicy:
         values[name] = _severity(values.get(name, getattr(RegistryPolicy, name)), name, where)
     if values.get("dynamic_test", "off") not in DYNAMIC_TESTS:
         raise ConfigError(f"{where}: dynamic-test must be one of {', '.join(DYNAMIC_TESTS)}")
-    for name in ("required_approvals", "checkpoint_every", "dynamic_timeout"):
+    for name in ("required_approvals", "checkpoint_every", "dynamic_timeout", "dynamic_memory"):
         value = values.get(name, 1)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{where}: {name.replace('_', '-')} must be a positive integer")
