@@ -153,6 +153,7 @@ def test_models_show_prints_the_dynamic_test(
     assert cli("registry", "policy", "--set", policy) == ExitCode.CLEAN
     assert '"dynamic_test": "always"' in cli.out and '"dynamic_memory": 6' in cli.out
     assert cli("ingest", _benign(tmp_path / "ok"), "--name", "ok", actor="pat") == ExitCode.CLEAN
+    assert "  dynamic test: complete, 0 findings" in cli.out.splitlines()
     assert cli("models", "show", "ok@1") == ExitCode.CLEAN
     assert "  dynamic test (always): complete" in cli.out
     assert "    extra.pkl: loaded with pickle in " in cli.out

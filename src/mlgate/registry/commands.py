@@ -288,6 +288,10 @@ def _echo_outcome(registry: Registry | RemoteRegistry, version: Version) -> None
         + (f" at {version.source.revision}" if version.source.revision else "")
         + ")"
     )
+    dynamic = version.dynamic_report
+    if dynamic is not None:
+        done = "complete" if dynamic["complete"] else "INCOMPLETE"
+        echo(f"  dynamic test: {done}, {plural(len(dynamic['findings']), 'finding')}")
     for decision in version.decisions:
         echo(f"  {decision.decision} by {decision.actor}: {decision.reason}")
     pending = registry.pending_reason(version)
