@@ -12,7 +12,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 $(CORE): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[hub,hf]'
+	$(PY) -m pip install -q -e '.[hub,hf,sandbox]'
 	touch $@
 
 $(FULL): pyproject.toml | $(PY)

@@ -244,3 +244,50 @@ def _add_model_card(doc: dict[str, Any], subject: ModelSubject) -> None:
             component["modelCard"] = model_card
         elif component.get("type") == "data":
             component["data"] = [{"type": "dataset", "name": component["name"]}]
+
+
+def add_dynamic_test(
+    doc: dict[str, Any], report: dict[str, Any], min_severity: Severity = Severity.MEDIUM
+) -> None:
+    """Add a registry version's dynamic test (its files loaded in the sandbox) to its BOM, as
+    the static scan is: properties of the model component saying it ran and how it ended, and
+    each finding at or above ``min_severity`` as a vulnerability marked ``mlgate:test`` =
+    ``dynamic``. Added to the serialised JSON: the stored report is JSON, not findings."""
+    summary = {
+        "mlgate:dynamic-test": "complete" if report["complete"] else "incomplete",
+        "mlgate:dynamic-test-trigger": report["trigger"],
+        "mlgate:dynamic-test-findings": str(len(report["findings"])),
+    }
+    for component in doc.get("components", []):
+        if component.get("bom-ref") == MODEL_REF:
+            component.setdefault("properties", []).extend(
+                {"name": k, "value": v} for k, v in summary.items()
+            )
+    listed = [f for f in report["findings"] if Severity[f["severity"]] >= min_severity]
+    vulnerabilities = doc.setdefault("vulnerabilities", [])
+    for i, finding in enumerate(listed, 1):
+        vulnerabilities.append(_dynamic_vulnerability(i, finding))
+    if not vulnerabilities:
+        del doc["vulnerabilities"]
+
+
+def _dynamic_vulnerability(index: int, finding: dict[str, Any]) -> dict[str, Any]:
+    """The JSON :func:`_vulnerability` renders, from a finding of the stored dynamic report."""
+    source = {"name": "mlgate"}
+    artifact = finding["location"]["artifact"]
+    entry: dict[str, Any] = {
+        "bom-ref": f"dynamic-finding-{index}",
+        "id": f"{finding['rule_id']}:{artifact}",
+        "source": source,
+        "ratings": [{"source": source, "severity": finding["severity"].lower(), "method": "other"}],
+        "description": finding["message"],
+        "affects": [{"ref": MODEL_REF}],
+        "properties": [
+            {"name": "mlgate:rule", "value": finding["rule_id"]},
+            {"name": "mlgate:location", "value": artifact},
+            {"name": "mlgate:test", "value": "dynamic"},
+        ],
+    }
+    if finding.get("evidence"):
+        entry["detail"] = finding["evidence"]
+    return entry

@@ -288,6 +288,10 @@ def _echo_outcome(registry: Registry | RemoteRegistry, version: Version) -> None
         + (f" at {version.source.revision}" if version.source.revision else "")
         + ")"
     )
+    dynamic = version.dynamic_report
+    if dynamic is not None:
+        done = "complete" if dynamic["complete"] else "INCOMPLETE"
+        echo(f"  dynamic test: {done}, {plural(len(dynamic['findings']), 'finding')}")
     for decision in version.decisions:
         echo(f"  {decision.decision} by {decision.actor}: {decision.reason}")
     pending = registry.pending_reason(version)
@@ -458,9 +462,26 @@ def show_cmd(data_dir: Path, url: str | None, actor: str | None, fmt: str, ref: 
     for line in lines:
         echo(line)
     _echo_findings(version.scan_report)
+    _echo_dynamic(version.dynamic_report)
 
 
-def _echo_findings(report: dict[str, Any] | None) -> None:
+def _echo_dynamic(report: dict[str, Any] | None) -> None:
+    """The dynamic test (policy dynamic-test): each file's load, then its findings."""
+    if report is None:
+        echo("  dynamic test: not run")
+        return
+    done = "complete" if report["complete"] else "INCOMPLETE: not every load was fully observed"
+    echo(f"  dynamic test ({report['trigger']}): {done}")
+    for f in report["files"]:
+        if f["loader"] is None:
+            echo(f"    {f['path']}: {f['skipped']}")
+            continue
+        events = ", ".join(f"{n} {c}" for c, n in f["events"].items()) or "none"
+        echo(f"    {f['path']}: loaded with {f['loader']} in {f['seconds']} s; events: {events}")
+    _echo_findings(report, "dynamic findings")
+
+
+def _echo_findings(report: dict[str, Any] | None, title: str = "findings") -> None:
     """The scan findings a reviewer is asked to judge, most severe first, each line inert."""
     from mlgate.render.text import MAX_EVIDENCE_LINES  # noqa: PLC0415
 
@@ -470,7 +491,7 @@ def _echo_findings(report: dict[str, Any] | None) -> None:
     findings = report["findings"]
     groups = {s: [f for f in findings if f["severity"] == s.name] for s in reversed(Severity)}
     counts = ", ".join(f"{len(g)} {s.name.lower()}" for s, g in groups.items() if g)
-    echo(f"  findings: {len(findings)}" + (f" ({counts})" if counts else ""))
+    echo(f"  {title}: {len(findings)}" + (f" ({counts})" if counts else ""))
     for severity, group in groups.items():
         if group:
             echo(f"  {severity.name}")

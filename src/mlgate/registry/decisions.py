@@ -114,6 +114,7 @@ class Decisions:
     def publish(self, ref: str, *, alias: str | None = None) -> Version:
         """Sign an approved version with the organisation key, attach its ML-BOM, publish."""
         from mlgate.bom import build_cyclonedx  # noqa: PLC0415  (heavy; loaded on use)
+        from mlgate.bom.cyclonedx import add_dynamic_test  # noqa: PLC0415
         from mlgate.provenance.client_metadata import HF_CLIENT_METADATA  # noqa: PLC0415
         from mlgate.provenance.errors import ContentMismatch  # noqa: PLC0415
         from mlgate.provenance.signing import sign_model  # noqa: PLC0415
@@ -155,6 +156,8 @@ class Decisions:
             revision=version.source.revision,
             actor=version.ingested_by,
         )
+        if version.dynamic_report is not None:
+            add_dynamic_test(bom, version.dynamic_report)
         with self.ctx.write(Action.PUBLISH) as conn:
             row = self.ctx.row(conn, version.ref)
             check_transition(version.ref, State(row.state), State.PUBLISHED)

@@ -16,6 +16,7 @@ from mlgate.registry import schema as t
 from mlgate.registry import store
 from mlgate.registry.context import RegistryContext
 from mlgate.registry.decisions import Decisions
+from mlgate.registry.dynamic import DynamicTester, record_dynamic
 from mlgate.registry.ingest import (
     HubOptions,
     Origin,
@@ -282,10 +283,17 @@ class Intake:
         """Scan a version statically, attach the report and apply the auto-reject policy."""
         version = self.ctx.show(ref)
         outcome = self.evaluate(version)
+        # Before anything is recorded: a sandbox that cannot run leaves the version quarantined.
+        dynamic = DynamicTester(self.ctx).evaluate(version, outcome)
+        if dynamic is not None:
+            outcome = dynamic.combine(outcome)
         with self.ctx.write(Action.SCAN) as conn:
             row = self.ctx.row(conn, version.ref)
             check_transition(version.ref, State(row.state), State.SCANNED)
             self.record_report(conn, row, outcome)
+            if dynamic is not None:
+                record_dynamic(conn, row.id, dynamic)
+                self.ctx.append_audit(conn, "dynamic-test", version.ref, dynamic.summary())
             store.record_state(
                 conn,
                 row.id,

@@ -32,6 +32,10 @@ class RegistryPolicy:
     ``mlgate-policy`` (None: every pulled version waits for review).
     ``quarantine_on_rescan_fail``: a served version that a rescan finds at or above
     ``auto_reject_at`` goes back to quarantine (withdrawn from serving) automatically.
+    ``dynamic_test``: when each version's model files are also loaded in the sandbox after
+    the static scan (``off``, ``on-findings``: the static scan found anything, ``always``);
+    see :mod:`mlgate.registry.dynamic`. ``dynamic_timeout``: wall clock of one load, s;
+    ``dynamic_memory``: its address-space limit, GiB (a shard larger than it cannot load).
     """
 
     auto_reject_at: Severity | None = Severity.HIGH
@@ -42,6 +46,9 @@ class RegistryPolicy:
     anonymous_reads: bool = False
     auto_publish_below: Severity | None = None
     quarantine_on_rescan_fail: bool = False
+    dynamic_test: str = "off"
+    dynamic_timeout: int = 120
+    dynamic_memory: int = 8
 
     def to_json(self) -> str:
         """Stored form."""
@@ -57,6 +64,7 @@ class RegistryPolicy:
         return _build(json.loads(text), "stored policy")
 
 
+DYNAMIC_TESTS = ("off", "on-findings", "always")
 _SEVERITIES = ("auto_reject_at", "auto_publish_below")
 _FLAGS = (
     "separation_of_duties",
@@ -80,7 +88,9 @@ def _build(data: dict[str, Any], where: str) -> RegistryPolicy:
     values = dict(data)
     for name in _SEVERITIES:
         values[name] = _severity(values.get(name, getattr(RegistryPolicy, name)), name, where)
-    for name in ("required_approvals", "checkpoint_every"):
+    if values.get("dynamic_test", "off") not in DYNAMIC_TESTS:
+        raise ConfigError(f"{where}: dynamic-test must be one of {', '.join(DYNAMIC_TESTS)}")
+    for name in ("required_approvals", "checkpoint_every", "dynamic_timeout", "dynamic_memory"):
         value = values.get(name, 1)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{where}: {name.replace('_', '-')} must be a positive integer")
