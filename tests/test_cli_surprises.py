@@ -314,7 +314,9 @@ def test_output_files_are_named_o_output_everywhere_old_spellings_still_work(
         for name, command in _commands()
     }
     writers = {name: opts for name, opts in spellings.items() if opts}
-    assert set(writers) == {"audit export", "bom", "discover", "models bom", "pubkey", "scan"}
+    assert set(writers) == {
+        "audit export", "bom", "discover", "models bom", "pubkey", "sandbox", "scan"
+    }
     for name, opts in writers.items():
         assert {"-o", "--output"} <= set(opts) <= {"-o", "--output", "--out"}, (name, opts)
         help_text = dict(_commands())[name].get_help(click.Context(cli, info_name=name))
