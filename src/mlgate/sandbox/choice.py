@@ -2,7 +2,8 @@
 
 By what a user would call on the file: the extension first, then the content where one
 extension covers several loaders (a ``.pt`` zip holding ``constants.pkl`` is TorchScript,
-``torch.jit.load``; any other ``.pt`` is ``torch.load``).
+``torch.jit.load``; any other ``.pt`` is ``torch.load``). A directory with a ``config.json``
+is what ``AutoModel.from_pretrained`` opens.
 """
 
 from __future__ import annotations
@@ -23,12 +24,19 @@ _BY_SUFFIX = {
     ".joblib": "joblib",
     ".npy": "numpy",
     ".npz": "numpy",
+    ".keras": "keras",
+    ".h5": "keras",
+    ".onnx": "onnx",
+    ".gguf": "gguf",
 }
 
 
 def choose_loader(model: Path) -> str:
     """The loader for ``model``, or an error naming the choices."""
-    loader = _BY_SUFFIX.get(model.suffix.lower())
+    if model.is_dir():
+        loader = "transformers" if (model / "config.json").is_file() else None
+    else:
+        loader = _BY_SUFFIX.get(model.suffix.lower())
     if loader == "torch" and _is_torchscript(model):
         return "torchscript"
     if loader is None:

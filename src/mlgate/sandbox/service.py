@@ -29,7 +29,17 @@ from mlgate.sandbox.limits import SandboxLimits
 from mlgate.sandbox.seccomp_policy import compile_filter
 from mlgate.sandbox.verdict import Outcome, judge
 
-LOADERS = ("pickle", "torch", "torchscript", "joblib", "numpy")
+LOADERS = (
+    "pickle",
+    "torch",
+    "torchscript",
+    "joblib",
+    "numpy",
+    "keras",
+    "onnx",
+    "transformers",
+    "gguf",
+)
 _MAX_CHANNEL_BYTES = 32 << 20
 
 
@@ -126,6 +136,7 @@ def _execute(
         "limits": options.limits.rlimits(),
         "network": {"enabled": True} if options.network else None,
         "quiet_prefixes": [*map(str, environment.roots), isolation.MODEL_DIR, "/usr", "/lib"],
+        "framework_roots": [f"{root}/" for root in environment.roots],
     }
     trace_file = trace_dir / "trace.txt"
     tracer = syscalls.strace_argv(trace_file, found.strace) if found.strace else []

@@ -21,9 +21,14 @@ _MAX_PER_RULE = 25
 # The private scratch inside the sandbox (a tmpfs), never the host's /tmp.
 _SCRATCH_PREFIXES = ('"/tmp/', '"/dev/shm/', '"/dev/null"', '"/dev/tty"', '"/proc/self/')
 _SCRATCH_PATHS = ("/tmp/", "/dev/shm/", "/dev/null", "/proc/self/")
-# Code generation the standard library does on its own behalf (dataclass __init__, namedtuple).
-_CODEGEN_CALLERS = re.compile(r"/(dataclasses|typing|enum|collections/__init__)\.py:\d+$")
-_SECRETS = (
+# Code generation the standard library does on its own behalf (dataclass __init__, namedtuple);
+# ast.parse compiles to a syntax tree only, nothing runs (numpy reads the .npy header with
+# ast.literal_eval, torch.jit parses overload signatures).
+_CODEGEN_CALLERS = re.compile(r"/(dataclasses|typing|enum|collections/__init__|ast)\.py:\d+$")
+# glibc's name-service cache socket, tried by getpwuid() (torch and transformers look up the
+# user name for cache paths); it does not exist inside the sandbox (ENOENT).
+_NSCD = 'sun_path="/var/run/nscd/socket"'
+_SECRETS: tuple[str | re.Pattern[str], ...] = (
     "/.ssh/",
     "/.aws/",
     "/.config/gcloud",
@@ -34,7 +39,9 @@ _SECRETS = (
     "/.git-credentials",
     "/.pypirc",
     "/etc/shadow",
-    "/environ",
+    # Another process's environment; the loader's own (/proc/self) is the one bwrap rebuilt
+    # from nothing (--clearenv), and "/environ" alone matched accelerate's environment.py.
+    re.compile(r"/proc/(?!self/)[^/]+/environ"),
     "/.bash_history",
     "id_rsa",
     "id_ed25519",
@@ -143,13 +150,17 @@ def _in_scratch(event: SandboxEvent) -> bool:
 
 
 def _secret(event: SandboxEvent) -> bool:
-    return any(marker in arg for arg in event.detail for marker in _SECRETS)
+    return any(_matches(marker, arg) for arg in event.detail for marker in _SECRETS)
+
+
+def _matches(marker: str | re.Pattern[str], text: str) -> bool:
+    return marker in text if isinstance(marker, str) else marker.search(text) is not None
 
 
 def _sink_internal(event: SandboxEvent) -> bool:
     """The loader's own listening sockets are not attempts to reach out (AF_NETLINK, unix)."""
     text = " ".join(event.detail)
-    return "AF_NETLINK" in text
+    return "AF_NETLINK" in text or (event.action == "connect" and _NSCD in text)
 
 
 def _foreign_signal(event: SandboxEvent) -> bool:

@@ -92,14 +92,25 @@ _LOAD_ONLY = frozenset(
 )
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _CALLER_DEPTH = 1
+# Categories that an installed module's own import-time code produces in bulk (lazy imports of
+# torch.distributed, scipy's exec-generated wrappers, ctypes capsule helpers). Process,
+# network and file events are never in this set: whoever causes them is judged.
+_IMPORT_TIME = frozenset({"code", "import", "load-only"})
 _OWN_FILES = frozenset({__file__, _channel_module.__file__})
 
 
 class Recorder:
     """The audit hook: one instance per process, phase set by the runner."""
 
-    def __init__(self, channel: Channel, quiet_prefixes: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        quiet_prefixes: tuple[str, ...],
+        framework_roots: tuple[str, ...] = (),
+    ) -> None:
         self.channel = channel
+        # The interpreter environment (site-packages, stdlib): installed, trusted code.
+        self.framework_roots = framework_roots
         self.phase = "import"
         # Reads under these folders (the interpreter environment, the model) are not events.
         self.quiet_prefixes = quiet_prefixes
@@ -172,15 +183,34 @@ class Recorder:
         self._emit("code", event, detail, caller)
 
     def _emit(self, category: str, event: str, args: tuple[Any, ...], caller: str = "") -> None:
+        phase = self.phase
+        if category in _IMPORT_TIME and _importing_installed(self.framework_roots):
+            # A framework imports its modules lazily while loading (transformers, sklearn via
+            # scipy); what those modules' top-level code does is start-up, as in phase
+            # "import". The model's own code (pickle globals, remote code under /tmp) is not
+            # an installed module, and the pickle.find_class that triggered the import fires
+            # before it, outside it, and is judged.
+            phase = "import"
         self.channel.emit(
             "audit",
             category=category,
             event=event,
-            phase=self.phase,
+            phase=phase,
             args=[inert(a) for a in args],
             caller=caller or _caller(),
             pid=os.getpid(),
         )
+
+
+def _importing_installed(roots: tuple[str, ...]) -> bool:
+    """True when a module of the environment is executing its top level (being imported)."""
+    frame: FrameType | None = sys._getframe(_CALLER_DEPTH)
+    while frame is not None and roots:
+        code = frame.f_code
+        if code.co_name == "<module>" and code.co_filename.startswith(roots):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _caller() -> str:

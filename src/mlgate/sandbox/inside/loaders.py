@@ -10,6 +10,7 @@ where the worst case is meant to happen.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ class Loader:
     name: str
     modules: tuple[str, ...]
     load: Callable[[str], Any]
+    # Modules imported before the model only when the target environment has them.
+    optional: tuple[str, ...] = ()
 
 
 def _pickle(path: str) -> Any:
@@ -56,16 +59,67 @@ def _numpy(path: str) -> Any:
     return loaded
 
 
+def _keras(path: str) -> Any:
+    import keras  # noqa: PLC0415
+
+    # safe_mode=False is what a user passes to open a model with a Lambda layer: it lets the
+    # layer's marshalled Python function be rebuilt (and run, when the model is called).
+    return keras.saving.load_model(path, safe_mode=False)
+
+
+def _onnx(path: str) -> Any:
+    import onnx  # noqa: PLC0415
+
+    model = onnx.load(path)
+    try:
+        import onnxruntime  # noqa: PLC0415
+    except ImportError:
+        onnx.checker.check_model(model)
+        return model
+    # The runtime is what deployments use; creating a session loads custom-op libraries and
+    # external data, which is where an ONNX file can reach native code or the filesystem.
+    return onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+
+def _transformers(path: str) -> Any:
+    from transformers import AutoModel  # noqa: PLC0415
+
+    # trust_remote_code=True: the model directory's own Python (config.json auto_map) is
+    # imported, as it is for every user who copies this line from a model card.
+    return AutoModel.from_pretrained(path, trust_remote_code=True, local_files_only=True)
+
+
+def _gguf(path: str) -> Any:
+    import gguf  # noqa: PLC0415
+
+    reader = gguf.GGUFReader(path)
+    return {"fields": len(reader.fields), "tensors": len(reader.tensors)}
+
+
 LOADERS: dict[str, Loader] = {
     "pickle": Loader("pickle", ("pickle",), _pickle),
     "torch": Loader("torch", ("torch",), _torch),
     "torchscript": Loader("torchscript", ("torch",), _torchscript),
     "joblib": Loader("joblib", ("joblib",), _joblib),
-    "numpy": Loader("numpy", ("numpy",), _numpy),
+    # numpy.load imports zipfile inside the call (.npz), numpy.memmap imports mmap (GGUFReader
+    # maps the file): imported beforehand, they are the framework's start-up, not the model's.
+    "numpy": Loader("numpy", ("numpy", "zipfile"), _numpy),
+    "keras": Loader("keras", ("keras",), _keras),
+    "onnx": Loader("onnx", ("onnx",), _onnx, optional=("onnxruntime",)),
+    "transformers": Loader("transformers", ("transformers",), _transformers),
+    "gguf": Loader("gguf", ("gguf", "mmap"), _gguf),
 }
 
 
 def prepare(loader: Loader) -> None:
     """Import the framework before the model is opened."""
+    # Keras 3 needs a backend; torch is the one the sandbox's environments have (the
+    # environment is cleared, so a caller's KERAS_BACKEND does not reach here).
+    os.environ.setdefault("KERAS_BACKEND", "torch")
     for module in loader.modules:
         importlib.import_module(module)
+    for module in loader.optional:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue

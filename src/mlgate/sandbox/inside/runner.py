@@ -44,7 +44,11 @@ def main() -> None:
     except Exception as error:
         channel.emit("status", status="setup-failed", error=inert(error))
         os._exit(EXIT_SETUP_FAILED)
-    recorder = Recorder(channel, tuple(config.get("quiet_prefixes", ())))
+    recorder = Recorder(
+        channel,
+        tuple(config.get("quiet_prefixes", ())),
+        tuple(config.get("framework_roots", ())),
+    )
     sys.addaudithook(recorder)
     channel.emit("status", status="isolated")
     loader = loaders.LOADERS[config["loader"]]
