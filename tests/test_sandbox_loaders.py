@@ -1,0 +1,216 @@
+"""Every sandbox loader on real, tiny models built here with the real frameworks.
+
+Benign models of each format must load with no CRITICAL or HIGH finding (the frameworks' own
+lazy imports and code generation are not the model's doing); a malicious model per loader
+must be caught with the action it took. One sandbox run per case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlgate.findings import Severity
+from mlgate.sandbox.choice import choose_loader
+from mlgate.sandbox.service import SandboxRun
+from sandbox_support import rule_ids, sandboxed
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+_COMMAND = "echo pwned"
+
+
+class _System:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (_COMMAND,))
+
+
+def _tiny_torch() -> object:
+    import torch  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+
+
+def _state_dict(folder: Path) -> Path:
+    import torch  # noqa: PLC0415
+
+    torch.save(_tiny_torch().state_dict(), folder / "state.pt")  # type: ignore[attr-defined]
+    return folder / "state.pt"
+
+
+def _full_module(folder: Path) -> Path:
+    import torch  # noqa: PLC0415
+
+    torch.save(_tiny_torch(), folder / "module.pt")
+    return folder / "module.pt"
+
+
+def _torchscript(folder: Path) -> Path:
+    import torch  # noqa: PLC0415
+
+    torch.jit.save(torch.jit.script(_tiny_torch()), folder / "script.pt")  # type: ignore[no-untyped-call]
+    return folder / "script.pt"
+
+
+def _sklearn(folder: Path) -> Path:
+    import joblib  # noqa: PLC0415
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+
+    features = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    joblib.dump(LogisticRegression().fit(features, [0, 1, 1, 0]), folder / "model.joblib")
+    return folder / "model.joblib"
+
+
+def _npy(folder: Path) -> Path:
+    np.save(folder / "weights.npy", np.arange(6.0))
+    return folder / "weights.npy"
+
+
+def _npz(folder: Path) -> Path:
+    np.savez(folder / "weights.npz", w=np.ones(3), b=np.zeros(2))
+    return folder / "weights.npz"
+
+
+def _keras(folder: Path) -> Path:
+    import keras  # noqa: PLC0415
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.save(folder / "model.keras")
+    return folder / "model.keras"
+
+
+def _onnx(folder: Path) -> Path:
+    import onnx  # noqa: PLC0415
+    from onnx import TensorProto, helper  # noqa: PLC0415
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
+    onnx.save(helper.make_model(graph), folder / "model.onnx")
+    return folder / "model.onnx"
+
+
+def _bert(folder: Path) -> Path:
+    from transformers import BertConfig, BertModel  # noqa: PLC0415
+
+    config = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        vocab_size=100,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder / "bert")
+    return folder / "bert"
+
+
+def _gguf(folder: Path) -> Path:
+    import gguf  # noqa: PLC0415
+
+    writer = gguf.GGUFWriter(str(folder / "model.gguf"), "llama")
+    writer.add_block_count(1)
+    writer.add_tensor("weight", np.ones((2, 2), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return folder / "model.gguf"
+
+
+BENIGN: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "torch-state-dict": (_state_dict, "torch"),
+    "torch-module": (_full_module, "torch"),
+    "torchscript": (_torchscript, "torchscript"),
+    "sklearn-joblib": (_sklearn, "joblib"),
+    "numpy-npy": (_npy, "numpy"),
+    "numpy-npz": (_npz, "numpy"),
+    "keras": (_keras, "keras"),
+    "onnx": (_onnx, "onnx"),
+    "transformers": (_bert, "transformers"),
+    "gguf": (_gguf, "gguf"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BENIGN))
+def test_benign_model_loads_clean(case: str, tmp_path: Path) -> None:
+    build, loader = BENIGN[case]
+    model = build(tmp_path)
+    assert choose_loader(model) == loader  # --loader auto picks the loader a user would call
+    run = sandboxed(model, loader)
+    serious = [f for f in run.report.findings if f.severity >= Severity.HIGH]
+    assert serious == [], [f.evidence for f in serious]
+    assert run.report.complete
+
+
+def _evil_torch(folder: Path) -> Path:
+    import torch  # noqa: PLC0415
+
+    torch.save({"weights": _System()}, folder / "evil.pt")
+    return folder / "evil.pt"
+
+
+def _evil_joblib(folder: Path) -> Path:
+    import joblib  # noqa: PLC0415
+
+    joblib.dump({"model": _System()}, folder / "evil.joblib")
+    return folder / "evil.joblib"
+
+
+def _evil_numpy(folder: Path) -> Path:
+    np.save(folder / "evil.npy", np.array([_System()], dtype=object), allow_pickle=True)
+    return folder / "evil.npy"
+
+
+def _evil_keras(folder: Path) -> Path:
+    import keras  # noqa: PLC0415
+
+    # Keras runs a Lambda layer's function on load: rebuilding the model computes the
+    # layer's output spec by calling it (observed with keras 3.15, torch backend).
+    # The literal, not _COMMAND: the marshalled function is rebuilt without this module.
+    payload = keras.layers.Lambda(lambda x: (__import__("os").system("echo pwned"), x)[1])
+    keras.Sequential([keras.Input((4,)), payload]).save(folder / "evil.keras")
+    return folder / "evil.keras"
+
+
+def _evil_remote_code(folder: Path) -> Path:
+    model = _bert(folder)
+    (model / "modeling_evil.py").write_text(
+        "import os\n"
+        f"os.system({_COMMAND!r})\n"
+        "from transformers import BertModel\n\n\n"
+        "class EvilModel(BertModel):\n"
+        "    pass\n"
+    )
+    config = json.loads((model / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    (model / "config.json").write_text(json.dumps(config))
+    return model
+
+
+MALICIOUS: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "torch": (_evil_torch, "torch"),
+    "joblib": (_evil_joblib, "joblib"),
+    "numpy": (_evil_numpy, "numpy"),
+    "keras-lambda": (_evil_keras, "keras"),
+    "transformers-remote-code": (_evil_remote_code, "transformers"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALICIOUS))
+def test_malicious_model_is_caught_with_its_action(case: str, tmp_path: Path) -> None:
+    build, loader = MALICIOUS[case]
+    run = sandboxed(build(tmp_path), loader)
+    assert "MLG701" in rule_ids(run)
+    assert _COMMAND in _evidence(run)  # the command line the payload ran is named
+    assert run.report.max_severity is Severity.CRITICAL
+
+
+def _evidence(run: SandboxRun) -> str:
+    return " ".join(f.evidence for f in run.report.findings)
