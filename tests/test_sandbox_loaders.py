@@ -17,6 +17,7 @@ import pytest
 
 from mlgate.findings import Severity
 from mlgate.sandbox.choice import choose_loader
+from mlgate.sandbox.events import SandboxEvent
 from mlgate.sandbox.service import SandboxRun
 from sandbox_support import rule_ids, sandboxed
 
@@ -124,29 +125,33 @@ def _gguf(folder: Path) -> Path:
     return folder / "model.gguf"
 
 
-BENIGN: dict[str, tuple[Callable[[Path], Path], str]] = {
-    "torch-state-dict": (_state_dict, "torch"),
-    "torch-module": (_full_module, "torch"),
-    "torchscript": (_torchscript, "torchscript"),
-    "sklearn-joblib": (_sklearn, "joblib"),
-    "numpy-npy": (_npy, "numpy"),
-    "numpy-npz": (_npz, "numpy"),
-    "keras": (_keras, "keras"),
-    "onnx": (_onnx, "onnx"),
-    "transformers": (_bert, "transformers"),
-    "gguf": (_gguf, "gguf"),
+# (builder, loader, what the probe does: "output" ran the model, "skipped" cannot feed it;
+# ONNX is skipped because onnxruntime is not in the test environment: onnx.checker only).
+BENIGN: dict[str, tuple[Callable[[Path], Path], str, str]] = {
+    "torch-state-dict": (_state_dict, "torch", "skipped"),
+    "torch-module": (_full_module, "torch", "output"),
+    "torchscript": (_torchscript, "torchscript", "output"),
+    "sklearn-joblib": (_sklearn, "joblib", "output"),
+    "numpy-npy": (_npy, "numpy", "skipped"),
+    "numpy-npz": (_npz, "numpy", "skipped"),
+    "keras": (_keras, "keras", "output"),
+    "onnx": (_onnx, "onnx", "skipped"),
+    "transformers": (_bert, "transformers", "output"),
+    "gguf": (_gguf, "gguf", "skipped"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BENIGN))
 def test_benign_model_loads_clean(case: str, tmp_path: Path) -> None:
-    build, loader = BENIGN[case]
+    build, loader, probed = BENIGN[case]
     model = build(tmp_path)
     assert choose_loader(model) == loader  # --loader auto picks the loader a user would call
     run = sandboxed(model, loader)
-    serious = [f for f in run.report.findings if f.severity >= Severity.HIGH]
-    assert serious == [], [f.evidence for f in serious]
+    assert run.report.findings == (), [f.evidence for f in run.report.findings]
     assert run.report.complete
+    assert [e.action for e in run.events if e.source == "probe"] == [probed]
+    if probed == "output":
+        assert "nan=0" in _probe(run).detail and "constant=False" in _probe(run).detail
 
 
 def _evil_torch(folder: Path) -> Path:
@@ -180,14 +185,17 @@ def _evil_keras(folder: Path) -> Path:
 
 
 def _evil_remote_code(folder: Path) -> Path:
-    model = _bert(folder)
-    (model / "modeling_evil.py").write_text(
-        "import os\n"
-        f"os.system({_COMMAND!r})\n"
-        "from transformers import BertModel\n\n\n"
-        "class EvilModel(BertModel):\n"
-        "    pass\n"
+    return _remote_code(
+        folder,
+        f"import os\nos.system({_COMMAND!r})\nfrom transformers import BertModel\n\n\n"
+        "class EvilModel(BertModel):\n    pass\n",
     )
+
+
+def _remote_code(folder: Path, source: str) -> Path:
+    """A tiny BERT whose config.json maps AutoModel to Python shipped in the model folder."""
+    model = _bert(folder)
+    (model / "modeling_evil.py").write_text(source)
     config = json.loads((model / "config.json").read_text())
     config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
     (model / "config.json").write_text(json.dumps(config))
@@ -214,3 +222,53 @@ def test_malicious_model_is_caught_with_its_action(case: str, tmp_path: Path) ->
 
 def _evidence(run: SandboxRun) -> str:
     return " ".join(f.evidence for f in run.report.findings)
+
+
+def _probe(run: SandboxRun) -> SandboxEvent:
+    return next(e for e in run.events if e.source == "probe")
+
+
+def _broken_torch(folder: Path, fill: float) -> Path:
+    import torch  # noqa: PLC0415
+
+    model = _tiny_torch()
+    with torch.no_grad():
+        for parameter in model.parameters():  # type: ignore[attr-defined]
+            parameter.fill_(fill)
+    torch.save(model, folder / "broken.pt")
+    return folder / "broken.pt"
+
+
+@pytest.mark.parametrize(("fill", "symptom"), [(float("nan"), "nan=4"), (0.0, "constant=True")])
+def test_probe_flags_nan_and_constant_outputs(fill: float, symptom: str, tmp_path: Path) -> None:
+    run = sandboxed(_broken_torch(tmp_path, fill), "torch")
+    assert rule_ids(run) == {"MLG711"}
+    assert symptom in _probe(run).detail
+    assert run.report.max_severity is Severity.MEDIUM
+
+
+def test_probe_compares_with_a_reference(tmp_path: Path) -> None:
+    model = _full_module(tmp_path)
+    (tmp_path / "ref").mkdir()
+    reference = _broken_torch(tmp_path / "ref", 0.5)
+    run = sandboxed(model, "torch", reference=reference)
+    differences = [e for e in run.events if e.action == "difference"]
+    assert len(differences) == 1 and "exceeds=True" in differences[0].detail
+    assert rule_ids(run) == {"MLG711"}
+
+
+def test_payload_in_forward_is_caught_in_the_probe_phase(tmp_path: Path) -> None:
+    # trust_remote_code: the modeling file imports cleanly; only forward() runs the payload.
+    model = _remote_code(
+        tmp_path,
+        "import os\nfrom transformers import BertModel\n\n\n"
+        "class EvilModel(BertModel):\n"
+        "    def forward(self, *args, **kwargs):\n"
+        f"        os.system({_COMMAND!r})\n"
+        "        return super().forward(*args, **kwargs)\n",
+    )
+    run = sandboxed(model, "transformers")
+    process = [f for f in run.report.findings if f.rule_id == "MLG701"]
+    assert process and _COMMAND in _evidence(run)
+    probe_phase = [e for e in run.events if e.category == "process" and e.phase == "probe"]
+    assert probe_phase and not [e for e in run.events if e.category == "process" and e.phase == "load"]

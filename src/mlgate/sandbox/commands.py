@@ -46,6 +46,21 @@ from mlgate.sandbox.service import LOADERS
     help="No fake network inside: connections fail (still recorded by the syscall trace) "
     "instead of reaching a recording DNS responder and TCP/HTTP sink.",
 )
+@click.option(
+    "--probe/--no-probe",
+    default=True,
+    show_default=True,
+    help="After a clean load, run the model once on generated inputs (MLG711 on NaN/Inf or "
+    "constant output). Not backdoor detection.",
+)
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, path_type=Path),
+    help="A trusted model of the same kind, loaded in the same run; MLG711 when the outputs "
+    "differ by more than --tolerance.",
+)
+@click.option("--tolerance", type=float, default=1e-4, show_default=True,
+              help="Max abs output difference from --reference.")  # fmt: skip
 @report_options("Output format.")
 def sandbox_cmd(
     model: Path,
@@ -55,6 +70,9 @@ def sandbox_cmd(
     memory_gib: float,
     allow_weaker_isolation: bool,
     no_network: bool,
+    probe: bool,
+    reference: Path | None,
+    tolerance: float,
     fmt: str,
     output: Path | None,
     fail_on: str | None,
@@ -79,6 +97,9 @@ def sandbox_cmd(
         limits=limits,
         allow_weaker_isolation=allow_weaker_isolation,
         network=not no_network,
+        probe=probe,
+        reference=reference,
+        tolerance=tolerance,
     )
     run = run_sandbox(model, options)
     sys.exit(emit_report(run.report, fmt, output, threshold, color, "the model"))

@@ -2,7 +2,9 @@
 
 ``audit``: Python audit hooks inside the loader's process; ``syscall``: the system-call trace
 recorded outside the sandbox (native code cannot hide from it); ``network``: the fake network
-inside the sandbox (names resolved, bytes sent). Every text field is attacker-controlled.
+inside the sandbox (names resolved, bytes sent); ``probe``: the behaviour probe's output
+statistics (``name=value`` details; written from the model's process, so a payload can forge
+them: they describe quality, never safety). Every text field is attacker-controlled.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ _MAX_FIELD = 600
 class SandboxEvent:
     """One observed action: who saw it, what kind, the call, and its details."""
 
-    source: str  # audit | syscall | network | status
+    source: str  # audit | syscall | network | probe
     category: str  # process | code | network | dns | file-write | file-read | import | ...
     action: str  # the audit event or system call name
     detail: tuple[str, ...]
-    phase: str = "load"  # import (the framework starting) | load | done
+    phase: str = "load"  # import (the framework starting) | load | probe | done
     caller: str = ""
     pid: int | None = None
     result: str = ""  # a system call's return value ("-1 EPERM (...)")
@@ -61,7 +63,7 @@ def parse_channel(
             statuses.append(RunnerStatus(_text(record.get("status")), detail))
         elif len(events) >= limit:
             lossy = True
-        elif kind in ("audit", "network"):
+        elif kind in ("audit", "network", "probe"):
             events.append(_event(kind, record))
         else:
             lossy = True

@@ -138,6 +138,7 @@ class Binds:
     environment: PythonEnvironment
     model: Path
     model_inside: str
+    others: tuple[tuple[Path, str], ...] = ()  # (host path, path inside): a --reference model
 
 
 def bwrap_argv(
@@ -168,7 +169,8 @@ def bwrap_argv(
     for root in binds.environment.roots:
         argv += ["--ro-bind", str(root), str(root)]
     argv += ["--ro-bind", str(INSIDE_DIR), f"{INSIDE_ROOT}/mlgate_inside"]
-    argv += ["--ro-bind", str(binds.model), binds.model_inside]
+    for host, inside in ((binds.model, binds.model_inside), *binds.others):
+        argv += ["--ro-bind", str(host), inside]  # a file, or a directory (transformers)
     argv += ["--remount-ro", "/"]  # the root tmpfs too: only the scratch is writable
     if seccomp_fd is not None:
         argv += ["--seccomp", str(seccomp_fd)]

@@ -50,6 +50,9 @@ class SandboxOptions:
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     allow_weaker_isolation: bool = False
     network: bool = True  # the fake network (DNS responder, TCP sink) inside the sandbox
+    probe: bool = True  # run the loaded model once on generated inputs (inside/probe.py)
+    reference: Path | None = None  # loaded in the same run; the probe compares outputs
+    tolerance: float = 1e-4  # max abs output difference from the reference
 
 
 @dataclass(frozen=True)
@@ -119,11 +122,12 @@ def _execute(
 ]:
     assert found.bwrap is not None
     model_inside = f"{isolation.MODEL_DIR}/{model.name}"
+    others = _reference_bind(options.reference)
     read_end, write_end = os.pipe()
     data = {dest: _data_fd(content) for dest, content in isolation.data_files().items()}
     argv = isolation.bwrap_argv(
         found.bwrap,
-        isolation.Binds(environment, model.resolve(), model_inside),
+        isolation.Binds(environment, model.resolve(), model_inside, others),
         data,
         seccomp.fileno(),
         options.limits.scratch_bytes,
@@ -133,6 +137,9 @@ def _execute(
         "events_fd": write_end,  # inherited through bwrap (pass_fds)
         "loader": options.loader,
         "model": model_inside,
+        "reference": others[0][1] if others else None,
+        "probe": options.probe,
+        "tolerance": options.tolerance,
         "limits": options.limits.rlimits(),
         "network": {"enabled": True} if options.network else None,
         "quiet_prefixes": [*map(str, environment.roots), isolation.MODEL_DIR, "/usr", "/lib"],
@@ -188,6 +195,13 @@ def _run_groups(stack: ExitStack, limits: SandboxLimits) -> tuple[Path, ...]:
     if os.geteuid() != 0:
         return ()
     return stack.enter_context(cgroups.run_group(limits.processes, limits.memory_bytes))
+
+
+def _reference_bind(reference: Path | None) -> tuple[tuple[Path, str], ...]:
+    """A --reference model, bound apart so that a same-named model cannot shadow it."""
+    if reference is None:
+        return ()
+    return ((reference.resolve(), f"{isolation.MODEL_DIR}/reference/{reference.name}"),)
 
 
 def _data_fd(content: bytes) -> int:

@@ -45,7 +45,7 @@ SIGNAL_CALLS = ("kill", "tkill", "tgkill")
 TRACED = (*PROCESS_CALLS, *NETWORK_CALLS, *FILE_CALLS, *SIGNAL_CALLS)
 
 PHASE_MARKER = '"/mlgate/phase/'  # opened (never existing) by the runner at each phase switch
-_PHASES = ("import", "load", "done")
+_PHASES = ("import", "load", "probe", "done")
 _MAX_LINE = 16384
 _TRANSLATED = re.compile(r"/\* (\d+) in strace's PID NS \*/")
 _LINE = re.compile(r"^(\d+) +(.*)$")

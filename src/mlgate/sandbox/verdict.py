@@ -77,7 +77,12 @@ def judge(
 
 
 def _loaded(statuses: list[RunnerStatus]) -> bool:
-    return any(s.status == "loaded" for s in statuses)
+    probed = _started(statuses, "probed") or not _started(statuses, "probing")
+    return _started(statuses, "loaded") and probed
+
+
+def _started(statuses: list[RunnerStatus], status: str) -> bool:
+    return any(s.status == status for s in statuses)
 
 
 def _judge_event(event: SandboxEvent, location: Location) -> Iterator[Finding]:
@@ -112,7 +117,17 @@ def _rule_for(event: SandboxEvent) -> rules.Rule | None:
         )
     if category == "load-only":
         return _load_only_rule(event)
+    if category == "probe":
+        return rules.SANDBOX_OUTPUT if _anomalous(event) else None
     return None
+
+
+def _anomalous(event: SandboxEvent) -> bool:
+    """NaN/Inf or constant output, a reference too far off, or a probe that raised."""
+    facts = dict(d.partition("=")[::2] for d in event.detail)
+    if event.action == "output":
+        return facts.get("nan") != "0" or facts.get("inf") != "0" or facts.get("constant") == "True"
+    return event.action == "error" or facts.get("exceeds") == "True"
 
 
 def _load_only_rule(event: SandboxEvent) -> rules.Rule | None:
@@ -226,6 +241,14 @@ def _judge_outcome(
         )
         for hit in outcome.limits_hit
     ]
+    if _started(statuses, "probing") and not _started(statuses, "probed"):
+        found.append(
+            _outcome(
+                rules.SANDBOX_INCOMPLETE,
+                "the behaviour probe did not finish (the model's forward ended the process)",
+                location,
+            )
+        )
     if outcome.lossy:
         found.append(
             _outcome(rules.SANDBOX_INCOMPLETE, "events were dropped or unreadable", location)

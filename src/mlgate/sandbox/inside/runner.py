@@ -16,7 +16,7 @@ import sys
 import traceback
 from typing import Any
 
-from . import caps, loaders, network
+from . import caps, loaders, network, probe
 from .audit import Recorder
 from .channel import Channel, inert
 
@@ -57,14 +57,17 @@ def main() -> None:
         _enter_phase(recorder, "load")
         channel.emit("status", status="loading")
         model = loader.load(config["model"])
+        reference = loader.load(config["reference"]) if config.get("reference") else None
     except BaseException as error:
         _enter_phase(recorder, "done")
         _stop_network(fake_network)
         channel.emit("status", status="load-failed", error=inert(error), trace=_trace(recorder))
         os._exit(EXIT_LOAD_FAILED)
-    _enter_phase(recorder, "done")
-    _stop_network(fake_network)
     channel.emit("status", status="loaded", type=inert(type(model)))
+    if config.get("probe"):
+        _probe(recorder, channel, model, reference, float(config.get("tolerance", 1e-4)))
+    _enter_phase(recorder, "done")
+    _stop_network(fake_network)  # after the probe: a forward() payload's connections count
     os._exit(EXIT_LOADED)
 
 
@@ -78,6 +81,32 @@ def _stop_network(fake_network: network.Network | None) -> None:
     init ends the PID namespace and the sink with it, mid-connection otherwise."""
     if fake_network is not None:
         fake_network.stop()
+
+
+def _probe(
+    recorder: Recorder, channel: Channel, model: Any, reference: Any, tolerance: float
+) -> None:
+    """Run the model (and the reference) once; "probed" closes the phase, so a model whose
+    forward() kills or hangs the process leaves the run incomplete."""
+    _enter_phase(recorder, "probe")
+    channel.emit("status", status="probing")
+    try:
+        output = probe.run(model)
+        _emit_probe(channel, "output", probe.statistics(output))
+        if reference is not None:
+            difference = probe.max_abs_difference(output, probe.run(reference))
+            facts = {"max_abs_diff": difference, "exceeds": difference > tolerance}
+            _emit_probe(channel, "difference", {**facts, "tolerance": tolerance})
+    except probe.Unsupported as why:
+        _emit_probe(channel, "skipped", {"reason": inert(why)})
+    except Exception as error:
+        _emit_probe(channel, "error", {"error": inert(error)})
+    channel.emit("status", status="probed")
+
+
+def _emit_probe(channel: Channel, event: str, facts: dict[str, object]) -> None:
+    args = [f"{name}={value}" for name, value in facts.items()]
+    channel.emit("probe", category="probe", event=event, phase="probe", args=args)
 
 
 def _enter_phase(recorder: Recorder, phase: str) -> None:
