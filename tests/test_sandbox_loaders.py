@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sandbox_support import rule_ids, sandboxed
 
 from mlgate.findings import Severity
 from mlgate.sandbox.choice import choose_loader
 from mlgate.sandbox.events import SandboxEvent
 from mlgate.sandbox.service import SandboxRun
-from sandbox_support import rule_ids, sandboxed
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
@@ -32,36 +32,36 @@ class _System:
 
 
 def _tiny_torch() -> object:
-    import torch  # noqa: PLC0415
+    import torch
 
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
 
 
 def _state_dict(folder: Path) -> Path:
-    import torch  # noqa: PLC0415
+    import torch
 
     torch.save(_tiny_torch().state_dict(), folder / "state.pt")  # type: ignore[attr-defined]
     return folder / "state.pt"
 
 
 def _full_module(folder: Path) -> Path:
-    import torch  # noqa: PLC0415
+    import torch
 
     torch.save(_tiny_torch(), folder / "module.pt")
     return folder / "module.pt"
 
 
 def _torchscript(folder: Path) -> Path:
-    import torch  # noqa: PLC0415
+    import torch
 
     torch.jit.save(torch.jit.script(_tiny_torch()), folder / "script.pt")  # type: ignore[no-untyped-call]
     return folder / "script.pt"
 
 
 def _sklearn(folder: Path) -> Path:
-    import joblib  # noqa: PLC0415
-    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+    import joblib
+    from sklearn.linear_model import LogisticRegression
 
     features = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
     joblib.dump(LogisticRegression().fit(features, [0, 1, 1, 0]), folder / "model.joblib")
@@ -79,7 +79,7 @@ def _npz(folder: Path) -> Path:
 
 
 def _keras(folder: Path) -> Path:
-    import keras  # noqa: PLC0415
+    import keras
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     model.save(folder / "model.keras")
@@ -87,8 +87,8 @@ def _keras(folder: Path) -> Path:
 
 
 def _onnx(folder: Path) -> Path:
-    import onnx  # noqa: PLC0415
-    from onnx import TensorProto, helper  # noqa: PLC0415
+    import onnx
+    from onnx import TensorProto, helper
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
@@ -98,7 +98,7 @@ def _onnx(folder: Path) -> Path:
 
 
 def _bert(folder: Path) -> Path:
-    from transformers import BertConfig, BertModel  # noqa: PLC0415
+    from transformers import BertConfig, BertModel
 
     config = BertConfig(
         hidden_size=32,
@@ -113,7 +113,7 @@ def _bert(folder: Path) -> Path:
 
 
 def _gguf(folder: Path) -> Path:
-    import gguf  # noqa: PLC0415
+    import gguf
 
     writer = gguf.GGUFWriter(str(folder / "model.gguf"), "llama")
     writer.add_block_count(1)
@@ -155,14 +155,14 @@ def test_benign_model_loads_clean(case: str, tmp_path: Path) -> None:
 
 
 def _evil_torch(folder: Path) -> Path:
-    import torch  # noqa: PLC0415
+    import torch
 
     torch.save({"weights": _System()}, folder / "evil.pt")
     return folder / "evil.pt"
 
 
 def _evil_joblib(folder: Path) -> Path:
-    import joblib  # noqa: PLC0415
+    import joblib
 
     joblib.dump({"model": _System()}, folder / "evil.joblib")
     return folder / "evil.joblib"
@@ -174,7 +174,7 @@ def _evil_numpy(folder: Path) -> Path:
 
 
 def _evil_keras(folder: Path) -> Path:
-    import keras  # noqa: PLC0415
+    import keras
 
     # Keras runs a Lambda layer's function on load: rebuilding the model computes the
     # layer's output spec by calling it (observed with keras 3.15, torch backend).
@@ -229,7 +229,7 @@ def _probe(run: SandboxRun) -> SandboxEvent:
 
 
 def _broken_torch(folder: Path, fill: float) -> Path:
-    import torch  # noqa: PLC0415
+    import torch
 
     model = _tiny_torch()
     with torch.no_grad():
@@ -271,4 +271,6 @@ def test_payload_in_forward_is_caught_in_the_probe_phase(tmp_path: Path) -> None
     process = [f for f in run.report.findings if f.rule_id == "MLG701"]
     assert process and _COMMAND in _evidence(run)
     probe_phase = [e for e in run.events if e.category == "process" and e.phase == "probe"]
-    assert probe_phase and not [e for e in run.events if e.category == "process" and e.phase == "load"]
+    assert probe_phase and not [
+        e for e in run.events if e.category == "process" and e.phase == "load"
+    ]

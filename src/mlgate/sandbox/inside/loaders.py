@@ -60,7 +60,7 @@ def _numpy(path: str) -> Any:
 
 
 def _keras(path: str) -> Any:
-    import keras  # noqa: PLC0415
+    keras = importlib.import_module("keras")  # untyped package
 
     # safe_mode=False is what a user passes to open a model with a Lambda layer: it lets the
     # layer's marshalled Python function be rebuilt (and run, when the model is called).
@@ -72,7 +72,7 @@ def _onnx(path: str) -> Any:
 
     model = onnx.load(path)
     try:
-        import onnxruntime  # noqa: PLC0415
+        onnxruntime = importlib.import_module("onnxruntime")  # optional in the target env
     except ImportError:
         onnx.checker.check_model(model)
         return model
