@@ -184,14 +184,6 @@ def _evil_keras(folder: Path) -> Path:
     return folder / "evil.keras"
 
 
-def _evil_remote_code(folder: Path) -> Path:
-    return _remote_code(
-        folder,
-        f"import os\nos.system({_COMMAND!r})\nfrom transformers import BertModel\n\n\n"
-        "class EvilModel(BertModel):\n    pass\n",
-    )
-
-
 def _remote_code(folder: Path, source: str) -> Path:
     """A tiny BERT whose config.json maps AutoModel to Python shipped in the model folder."""
     model = _bert(folder)
@@ -207,7 +199,6 @@ MALICIOUS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "joblib": (_evil_joblib, "joblib"),
     "numpy": (_evil_numpy, "numpy"),
     "keras-lambda": (_evil_keras, "keras"),
-    "transformers-remote-code": (_evil_remote_code, "transformers"),
 }
 
 
@@ -257,20 +248,28 @@ def test_probe_compares_with_a_reference(tmp_path: Path) -> None:
     assert rule_ids(run) == {"MLG711"}
 
 
-def test_payload_in_forward_is_caught_in_the_probe_phase(tmp_path: Path) -> None:
-    # trust_remote_code: the modeling file imports cleanly; only forward() runs the payload.
+def test_remote_code_payloads_at_import_and_in_forward(tmp_path: Path) -> None:
+    # trust_remote_code: the modeling file runs a command when imported (phase load), another
+    # in forward() (phase probe), then ends the process: the unfinished probe is incomplete.
     model = _remote_code(
         tmp_path,
-        "import os\nfrom transformers import BertModel\n\n\n"
+        f"import os\nos.system({_COMMAND!r})\nfrom transformers import BertModel\n\n\n"
         "class EvilModel(BertModel):\n"
         "    def forward(self, *args, **kwargs):\n"
-        f"        os.system({_COMMAND!r})\n"
-        "        return super().forward(*args, **kwargs)\n",
+        "        os.system('echo forward')\n"
+        "        os._exit(0)\n",
     )
     run = sandboxed(model, "transformers")
-    process = [f for f in run.report.findings if f.rule_id == "MLG701"]
-    assert process and _COMMAND in _evidence(run)
-    probe_phase = [e for e in run.events if e.category == "process" and e.phase == "probe"]
-    assert probe_phase and not [
-        e for e in run.events if e.category == "process" and e.phase == "load"
-    ]
+    assert {"MLG701", "MLG712"} <= rule_ids(run)
+    assert not run.report.complete
+    assert _process_commands(run, "load") == {_COMMAND}
+    assert _process_commands(run, "probe") == {"echo forward"}
+
+
+def _process_commands(run: SandboxRun, phase: str) -> set[str]:
+    """The commands os.system ran in ``phase``, as the audit hook saw them."""
+    return {
+        e.detail[0].strip("b'")
+        for e in run.events
+        if e.action == "os.system" and e.phase == phase and e.detail
+    }
