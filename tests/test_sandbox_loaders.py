@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sandbox_support import rule_ids, sandboxed
+from click.testing import CliRunner
+from sandbox_support import require_sandbox, rule_ids, sandboxed
 
+from mlgate.cli import cli
 from mlgate.findings import Severity
 from mlgate.sandbox.choice import choose_loader
 from mlgate.sandbox.events import SandboxEvent
@@ -93,7 +95,9 @@ def _onnx(folder: Path) -> Path:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
-    onnx.save(helper.make_model(graph), folder / "model.onnx")
+    # IR 10 / opset 17: what released onnxruntimes read (onnx 1.23 writes IR 14 by default).
+    opset = [helper.make_opsetid("", 17)]
+    onnx.save(helper.make_model(graph, ir_version=10, opset_imports=opset), folder / "model.onnx")
     return folder / "model.onnx"
 
 
@@ -125,8 +129,7 @@ def _gguf(folder: Path) -> Path:
     return folder / "model.gguf"
 
 
-# (builder, loader, what the probe does: "output" ran the model, "skipped" cannot feed it;
-# ONNX is skipped because onnxruntime is not in the test environment: onnx.checker only).
+# (builder, loader, what the probe does: "output" ran the model, "skipped" cannot feed it).
 BENIGN: dict[str, tuple[Callable[[Path], Path], str, str]] = {
     "torch-state-dict": (_state_dict, "torch", "skipped"),
     "torch-module": (_full_module, "torch", "output"),
@@ -135,7 +138,7 @@ BENIGN: dict[str, tuple[Callable[[Path], Path], str, str]] = {
     "numpy-npy": (_npy, "numpy", "skipped"),
     "numpy-npz": (_npz, "numpy", "skipped"),
     "keras": (_keras, "keras", "output"),
-    "onnx": (_onnx, "onnx", "skipped"),
+    "onnx": (_onnx, "onnx", "output"),  # through onnxruntime (the test extra has it)
     "transformers": (_bert, "transformers", "output"),
     "gguf": (_gguf, "gguf", "skipped"),
 }
@@ -238,14 +241,17 @@ def test_probe_flags_nan_and_constant_outputs(fill: float, symptom: str, tmp_pat
     assert run.report.max_severity is Severity.MEDIUM
 
 
-def test_probe_compares_with_a_reference(tmp_path: Path) -> None:
+def test_probe_compares_with_a_reference_from_the_cli(tmp_path: Path) -> None:
+    require_sandbox()
     model = _full_module(tmp_path)
     (tmp_path / "ref").mkdir()
     reference = _broken_torch(tmp_path / "ref", 0.5)
-    run = sandboxed(model, "torch", reference=reference)
-    differences = [e for e in run.events if e.action == "difference"]
-    assert len(differences) == 1 and "exceeds=True" in differences[0].detail
-    assert rule_ids(run) == {"MLG711"}
+    argv = ["sandbox", str(model), "--reference", str(reference), "--format", "json"]
+    result = CliRunner().invoke(cli, [*argv, "--fail-on", "medium"])
+    findings = json.loads(result.output)["findings"]
+    assert [f["rule_id"] for f in findings] == ["MLG711"]
+    assert "max_abs_diff=" in findings[0]["evidence"] and "exceeds=True" in findings[0]["evidence"]
+    assert result.exit_code == 1  # MEDIUM, at the threshold asked for
 
 
 def test_remote_code_payloads_at_import_and_in_forward(tmp_path: Path) -> None:
