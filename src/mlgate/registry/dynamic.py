@@ -15,8 +15,8 @@ A version the static scan already auto-rejects is not loaded: it is rejected any
 running a payload known to be hostile costs minutes for no decision.
 
 Which files: each one :func:`mlgate.sandbox.choice.choose_loader` names a loader for (pickle,
-PyTorch, TorchScript, joblib, NumPy); the others (safetensors, GGUF, ONNX, configs...) are
-listed in the stored report as not loaded, with why, never silently left out.
+PyTorch, TorchScript, joblib, NumPy, Keras, ONNX, GGUF); the others (safetensors, configs...)
+are listed in the stored report as not loaded, with why, never silently left out.
 
 What it decides, in the same transaction as the static report:
 
