@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -41,6 +41,7 @@ LOADERS = (
     "gguf",
 )
 _MAX_CHANNEL_BYTES = 32 << 20
+_OUTPUT_TAIL = 2000  # bytes of the sandbox's own output kept for the report
 
 
 @dataclass(frozen=True)
@@ -79,24 +80,26 @@ def run_sandbox(model: Path, options: SandboxOptions) -> SandboxRun:
         seccomp = stack.enter_context(compile_filter())
         groups = () if found.no_ceiling else _run_groups(stack, options.limits)
         started = time.monotonic()
-        collected = _execute(model, options, found, environment, seccomp, trace_dir, groups)
+        process = _launch(model, options, found, environment, seccomp, trace_dir, groups)
+        collected = _collect(process, options, found, environment, trace_dir)
         seconds = time.monotonic() - started
         limits_hit = cgroups.limits_hit(groups)
-    events, statuses, lossy, trace_events, outcome_facts = collected
     outcome = Outcome(
-        exit_status=outcome_facts["exit"],
-        timed_out=bool(outcome_facts["timed_out"]),
-        lossy=lossy,
+        exit_status=collected.exit_status,
+        timed_out=collected.timed_out,
+        lossy=collected.lossy,
         traced=found.strace is not None,
         weaker=found.weaknesses,
         limits_hit=tuple(limits_hit),
+        output_tail=collected.output_tail,
     )
-    report = judge(str(model), options.loader, [*events, *trace_events], statuses, outcome)
+    events = (*collected.events, *collected.trace_events)
+    report = judge(str(model), options.loader, events, list(collected.statuses), outcome)
     return SandboxRun(
         model=str(model),
         loader=options.loader,
-        events=tuple([*events, *trace_events]),
-        statuses=tuple(statuses),
+        events=events,
+        statuses=collected.statuses,
         outcome=outcome,
         seconds=seconds,
         isolation={
@@ -109,7 +112,28 @@ def run_sandbox(model: Path, options: SandboxOptions) -> SandboxRun:
     )
 
 
-def _execute(
+@dataclass(frozen=True)
+class _Collected:
+    """What one finished run left behind, read and bounded."""
+
+    events: tuple[SandboxEvent, ...]  # from the runner's channel (audit, network, probe)
+    statuses: tuple[RunnerStatus, ...]
+    trace_events: tuple[SandboxEvent, ...]  # from the syscall trace
+    lossy: bool
+    exit_status: int | None
+    timed_out: bool
+    output_tail: str
+
+
+@dataclass(frozen=True)
+class _Launched:
+    process: subprocess.Popen[bytes]
+    events_fd: int  # read end of the runner's channel
+    trace_file: Path
+    output_file: Path
+
+
+def _launch(
     model: Path,
     options: SandboxOptions,
     found: isolation.Isolation,
@@ -117,9 +141,8 @@ def _execute(
     seccomp: IO[bytes],
     trace_dir: Path,
     groups: tuple[Path, ...],
-) -> tuple[
-    list[SandboxEvent], list[RunnerStatus], bool, list[SandboxEvent], dict[str, int | bool | None]
-]:
+) -> _Launched:
+    """Start strace -> bwrap -> the runner, with the channel pipe and data files passed in."""
     assert found.bwrap is not None
     model_inside = f"{isolation.MODEL_DIR}/{model.name}"
     others = _reference_bind(options.reference)
@@ -149,44 +172,67 @@ def _execute(
     tracer = syscalls.strace_argv(trace_file, found.strace) if found.strace else []
     argv = [*tracer, *argv, *isolation.command(environment.executable, json.dumps(config))]
     argv = cgroups.join_argv(groups, argv) if groups else argv
-    fds = (write_end, seccomp.fileno(), *data.values())
     # Output of the sandbox goes to a file (FSIZE-limited inside), never to a pipe a flooding
-    # payload could fill and stall on; its tail is kept for the report.
-    output = (trace_dir / "output.txt").open("wb")
-    process = subprocess.Popen(  # noqa: S603 - fixed argv built above
-        argv,
-        pass_fds=fds,
-        stdin=subprocess.DEVNULL,
-        stdout=output,
-        stderr=output,
-        start_new_session=True,
-    )
-    output.close()
-    os.close(write_end)
-    for fd in data.values():
+    # payload could fill and stall on; its tail is kept for the report (bwrap's own errors).
+    output_file = trace_dir / "output.txt"
+    with output_file.open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603 - fixed argv built above
+            argv,
+            pass_fds=(write_end, seccomp.fileno(), *data.values()),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+            start_new_session=True,
+        )
+    for fd in (write_end, *data.values()):
         os.close(fd)
+    return _Launched(process, read_end, trace_file, output_file)
+
+
+def _collect(
+    launched: _Launched,
+    options: SandboxOptions,
+    found: isolation.Isolation,
+    environment: PythonEnvironment,
+    trace_dir: Path,
+) -> _Collected:
+    """Drain the channel while the run lasts, enforce the wall clock, then read the trace."""
     chunks: list[bytes] = []
-    reader = threading.Thread(target=_drain, args=(read_end, chunks), daemon=True)
+    reader = threading.Thread(target=_drain, args=(launched.events_fd, chunks), daemon=True)
     reader.start()
-    timed_out = _wait(process, options.limits.wall_seconds, trace_file, options.limits)
+    limits = options.limits
+    timed_out = _wait(launched.process, limits.wall_seconds, launched.trace_file, limits)
     reader.join(timeout=5)
-    os.close(read_end)
-    events, statuses, lossy = parse_channel(_lines(chunks), options.limits.max_events)
+    os.close(launched.events_fd)
+    events, statuses, lossy = parse_channel(_lines(chunks), limits.max_events)
     trace_events: list[SandboxEvent] = []
     if found.strace:
         trace_reader = syscalls.TraceReader(
             str(environment.executable), skip_first_child=options.network
         )
-        with _bounded(trace_file, options.limits.max_trace_bytes) as lines:
+        with _bounded(launched.trace_file, limits.max_trace_bytes) as lines:
             trace_events = trace_reader.events(lines)
-        lossy = lossy or trace_reader.truncated or _too_big(trace_file, options.limits)
-    return (
-        events,
-        statuses,
-        lossy,
-        trace_events,
-        {"exit": process.returncode, "timed_out": timed_out},
+        lossy = lossy or trace_reader.truncated or _too_big(launched.trace_file, limits)
+    return _Collected(
+        events=tuple(events),
+        statuses=tuple(statuses),
+        trace_events=tuple(trace_events),
+        lossy=lossy,
+        exit_status=launched.process.returncode,
+        timed_out=timed_out,
+        output_tail=_tail(launched.output_file),
     )
+
+
+def _tail(path: Path) -> str:
+    """The last lines the sandbox printed (bwrap's errors, a traceback), made inert."""
+    try:
+        with path.open("rb") as stream:
+            stream.seek(max(0, path.stat().st_size - _OUTPUT_TAIL))
+            text = stream.read(_OUTPUT_TAIL).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text).strip()
 
 
 def _run_groups(stack: ExitStack, limits: SandboxLimits) -> tuple[Path, ...]:
@@ -246,21 +292,16 @@ def _too_big(trace: Path, limits: SandboxLimits) -> bool:
         return False
 
 
-class _bounded:
-    def __init__(self, path: Path, limit: int) -> None:
-        self.path, self.limit = path, limit
-        self.stream: IO[bytes] | None = None
-
-    def __enter__(self) -> Iterator[bytes]:
-        try:
-            self.stream = self.path.open("rb")
-        except OSError:
-            return iter(())
-        return _limited(self.stream, self.limit)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.stream is not None:
-            self.stream.close()
+@contextmanager
+def _bounded(path: Path, limit: int) -> Iterator[Iterator[bytes]]:
+    """The trace's lines, up to ``limit`` bytes (none when strace never wrote it)."""
+    try:
+        stream = path.open("rb")
+    except OSError:
+        yield iter(())
+        return
+    with stream:
+        yield _limited(stream, limit)
 
 
 def _limited(stream: IO[bytes], limit: int) -> Iterator[bytes]:

@@ -58,6 +58,7 @@ class Outcome:
     traced: bool
     weaker: str  # what full isolation lacked ("" when nothing)
     limits_hit: tuple[str, ...] = ()  # the cgroup ceilings that stopped something
+    output_tail: str = ""  # the end of what the sandbox printed (bwrap errors, tracebacks)
 
 
 def judge(
@@ -206,6 +207,13 @@ def _capped(findings: Iterable[Finding]) -> list[Finding]:
     return kept
 
 
+def _last_words(outcome: Outcome) -> str:
+    """The sandbox's last output line, when the runner never reported (bwrap refusing a bind,
+    an interpreter that would not start): what a user needs to fix the set-up."""
+    lines = outcome.output_tail.splitlines()
+    return f"; last output: {lines[-1][:200]}" if lines else ""
+
+
 def _judge_outcome(
     statuses: list[RunnerStatus], outcome: Outcome, location: Location
 ) -> list[Finding]:
@@ -229,7 +237,7 @@ def _judge_outcome(
                 rules.SANDBOX_LOAD_FAILED,
                 "the loader process ended without "
                 f"reporting (exit status {outcome.exit_status}: crash, limit or "
-                "payload exit)",
+                f"payload exit){_last_words(outcome)}",
                 location,
                 Severity.HIGH,
             )
