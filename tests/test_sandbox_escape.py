@@ -3,9 +3,11 @@ nothing) and loaded only inside the sandbox; each must fail on the host and be r
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -297,3 +299,35 @@ def _removed_groups(run: SandboxRun) -> bool:
     if os.geteuid() != 0:
         return groups == []
     return bool(groups) and not any(Path(group).exists() for group in groups)
+
+
+def test_without_user_namespaces_it_refuses_unless_weaker_isolation_is_allowed(
+    tmp_path: Path,
+) -> None:
+    """mlgate run in a user namespace where no nested one may be created (the sysctl is per
+    namespace): it says so and refuses; with --allow-weaker-isolation, bubblewrap's privileged
+    mode still confines the payload, and MLG713 names what was missing."""
+    require_sandbox()
+    if os.geteuid() != 0:
+        pytest.skip("only root can fall back to bubblewrap's privileged mode")
+    tag = f"mlgate-nouserns-{uuid.uuid4().hex}"
+    model = tmp_path / "evil.pkl"
+    model.write_bytes(pickle.dumps(_Exec(f"import os\nos.system('touch /tmp/{tag}')\n")))
+    mlgate = f"{sys.executable} -m mlgate sandbox {model} --format json"
+    script = f"echo 0 > /proc/sys/user/max_user_namespaces; {mlgate}; echo rc=$?; {mlgate} "
+    script += "--allow-weaker-isolation; echo rc=$?"
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--fork", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")},
+    )
+    refused, allowed = done.stdout.split("rc=")[0], done.stdout.split("rc=")[1]
+    assert done.stdout.count("rc=") == 2 and "rc=2" in done.stdout and "rc=1" in done.stdout
+    assert "no user namespace" in done.stderr and "--allow-weaker-isolation" in done.stderr
+    assert refused.strip() == ""  # nothing was run
+    findings = json.loads(allowed[allowed.index("{") :])["findings"]
+    assert {"MLG701", "MLG713"} <= {f["rule_id"] for f in findings}
+    assert not Path("/tmp", tag).exists()

@@ -66,6 +66,10 @@ class Isolation:
     strace: str | None
     user_namespaces: bool
     reason: str = ""
+    # Without user namespaces, root can still run bubblewrap in its privileged mode (mount,
+    # PID, network... namespaces, capabilities dropped, but the sandbox's root is the host's
+    # root): weaker, so only with --allow-weaker-isolation. Other users cannot be isolated.
+    privileged: bool = False
     # Why no process/memory ceiling binds the run ("" when a per-run cgroup holds it, or the
     # caller is not root and RLIMIT_NPROC applies): root ignores RLIMIT_NPROC (fork bombs).
     no_ceiling: str = ""
@@ -76,12 +80,13 @@ class Isolation:
 
     @property
     def runnable(self) -> bool:
-        return self.bwrap is not None and self.user_namespaces
+        return self.bwrap is not None and (self.user_namespaces or self.privileged)
 
     @property
     def weaknesses(self) -> str:
         """What is missing from full isolation, for the refusal and for MLG713."""
         missing = [] if self.strace else ["no syscall-level record (strace missing)"]
+        missing += [self.reason] if self.privileged else []
         missing += [self.no_ceiling] if self.no_ceiling else []
         return "; ".join(missing)
 
@@ -91,20 +96,34 @@ def probe() -> Isolation:
     bwrap, strace = shutil.which("bwrap"), shutil.which("strace")
     if bwrap is None:
         return Isolation(None, strace, False, "bubblewrap (bwrap) is not installed")
+    # --unshare-user, not --unshare-all's "try": the check must fail where the run would.
+    failure = _starts(bwrap, "--unshare-user")
+    if failure is None:
+        reason = "" if strace else "strace is not installed (no syscall-level record)"
+        return Isolation(bwrap, strace, True, reason, no_ceiling=_ceiling_missing())
+    unavailable = f"user namespaces unavailable: {failure}"
+    if os.geteuid() == 0 and _starts(bwrap) is None:
+        weaker = "no user namespace: bubblewrap in privileged mode, as the host's root"
+        return Isolation(
+            bwrap, strace, False, weaker, privileged=True, no_ceiling=_ceiling_missing()
+        )
+    return Isolation(bwrap, strace, False, unavailable)
+
+
+def _starts(bwrap: str, *extra: str) -> str | None:
+    """None when bubblewrap starts a sandbox with these options, else why not."""
     try:
         done = subprocess.run(  # noqa: S603 - fixed argv
-            [bwrap, "--unshare-all", "--ro-bind", "/", "/", "--", "/bin/true"],
+            [bwrap, "--unshare-all", *extra, "--ro-bind", "/", "/", "--", "/bin/true"],
             capture_output=True,
             timeout=20,
             check=False,
         )
     except (OSError, subprocess.SubprocessError) as error:
-        return Isolation(bwrap, strace, False, f"bwrap failed to start: {error}")
+        return f"bwrap failed to start: {error}"
     if done.returncode != 0:
-        reason = done.stderr.decode("utf-8", "replace").strip()[:300]
-        return Isolation(bwrap, strace, False, f"user namespaces unavailable: {reason}")
-    reason = "" if strace else "strace is not installed (no syscall-level record)"
-    return Isolation(bwrap, strace, True, reason, _ceiling_missing())
+        return done.stderr.decode("utf-8", "replace").strip()[:300] or f"exit {done.returncode}"
+    return None
 
 
 def _ceiling_missing() -> str:
@@ -126,9 +145,18 @@ def require(isolation: Isolation, allow_weaker: bool) -> None:
     if isolation.weaknesses and not allow_weaker:
         raise SandboxUnavailableError(
             isolation.weaknesses,
-            remedy="install strace and allow cgroup creation (or run as a non-root user), "
-            "or pass --allow-weaker-isolation to accept the weaker isolation",
+            remedy=", ".join(_remedies(isolation))
+            + "; or pass --allow-weaker-isolation to accept the weaker isolation",
         )
+
+
+def _remedies(isolation: Isolation) -> list[str]:
+    fixes = [] if isolation.strace else ["install strace"]
+    if isolation.privileged:
+        fixes.append("allow user namespaces (sysctl user.max_user_namespaces > 0)")
+    if isolation.no_ceiling:
+        fixes.append("allow cgroup creation, or run mlgate as a non-root user")
+    return fixes
 
 
 @dataclass(frozen=True)
@@ -142,7 +170,7 @@ class Binds:
 
 
 def bwrap_argv(
-    bwrap: str,
+    found: Isolation,
     binds: Binds,
     data_fds: dict[str, int],
     seccomp_fd: int | None,
@@ -150,14 +178,17 @@ def bwrap_argv(
     network: bool,
 ) -> list[str]:
     """The bubblewrap command line (without the command to run)."""
-    argv = [bwrap, "--unshare-all", "--unshare-user", "--uid", "0"]
-    argv += ["--gid", "0", "--die-with-parent", "--new-session", "--clearenv"]
+    argv = [str(found.bwrap), "--unshare-all"]
+    if found.user_namespaces:
+        argv += ["--unshare-user", "--uid", "0", "--gid", "0"]
+    argv += ["--die-with-parent", "--new-session", "--clearenv"]
     if network:  # dropped by the runner before the model is opened (inside/caps.py)
         # No --disable-userns: its nested user namespace would not own the network
         # namespace; the seccomp filter denies new user namespaces instead.
         argv += ["--cap-add", "CAP_NET_ADMIN", "--cap-add", "CAP_NET_BIND_SERVICE"]
     else:
-        argv += ["--disable-userns", "--cap-drop", "ALL"]
+        argv += ["--disable-userns"] if found.user_namespaces else []
+        argv += ["--cap-drop", "ALL"]
     for name, value in _ENV.items():
         argv += ["--setenv", name, value]
     argv += _system_binds()

@@ -143,13 +143,12 @@ def _launch(
     groups: tuple[Path, ...],
 ) -> _Launched:
     """Start strace -> bwrap -> the runner, with the channel pipe and data files passed in."""
-    assert found.bwrap is not None
     model_inside = f"{isolation.MODEL_DIR}/{model.name}"
     others = _reference_bind(options.reference)
     read_end, write_end = os.pipe()
     data = {dest: _data_fd(content) for dest, content in isolation.data_files().items()}
     argv = isolation.bwrap_argv(
-        found.bwrap,
+        found,
         isolation.Binds(environment, model.resolve(), model_inside, others),
         data,
         seccomp.fileno(),
