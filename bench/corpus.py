@@ -118,15 +118,7 @@ def _safetensors(path: Path, i: int) -> None:
     save_file({f"t{k}": np.ones((16, 8 + i % 4), dtype=np.float32) for k in range(4)}, path)
 
 
-MALICIOUS: dict[str, Callable[[str], bytes]] = {
-    "os_system.pkl": payloads.os_system,
-    "memo_stack_global.pt": payloads.stack_global_memo,
-    "exec_base64.ckpt": payloads.exec_base64,
-    "getattr_import.bin": payloads.getattr_import,
-    "broken_after_payload.pkl": payloads.broken_after_payload,
-    "nested_loads.pkl": payloads.nested_loads,
-    "disguised.safetensors": payloads.os_system,
-}
+MALICIOUS = payloads.DEMO_MALICIOUS
 BENIGN: dict[str, tuple[Builder, str, int]] = {
     "torchzip": (_torch_zip, ".pt", 60),
     "legacy": (_torch_legacy, ".pth", 20),

@@ -24,13 +24,8 @@ def main(out: Path) -> None:
         (benign / f"config_p{p}.pkl").write_bytes(pickle.dumps(data, protocol=p))
     (benign / "tokenizer.bin").write_bytes(payloads.benign_state_dict())
     samples = {
-        "os_system.pkl": payloads.os_system("demo1"),
-        "memo_stack_global.pt": payloads.stack_global_memo("demo2"),
-        "exec_base64.ckpt": payloads.exec_base64("demo3"),
-        "getattr_import.bin": payloads.getattr_import("demo4"),
-        "broken_after_payload.pkl": payloads.broken_after_payload("demo5"),
-        "nested_loads.pkl": payloads.nested_loads("demo6"),
-        "disguised.safetensors": payloads.os_system("demo7"),
+        name: build(f"demo{index}")
+        for index, (name, build) in enumerate(payloads.DEMO_MALICIOUS.items(), start=1)
     }
     for name, data in samples.items():
         (malicious / name).write_bytes(data)

@@ -10,6 +10,7 @@ import base64
 import pickle
 import struct
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 MARKER_DIR = Path(tempfile.gettempdir()) / "mlgate-markers"
@@ -99,3 +100,16 @@ def benign_state_dict() -> bytes:
     data = {"layers": [{"weight": [0.1 * i for i in range(16)], "bias": 0.0} for _ in range(4)],
             "vocab": {f"tok{i}": i for i in range(64)}, "name": "tiny"}
     return pickle.dumps(data, protocol=4)
+
+
+# The demo's malicious set (samples/generate.py), also scanned by bench/corpus.py and loaded in
+# the sandbox by tests/test_sandbox_samples.py: file name -> payload builder (by marker name).
+DEMO_MALICIOUS: dict[str, Callable[[str], bytes]] = {
+    "os_system.pkl": os_system,
+    "memo_stack_global.pt": stack_global_memo,
+    "exec_base64.ckpt": exec_base64,
+    "getattr_import.bin": getattr_import,
+    "broken_after_payload.pkl": broken_after_payload,
+    "nested_loads.pkl": nested_loads,
+    "disguised.safetensors": os_system,
+}

@@ -22,13 +22,10 @@ from sandbox_support import require_sandbox, rule_ids, sandboxed
 from mlgate.findings import Severity
 from mlgate.sandbox.choice import choose_loader
 
+# The demo's malicious set, disguised.safetensors aside (auto refuses to guess its loader; tested
+# below), plus a gzip-compressed pickle that joblib opens by itself.
 _SAMPLES: dict[str, Callable[[str], bytes]] = {
-    "os_system.pkl": payloads.os_system,
-    "memo_stack_global.pt": payloads.stack_global_memo,
-    "exec_base64.ckpt": payloads.exec_base64,
-    "getattr_import.bin": payloads.getattr_import,
-    "broken_after_payload.pkl": payloads.broken_after_payload,
-    "nested_loads.pkl": payloads.nested_loads,
+    **{k: v for k, v in payloads.DEMO_MALICIOUS.items() if k != "disguised.safetensors"},
     "compressed.joblib": lambda name: gzip.compress(payloads.os_system(name)),
 }
 
