@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
 
-from sandbox_support import rule_ids, sandboxed
+from click.testing import CliRunner
+from sandbox_support import require_sandbox, rule_ids, sandboxed
 
+from mlgate.cli import cli
 from mlgate.findings import Severity
 
 
@@ -45,3 +48,18 @@ def test_load_error_is_incomplete_not_clean(tmp_path: Path) -> None:
     run = sandboxed(model, "pickle")
     assert rule_ids(run) == {"MLG708"}
     assert not run.report.complete
+
+
+def test_cli_writes_the_full_event_record(tmp_path: Path) -> None:
+    """--events: every observation behind the findings, one JSON object per line."""
+    require_sandbox()
+    model = tmp_path / "evil.pkl"
+    model.write_bytes(pickle.dumps(_System("echo \x1b[31mred")))
+    events = tmp_path / "events.jsonl"
+    result = CliRunner().invoke(cli, ["sandbox", str(model), "--events", str(events)])
+    assert result.exit_code == 1, result.output
+    records = [json.loads(line) for line in events.read_text(encoding="ascii").splitlines()]
+    assert {"audit", "syscall"} <= {r["source"] for r in records}
+    system = [r for r in records if r["action"] == "os.system"]
+    assert system and system[0]["phase"] == "load" and "\\x1b[31mred" in system[0]["detail"][0]
+    assert "\x1b" not in result.output  # the terminal escape stays inert in the report too

@@ -38,7 +38,16 @@ from mlgate.sandbox.service import LOADERS
 @click.option(
     "--allow-weaker-isolation",
     is_flag=True,
-    help="Run without the syscall-level record when strace is missing (said in the report).",
+    help="Accept weaker isolation where full isolation is impossible (no strace, no user "
+    "namespaces as root, no per-run cgroup as root); each weakness is an MLG713 finding. A "
+    "payload never runs unconfined: without any namespaces mlgate still refuses.",
+)
+@click.option(
+    "--events",
+    "events_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write every observed event (audit, syscall, network, probe) here, one JSON "
+    "object per line: the full record behind the findings.",
 )
 @click.option(
     "--no-network",
@@ -69,6 +78,7 @@ def sandbox_cmd(
     timeout: float,
     memory_gib: float,
     allow_weaker_isolation: bool,
+    events_path: Path | None,
     no_network: bool,
     probe: bool,
     reference: Path | None,
@@ -85,7 +95,7 @@ def sandbox_cmd(
     CRITICAL; imports the pickle policy denies are HIGH.
     """
     from mlgate.sandbox.choice import choose_loader  # noqa: PLC0415 - keep --help fast
-    from mlgate.sandbox.service import SandboxOptions, run_sandbox  # noqa: PLC0415
+    from mlgate.sandbox.service import SandboxOptions, run_sandbox, write_events  # noqa: PLC0415
 
     threshold = Severity.parse(fail_on) if fail_on else load_config(config_path).fail_on
     limits = SandboxLimits(
@@ -102,4 +112,6 @@ def sandbox_cmd(
         tolerance=tolerance,
     )
     run = run_sandbox(model, options)
+    if events_path is not None:
+        write_events(run, events_path)
     sys.exit(emit_report(run.report, fmt, output, threshold, color, "the model"))

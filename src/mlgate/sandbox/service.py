@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -110,6 +110,13 @@ def run_sandbox(model: Path, options: SandboxOptions) -> SandboxRun:
         },
         report=report,
     )
+
+
+def write_events(run: SandboxRun, path: Path) -> None:
+    """Every event of ``run`` as JSON lines (ASCII-escaped: the texts are the attacker's)."""
+    with path.open("w", encoding="ascii") as stream:
+        for event in run.events:
+            stream.write(json.dumps(asdict(event), ensure_ascii=True) + "\n")
 
 
 @dataclass(frozen=True)
