@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from mlgate.config import read_policy_table
 from mlgate.errors import ConfigError
 from mlgate.findings import Severity
+
+# When versions are also loaded in the sandbox (a Literal, so the hub API's schema lists the
+# values the registry accepts).
+DynamicTestWhen = Literal["off", "on-findings", "always"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class RegistryPolicy:
     anonymous_reads: bool = False
     auto_publish_below: Severity | None = None
     quarantine_on_rescan_fail: bool = False
-    dynamic_test: str = "off"
+    dynamic_test: DynamicTestWhen = "off"
     dynamic_timeout: int = 120
     dynamic_memory: int = 8
 
@@ -64,7 +68,7 @@ class RegistryPolicy:
         return _build(json.loads(text), "stored policy")
 
 
-DYNAMIC_TESTS = ("off", "on-findings", "always")
+DYNAMIC_TESTS: tuple[str, ...] = get_args(DynamicTestWhen)
 _SEVERITIES = ("auto_reject_at", "auto_publish_below")
 _FLAGS = (
     "separation_of_duties",
