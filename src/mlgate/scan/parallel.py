@@ -21,6 +21,7 @@ import math
 import multiprocessing
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -110,12 +111,23 @@ def _collect(ctx: ScanContext, files: list[DeferredFile], jobs: int) -> list[Fil
     )
     results: list[FileResult | str] = []
     try:
-        tasks = [pool.submit(_scan_chunk, [(f.path, f.shown) for f in c]) for c in chunks]
+        tasks = [_submit(pool, chunk) for chunk in chunks]
         for chunk, task in zip(chunks, tasks, strict=True):
             results += _chunk_results(pool, task, len(chunk), _budget(ctx, len(chunk)))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return results
+
+
+def _submit(
+    pool: ProcessPoolExecutor, chunk: list[DeferredFile]
+) -> Future[list[FileResult]] | BaseException:
+    """The chunk's task, or why it could not be queued: a worker that died while chunks were
+    still being submitted breaks the pool, and every later submit raises."""
+    try:
+        return pool.submit(_scan_chunk, [(f.path, f.shown) for f in chunk])
+    except BrokenProcessPool as error:
+        return error
 
 
 def _chunks(files: list[DeferredFile], jobs: int) -> list[list[DeferredFile]]:
@@ -132,8 +144,13 @@ def _budget(ctx: ScanContext, count: int) -> float:
 
 
 def _chunk_results(
-    pool: ProcessPoolExecutor, task: Future[list[FileResult]], count: int, timeout: float
+    pool: ProcessPoolExecutor,
+    task: Future[list[FileResult]] | BaseException,
+    count: int,
+    timeout: float,
 ) -> list[FileResult | str]:
+    if isinstance(task, BaseException):
+        return [f"its worker process failed ({type(task).__name__}: {task})"] * count
     try:
         return list(task.result(timeout=timeout))
     except TimeoutError:
