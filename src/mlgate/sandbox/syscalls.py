@@ -48,6 +48,9 @@ PHASE_MARKER = '"/mlgate/phase/'  # opened (never existing) by the runner at eac
 _PHASES = ("import", "load", "probe", "done")
 _MAX_LINE = 16384
 _TRANSLATED = re.compile(r"/\* (\d+) in strace's PID NS \*/")
+# A whole double-quoted string (strace escapes quotes and backslashes inside), or one
+# structural character; re.split keeps these as tokens between the plain runs.
+_TOKENS = re.compile(r'("(?:[^"\\]|\\.)*"|[()\[\]{},])')
 _LINE = re.compile(r"^(\d+) +(.*)$")
 # --- SIGSYS {si_signo=SIGSYS, si_code=SYS_SECCOMP, ..., si_syscall=__NR_ptrace, ...} ---
 _TRAPPED = re.compile(r"^--- SIGSYS \{.*si_code=SYS_SECCOMP.*si_syscall=__NR_(\w+)")
@@ -110,7 +113,7 @@ class TraceReader:
                 # cannot make what it does next look like the framework's start-up.
                 phase = max(phase, marker, key=_PHASES.index)
                 continue
-            found += _event(call, phase)
+            found += (e for e in _event(call, phase) if not _startup_read(e))
         return found
 
     def _calls(self, lines: Iterable[bytes]) -> Iterator[Call]:
@@ -177,33 +180,27 @@ class TraceReader:
 
 
 def _split_call(pid: int, text: str) -> Call | None:
-    """``name(arg, arg...) = result`` with quotes and nesting respected."""
+    """``name(arg, arg...) = result`` with quotes and nesting respected. Strings are matched
+    whole by a regular expression, so the loop runs over tokens, not characters (a trace of
+    ``import torch`` has thousands of long paths)."""
     name, paren, rest = text.partition("(")
     if not paren or not name.isidentifier():
         return None
     args: list[str] = []
-    depth, quoted, escaped, start = 0, False, False, 0
-    for index, char in enumerate(rest):
-        if quoted:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                quoted = False
-        elif char == '"':
-            quoted = True
-        elif char in "([{":
+    depth, start, offset = 0, 0, 0
+    for piece in _TOKENS.split(rest):
+        if piece in ("(", "[", "{"):
             depth += 1
-        elif char in "}])":
+        elif piece in (")", "]", "}"):
             if depth == 0:  # the call's own closing parenthesis
-                args.append(rest[start:index].strip())
-                result = rest[index + 1 :].strip().removeprefix("=").strip()
+                args.append(rest[start:offset].strip())
+                result = rest[offset + 1 :].strip().removeprefix("=").strip()
                 return Call(pid, name, tuple(a for a in args if a), result)
             depth -= 1
-        elif char == "," and depth == 0:
-            args.append(rest[start:index].strip())
-            start = index + 1
+        elif piece == "," and depth == 0:
+            args.append(rest[start:offset].strip())
+            start = offset + 1
+        offset += len(piece)
     return None
 
 
@@ -215,6 +212,12 @@ def _child_pid(call: Call) -> int | None:
     if translated is not None:
         return int(translated[1])
     return int(call.result) if call.result.isdigit() else None
+
+
+def _startup_read(event: SandboxEvent) -> bool:
+    """A file the framework reads while it starts (thousands for torch): never judged, not
+    kept. Writes, processes and connections at start-up are kept, for the record."""
+    return event.phase == "import" and event.category == "file-read"
 
 
 def _phase_marker(call: Call) -> str | None:

@@ -145,10 +145,12 @@ class Recorder:
             self._emit("file-change", event, args)
         elif event == "open":
             self._open(args)
+        elif self.phase == "import":
+            # The framework compiling and executing its own code while it starts (thousands
+            # of dataclass and namedtuple bodies for torch) is never judged: not recorded.
+            return
         elif event in ("exec", "compile"):
             self._code(event, args)
-        elif self.phase == "import":
-            return
         elif event == "import":
             self._emit("import", event, (args[0],))
         elif event in _LOAD_ONLY:
