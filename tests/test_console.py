@@ -17,6 +17,7 @@ import pytest
 from hub_support import Hub, serving
 from payloads import glob0
 
+from mlgate.console.session import KEY_FILE
 from mlgate.hub.app import create_app
 from mlgate.hub.settings import HubSettings
 
@@ -47,10 +48,12 @@ class Browser:
     url: str
     cookies: dict[str, str] = field(default_factory=dict)
 
-    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> Answer:
+    def request(
+        self, method: str, path: str, form: dict[str, str] | None = None, **extra: str
+    ) -> Answer:
         parts = urlsplit(self.url)
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-        headers = {"cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        headers = {"cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()), **extra}
         body = None
         if form is not None:
             body = urlencode(form)
@@ -122,6 +125,13 @@ def test_login_session_cookie_and_headers(hub: Hub) -> None:
     assert token not in value and token.split("_")[-1] not in value
     page = browser.get("/")
     assert page.status == 200 and "rita" in page.body
+
+    # Behind a TLS proxy uvicorn trusts (the test server trusts 127.0.0.1, as
+    # `mlgate serve --forwarded-allow-ips 127.0.0.1` would), the cookie is Secure.
+    proxied = browser.request("GET", "/login", **{"x-forwarded-proto": "https"})
+    assert "secure" in {f.strip().lower() for f in proxied.cookie().split(";")}
+    key = hub.registry.data_dir / KEY_FILE
+    assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_bytes()) == 32
 
     # The token revoked: the next request is logged out.
     hub.registry.tokens.revoke(token.split("_")[1])

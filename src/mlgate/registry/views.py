@@ -168,15 +168,19 @@ def facets(conn: Connection) -> dict[str, list[str]]:
     return {"source": sorted(sources), "owner": sorted(owners), "format": sorted(formats)}
 
 
-def awaiting_review(conn: Connection) -> list[tuple[str, int]]:
-    """(model, number) of every scanned version waiting for a decision, oldest first."""
+def awaiting_review(conn: Connection, limit: int) -> tuple[list[tuple[str, int]], int]:
+    """(model, number) of the ``limit`` oldest scanned versions waiting for a decision, and
+    how many are waiting."""
+    waiting = t.versions.c.state == "scanned"
+    total = conn.execute(select(func.count()).where(waiting)).scalar_one()
     rows = conn.execute(
         select(t.models.c.name, t.versions.c.number)
         .join(t.models, t.models.c.id == t.versions.c.model_id)
-        .where(t.versions.c.state == "scanned")
+        .where(waiting)
         .order_by(t.versions.c.ingested_at, t.versions.c.id)
+        .limit(limit)
     )
-    return [(r.name, r.number) for r in rows]
+    return [(r.name, r.number) for r in rows], total
 
 
 @dataclass(frozen=True)
