@@ -167,7 +167,17 @@ def test_every_page_renders_over_every_state(hub: Hub) -> None:
     assert model.status == 200
     assert "version 2" in model.body and "production" in model.body
     assert "config.json" in model.body and "Roll back" in model.body
-    assert "signed by" in model.body
+    assert "verified now" in model.body and "signed by" in model.body
+    # A recorded digest that no longer matches what was signed: shown, not "verified".
+    with hub.registry.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE files SET digest = ? WHERE path = 'config.json' AND version_id ="
+            " (SELECT v.id FROM versions v JOIN models m ON m.id = v.model_id"
+            "  WHERE m.name = 'org/live' AND v.number = 1)",
+            ("0" * 64,),
+        )
+    tampered = browser.get("/models/org/live?v=1").body
+    assert "does NOT verify" in tampered and "changed: config.json" in tampered
     bom = browser.get("/bom/org/live?v=2")
     assert bom.status == 200 and '"bomFormat": "CycloneDX"' in bom.body
     assert "weights from nowhere" in browser.get("/models/org/bad").body
