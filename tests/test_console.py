@@ -187,6 +187,9 @@ def test_every_page_renders_over_every_state(hub: Hub) -> None:
     audit = browser.get("/audit?actor=rita")
     assert audit.status == 200 and "Chain verified" in audit.body
     assert "reject" in audit.body and "init" not in audit.body.split("<tbody>")[1]
+    by_model = browser.get("/audit?model=org/bad&action=reject&since=2000-01-01").body
+    assert "weights from nowhere" in by_model and "org/live" not in by_model
+    assert "No entry matches" in browser.get("/audit?until=2000-01-01").body
     export = browser.get("/audit/export")
     assert export.status == 200 and export.body.count("\n") >= 10
     assert browser.get("/requests").status == 200

@@ -52,7 +52,8 @@ class SecurityHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+        path = scope["path"] if scope["type"] == "http" else ""
+        if path != PREFIX and not path.startswith(PREFIX + "/"):
             await self.app(scope, receive, send)
             return
 
