@@ -16,6 +16,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from hub_support import Hub, serving
 from payloads import glob0
+from registry_support import as_user
 
 from mlgate.console.session import KEY_FILE
 from mlgate.hub.app import create_app
@@ -192,7 +193,14 @@ def test_every_page_renders_over_every_state(hub: Hub) -> None:
     assert "No entry matches" in browser.get("/audit?until=2000-01-01").body
     export = browser.get("/audit/export")
     assert export.status == 200 and export.body.count("\n") >= 10
-    assert browser.get("/requests").status == 200
+    assert "No request has gone upstream" in browser.get("/requests").body
+    commit = "ab" * 20
+    as_user(hub.registry, "rob").upstream.record("up/stream", commit, "main", "http://up")
+    hub.registry.upstream.link("up/stream", commit, hub.registry.show("org/pending@1"))
+    requests = browser.get("/requests").body
+    assert "up/stream" in requests and "abababababab" in requests and "rob" in requests
+    assert "org/pending@1" in requests
+    assert browser.get("/static/console.css").headers["x-content-type-options"] == "nosniff"
     for path in ("/?page=zero", "/?sort=evil", "/audit?page=-1"):
         assert browser.get(path).status == 200
 
