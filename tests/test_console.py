@@ -14,22 +14,27 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from hub_support import Hub, serving
+from hub_support import Hub, registry_url_of, serving
 from payloads import glob0
 from registry_support import as_user
+from sqlalchemy import select
 
 from mlgate.console.session import KEY_FILE
 from mlgate.hub.app import create_app
 from mlgate.hub.settings import HubSettings
+from mlgate.registry import schema as t
 
 XSS = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
 RAW_TAGS = re.compile(r"<script>alert|<img src=x", re.IGNORECASE)
 
 
 @pytest.fixture
-def registry_url() -> None:
-    """SQLite only: the console reads through the registry's own (dual-backend) queries."""
-    return None
+def registry_url(request: pytest.FixtureRequest) -> str | None:
+    """SQLite; the test that reads every page runs on PostgreSQL too (indirect parameter)."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @dataclass
@@ -85,7 +90,7 @@ class Browser:
 
 @pytest.fixture
 def hub(registry: Any, tmp_path: Path) -> Iterator[Hub]:
-    app = create_app(HubSettings(registry.data_dir))
+    app = create_app(HubSettings(registry.data_dir, registry_url_of(registry)))
     with serving(app) as url:
         yield Hub(url, registry, app, tmp_path)
     app.state.registry.engine.dispose()
@@ -151,6 +156,7 @@ def test_logout_and_forged_cookie(hub: Hub) -> None:
     assert browser.get("/").status == 303
 
 
+@pytest.mark.parametrize("registry_url", ["sqlite", "postgresql"], indirect=True)
 def test_every_page_renders_over_every_state(hub: Hub) -> None:
     hub.quarantine("org/waiting")
     hub.scanned("org/pending")
@@ -163,6 +169,9 @@ def test_every_page_renders_over_every_state(hub: Hub) -> None:
     for name in ("org/waiting", "org/pending", "org/live", "org/bad", "org/gone"):
         assert name in inventory
     assert "5 models" in inventory
+    assert "org/bad" not in browser.get("/?search=LIV&format=safetensors").body  # any case
+    assert "org/live" in browser.get("/?search=LIV&format=safetensors&risk=info").body
+    assert "No model matches" in browser.get("/?format=pickle").body
     filtered = browser.get("/?state=published&sort=name&desc=1").body
     assert "org/live" in filtered and "org/bad" not in filtered
     assert "1 model" in filtered
@@ -172,12 +181,17 @@ def test_every_page_renders_over_every_state(hub: Hub) -> None:
     assert "config.json" in model.body and "Roll back" in model.body
     assert "verified now" in model.body and "signed by" in model.body
     # A recorded digest that no longer matches what was signed: shown, not "verified".
+    first = (
+        select(t.versions.c.id)
+        .join(t.models, t.models.c.id == t.versions.c.model_id)
+        .where(t.models.c.name == "org/live", t.versions.c.number == 1)
+        .scalar_subquery()
+    )
     with hub.registry.engine.begin() as conn:
-        conn.exec_driver_sql(
-            "UPDATE files SET digest = ? WHERE path = 'config.json' AND version_id ="
-            " (SELECT v.id FROM versions v JOIN models m ON m.id = v.model_id"
-            "  WHERE m.name = 'org/live' AND v.number = 1)",
-            ("0" * 64,),
+        conn.execute(
+            t.files.update()
+            .where(t.files.c.version_id == first, t.files.c.path == "config.json")
+            .values(digest="0" * 64)
         )
     tampered = browser.get("/models/org/live?v=1").body
     assert "does NOT verify" in tampered and "changed: config.json" in tampered
