@@ -34,10 +34,6 @@ class Session:
     principal: str | None
     expires: int
 
-    @property
-    def logged_in(self) -> bool:
-        return self.token_id is not None
-
 
 def session_key(data_dir: Path) -> bytes:
     """The signing key, created 0600 on first use and then shared by every uvicorn worker.

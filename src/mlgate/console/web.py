@@ -22,7 +22,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlgate.console.session import COOKIE, LIFETIME_SECONDS, Session, Signer, session_key
 from mlgate.registry.errors import Unauthenticated
-from mlgate.registry.roles import Role
 from mlgate.registry.service import Registry
 
 PREFIX = "/console"
@@ -79,11 +78,9 @@ class CsrfRefused(Exception):
 
 @dataclass(frozen=True)
 class Viewer:
-    """The logged-in reviewer: their session and the registry acting as them."""
+    """The logged-in reviewer: the registry acting as them."""
 
-    session: Session
     registry: Registry
-    roles: frozenset[Role]
 
     @property
     def principal(self) -> str:
@@ -118,9 +115,7 @@ class Console:
             raise LoginRequired from e
         if identity.principal != session.principal:
             raise LoginRequired
-        return Viewer(
-            session, registry.acting_as(identity.principal, identity.roles), identity.roles
-        )
+        return Viewer(registry.acting_as(identity.principal, identity.roles))
 
     def render(
         self,
