@@ -154,6 +154,10 @@ def test_logout_and_forged_cookie(hub: Hub) -> None:
     assert browser.post("/logout", {"csrf": "\xe9" * 64}).status == 403
     assert browser.post("/logout", {"csrf": browser.csrf()}).status == 303
     assert browser.get("/").status == 303
+    # An admin withdraws every role of rob's: his live session ends with them.
+    again = logged_in(hub, "rob")
+    hub.registry.add_user("rob", "")
+    assert again.get("/").status == 303
 
 
 @pytest.mark.parametrize("registry_url", ["sqlite", "postgresql"], indirect=True)

@@ -113,7 +113,7 @@ class Console:
             identity = registry.tokens.identity(session.token_id)
         except Unauthenticated as e:
             raise LoginRequired from e
-        if identity.principal != session.principal:
+        if identity.principal != session.principal or not identity.roles:
             raise LoginRequired
         return Viewer(registry.acting_as(identity.principal, identity.roles))
 
