@@ -205,6 +205,7 @@ def test_every_page_renders_over_every_state(hub: Hub) -> None:
     assert browser.get("/models/org/nothing").status == 404
     review = browser.get("/review").body
     assert "org/pending@1" in review and "org/waiting" not in review
+    assert re.search(r'<span class="sev sev-info">\d+ info</span>', review)
     audit = browser.get("/audit?actor=rita")
     assert audit.status == 200 and "Chain verified" in audit.body
     assert "reject" in audit.body and "init" not in audit.body.split("<tbody>")[1]
