@@ -211,7 +211,10 @@ def test_every_page_renders_over_every_state(hub: Hub) -> None:
     bom = browser.get("/bom/org/live?v=2")
     assert bom.status == 200 and '"bomFormat": "CycloneDX"' in bom.body
     assert "weights from nowhere" in browser.get("/models/org/bad").body
-    assert browser.get("/models/org/nothing").status == 404
+    missing = browser.get("/models/org/nothing")
+    assert missing.status == 404 and "no model named" in missing.body
+    assert "text/html" in missing.headers["content-type"]
+    assert browser.get("/bom/org/bad").status == 404  # not published: no BOM
     review = browser.get("/review").body
     assert "org/pending@1" in review and "org/waiting" not in review
     assert re.search(r'<span class="sev sev-info">\d+ info</span>', review)
