@@ -9,8 +9,10 @@ seeded SQLite registry.
   the end of the test saves a screenshot of every console page it visited into
   ``build/test-artifacts/console/`` (CI keeps that folder as an artifact).
 
-Chromium, Playwright and axe-core are looked up, not assumed: on a laptop without them the
-tests skip with the reason; under CI (``CI=true``, set by ``.ci/run``) they fail instead.
+conftest.py registers it for every session, so the hub (seconds to import) is imported only
+when a fixture is used. Chromium, Playwright and axe-core are looked up, not assumed: on a
+laptop without them the tests skip with the reason; under CI (``CI=true``; .ci/run installs
+all three) they fail instead.
 """
 
 from __future__ import annotations
@@ -19,18 +21,13 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import payloads
 import pytest
-from hub_support import serving
-from registry_models import write_benign
-
-from mlgate.hub.app import create_app
-from mlgate.hub.settings import HubSettings
 
 CHROMIUM = os.environ.get("MLGATE_CHROMIUM", "/usr/bin/chromium")
 # Headless as root (no sandbox possible), and quiet: the machine has no network, so every
@@ -123,6 +120,8 @@ def hostile_pickle(marker: str) -> bytes:
 
 
 def _hostile_folder(root: Path, seed: int) -> Path:
+    from registry_models import write_benign
+
     folder = write_benign(root / f"hostile-{seed}", seed)
     (folder / "README.md").write_text(f"---\nlicense: '{XSS_IMG}'\n---\n# {XSS_SCRIPT}\n")
     (folder / f"{XSS_IMG}.bin").write_bytes(hostile_pickle(f"console-xss-{seed}"))
@@ -138,7 +137,7 @@ def _suspicious_folder(root: Path) -> Path:
 
 def seed_registry(data_dir: Path, models: Path, seed: Seed) -> dict[str, str]:
     """Users, models in every state the tests need; returns a login token per user."""
-    from dataclasses import replace
+    from registry_models import write_benign
 
     from mlgate.registry import init_registry, open_registry
 
@@ -167,6 +166,11 @@ def seed_registry(data_dir: Path, models: Path, seed: Seed) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def console_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleHub]:
     """A hub over a freshly seeded registry, for one test module."""
+    from hub_support import serving
+
+    from mlgate.hub.app import create_app
+    from mlgate.hub.settings import HubSettings
+
     root = tmp_path_factory.mktemp("console")
     hub = ConsoleHub("", root / "registry", Seed())
     hub.tokens = seed_registry(hub.data_dir, root / "models", hub.seed)
@@ -223,8 +227,10 @@ class Tab:
         dialog.dismiss()
 
     def _console(self, message: Any) -> None:
-        if message.type in {"error", "warning"}:
-            self.events.append(f"console {message.type}: {message.text}")
+        url = message.location.get("url", "")
+        # The browser's own favicon request (404 from the hub) is not the page's doing.
+        if message.type in {"error", "warning"} and not url.endswith("/favicon.ico"):
+            self.events.append(f"console {message.type}: {message.text} ({url})")
 
     def _navigated(self, frame: Any) -> None:
         if frame == self.page.main_frame and frame.url.startswith(self.base):
