@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
+from mlgate.console import install_console
 from mlgate.hub.api import OPENAPI_URL, install_api
 from mlgate.hub.hf.routes import install as install_hf_routes
 from mlgate.hub.jobs import open_queue
@@ -52,6 +53,7 @@ def create_app(settings: HubSettings) -> FastAPI:
         settings.data_dir / UPLOADS_DIR, settings.upload_limits, settings.max_open_uploads
     )
     install_api(app)
+    install_console(app)
     install_hf_routes(app)  # last: its /{repo_id}/... and /api/models/{repo_id} are generic
     app.add_middleware(
         RequestLimits,

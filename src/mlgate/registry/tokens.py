@@ -142,24 +142,31 @@ class Tokens:
         match = _TOKEN.fullmatch(bearer.strip())
         if match is None:
             raise Unauthenticated("the token is not an mlgate token (mlg_...)")
-        # One query on every request: the token with its owner's roles as they are now.
-        query = (
-            select(t.tokens, t.principals.c.roles.label("held"))
-            .join(t.principals, t.principals.c.name == t.tokens.c.principal)
-            .where(t.tokens.c.id == match.group(1))
-        )
-        with database.read_transaction(self.ctx.engine) as conn:
-            row = conn.execute(query).first()
+        row = self._with_roles(match.group(1))
         # Compared even when the id is unknown, so timing does not tell ids apart.
         stored = row.secret_hash if row is not None else "0" * 64
         if not hmac.compare_digest(stored, _hash(bearer.strip())) or row is None:
             raise Unauthenticated("unknown token")
-        info = _info(row)
-        status = info.status(store.now())
-        if status != "active":
-            raise Unauthenticated(f"token {info.id} ({info.label}) is {status}")
-        roles = narrow(parse_roles(row.held), parse_roles(",".join(info.roles)))
-        return Identity(info.principal, roles, info.id)
+        return _identity(row)
+
+    def identity(self, token_id: str) -> Identity:
+        """The identity of token ``token_id`` as it is now, for a caller that checked the
+        secret earlier (the console's session): :class:`Unauthenticated` once the token is
+        revoked or expired, or its owner lost the roles."""
+        row = self._with_roles(token_id)
+        if row is None:
+            raise Unauthenticated("unknown token")
+        return _identity(row)
+
+    def _with_roles(self, token_id: str) -> Any:
+        # One query on every request: the token with its owner's roles as they are now.
+        query = (
+            select(t.tokens, t.principals.c.roles.label("held"))
+            .join(t.principals, t.principals.c.name == t.tokens.c.principal)
+            .where(t.tokens.c.id == token_id)
+        )
+        with database.read_transaction(self.ctx.engine) as conn:
+            return conn.execute(query).first()
 
     def _grantable(self, conn: Connection, owner: str) -> frozenset[Role]:
         """The roles a new token of ``owner`` may carry (or any they cover): the owner's,
@@ -205,6 +212,15 @@ def _roles(roles: str | frozenset[Role]) -> frozenset[Role]:
     if not wanted:
         raise RegistryError("a token needs at least one role")
     return wanted
+
+
+def _identity(row: Any) -> Identity:
+    info = _info(row)
+    status = info.status(store.now())
+    if status != "active":
+        raise Unauthenticated(f"token {info.id} ({info.label}) is {status}")
+    roles = narrow(parse_roles(row.held), parse_roles(",".join(info.roles)))
+    return Identity(info.principal, roles, info.id)
 
 
 def _hash(bearer: str) -> str:

@@ -1,0 +1,47 @@
+"""The web console at ``/console``: server-rendered pages for reviewers and auditors over
+the hub's registry (inventory, model pages, review queue, audit, pull-through requests),
+logged in with a hub token. See docs/console.md."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from mlgate.console import audit, inventory, login, model, requests, review
+from mlgate.console.web import (
+    PREFIX,
+    Console,
+    CsrfRefused,
+    LoginRequired,
+    SecurityHeaders,
+    console_of,
+)
+from mlgate.hub.settings import HubSettings
+
+
+def install_console(app: FastAPI) -> None:
+    """Mount the console on ``app`` (after the API, before the generic Hugging Face routes)."""
+    settings: HubSettings = app.state.settings
+    app.state.console = Console(settings.data_dir)
+    router = APIRouter(prefix=PREFIX, include_in_schema=False)
+    for module in (login, inventory, model, review, audit, requests):
+        router.include_router(module.router)
+    app.include_router(router)
+    static = StaticFiles(packages=[("mlgate.console", "static")])
+    app.mount(f"{PREFIX}/static", static, name="console-static")
+    app.add_exception_handler(LoginRequired, _to_login)
+    app.add_exception_handler(CsrfRefused, _csrf_refused)
+    app.add_middleware(SecurityHeaders)
+
+
+def _to_login(request: Request, exc: Exception) -> Response:
+    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+    console = console_of(request)
+    console.set_cookie(request, response, console.signer.new())
+    return response
+
+
+def _csrf_refused(request: Request, exc: Exception) -> HTMLResponse:
+    message = "This form was not sent from the console (missing or wrong CSRF token)."
+    return console_of(request).render(request, "error.html", {"message": message}, status=403)

@@ -1,0 +1,127 @@
+"""The model / version page (files, history, findings, explain, dynamic report, signature,
+ML-BOM, downloads, aliases) and its one form: rolling an alias back."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from mlgate.console.web import Viewer, console_of, form_of, see_other, viewer
+from mlgate.errors import MlgateError
+from mlgate.findings import Severity
+from mlgate.registry.records import Version
+from mlgate.registry.roles import Action
+from mlgate.registry.views import alias_history
+
+router = APIRouter()
+
+# Formats that are (or hold) pickles, and the largest file explained per page view: the
+# explanation re-parses the stored bytes statically (never unpickles them), bounded in cost.
+PICKLE_FORMATS = frozenset({"pickle", "joblib", "pytorch-legacy", "pytorch"})
+MAX_EXPLAIN_BYTES = 16 * 1024 * 1024
+
+
+@router.get("/models/{name:path}")
+def model_page(
+    name: str, request: Request, who: Annotated[Viewer, Depends(viewer)]
+) -> HTMLResponse:
+    return render_model(request, who, name, request.query_params.get("v", ""))
+
+
+def render_model(
+    request: Request, who: Viewer, name: str, number: str, error: str | None = None
+) -> HTMLResponse:
+    """The page of ``name@number`` (the newest version when ``number`` is not a number)."""
+    console = console_of(request)
+    registry = who.registry
+    try:
+        version = registry.show(f"{name}@{number}" if number.isdigit() else name)
+        history = registry.history(name)
+        with registry.context.read(Action.READ) as conn:
+            moves = alias_history(conn, name)
+    except MlgateError as e:
+        return console.render(request, "error.html", {"message": str(e)}, status=404)
+    return console.render(
+        request,
+        "model.html",
+        {
+            "v": version,
+            "numbers": sorted({h.version for h in history}, reverse=True),
+            "history": history,
+            "findings": _by_severity(version.scan_report),
+            "explained": _explanations(who, version),
+            "dynamic": _pretty(version.dynamic_report),
+            "pending": registry.pending_reason(version),
+            "moves": moves,
+            "error": error,
+        },
+        status=400 if error else 200,
+    )
+
+
+def _by_severity(report: dict[str, Any] | None) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The scan's findings grouped by severity, worst first."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for finding in (report or {}).get("findings", []):
+        groups[str(finding.get("severity", "INFO"))].append(finding)
+    order = [s.name for s in sorted(Severity, reverse=True)]
+    return sorted(groups.items(), key=lambda g: order.index(g[0]) if g[0] in order else 99)
+
+
+def _explanations(who: Viewer, version: Version) -> list[tuple[str, str]]:
+    """``mlgate explain`` for each small pickle file, from the registry's read-only view of
+    the stored blobs: static parsing only, nothing is ever unpickled."""
+    from mlgate.api import explain  # noqa: PLC0415  (the scanner: loaded on use)
+
+    files = [f for f in version.files if f.format in PICKLE_FORMATS and f.size <= MAX_EXPLAIN_BYTES]
+    if not files:
+        return []
+    view = who.registry.view(version.content_digest, version.files)
+    # The explanation names the view's absolute path: show the model's own path instead.
+    return [(f.path, explain(view / f.path).replace(f"{view}/", "")) for f in files]
+
+
+def _pretty(document: dict[str, Any] | None) -> str | None:
+    return None if document is None else json.dumps(document, indent=2, sort_keys=True)
+
+
+@router.get("/bom/{name:path}")
+def bom(name: str, request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Response:
+    """The version's CycloneDX ML-BOM as a JSON download (the API's document, session-authed)."""
+    number = request.query_params.get("v", "")
+    try:
+        version = who.registry.show(f"{name}@{number}" if number.isdigit() else name)
+    except MlgateError as e:
+        return console_of(request).render(request, "error.html", {"message": str(e)}, status=404)
+    if version.bom is None:
+        message = f"{version.ref} has no BOM: it is generated when published"
+        return console_of(request).render(request, "error.html", {"message": message}, status=404)
+    filename = f"{version.model.replace('/', '_')}-{version.number}.cdx.json"
+    return Response(
+        json.dumps(version.bom, indent=2),
+        media_type="application/json",
+        # ASCII-only file name: a hostile model name cannot inject header content.
+        headers={"content-disposition": f'attachment; filename="{_ascii(filename)}"'},
+    )
+
+
+def _ascii(text: str) -> str:
+    return "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in text)
+
+
+@router.post("/rollback/{name:path}", response_model=None)
+async def rollback(
+    name: str, request: Request, who: Annotated[Viewer, Depends(viewer)]
+) -> Response:
+    """Move an alias back (to its previous version, or to the version given)."""
+    form = await form_of(request)
+    alias, to = form.get("alias", ""), form.get("to", "").strip()
+    try:
+        version = who.registry.rollback(name, alias, to or None)
+    except MlgateError as e:
+        return render_model(request, who, name, "", error=str(e))
+    return see_other(f"/models/{name}?v={version.number}")
