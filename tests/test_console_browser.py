@@ -208,7 +208,7 @@ def test_forms_without_the_csrf_token_are_refused(tab: Tab, console_hub: Console
     assert audit_entries(console_hub, "reject", ref) == before == []
 
 
-A11Y_PAGES = ("/", "/models/{name}", "/review", "/audit")
+A11Y_PAGES = ("/", "/models/{name}", "/review", "/audit", "/requests")
 
 
 def axe_violations(tab: Tab) -> list[str]:
@@ -221,11 +221,14 @@ def axe_violations(tab: Tab) -> list[str]:
     return [str(v) for v in found]
 
 
-def test_main_pages_pass_axe_core(browser: Any, console_hub: ConsoleHub) -> None:
+@pytest.mark.parametrize("width", [DESKTOP, PHONE], ids=["1280px", "390px"])
+def test_main_pages_pass_axe_core(
+    browser: Any, console_hub: ConsoleHub, width: dict[str, int]
+) -> None:
     axe = axe_core_js()
     # axe is injected by the browser driver before the page loads, not as a <script> of the
     # page: the console's CSP (script-src 'self') stays in force while it runs.
-    tab = new_tab(browser, console_hub.url)
+    tab = new_tab(browser, console_hub.url, viewport=width)
     tab.page.context.add_init_script(path=str(axe))
     try:
         tab.open(f"{PREFIX}/login")
