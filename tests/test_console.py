@@ -15,6 +15,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from hub_support import Hub, serving
+from payloads import glob0
 
 from mlgate.hub.app import create_app
 from mlgate.hub.settings import HubSettings
@@ -135,3 +136,132 @@ def test_logout_and_forged_cookie(hub: Hub) -> None:
     assert Browser(hub.url, {"mlgate_console": body + "." + "0" * len(mac)}).get("/").status == 303
     assert browser.post("/logout", {"csrf": browser.csrf()}).status == 303
     assert browser.get("/").status == 303
+
+
+def test_every_page_renders_over_every_state(hub: Hub) -> None:
+    hub.quarantine("org/waiting")
+    hub.scanned("org/pending")
+    hub.publish("org/live", alias="production")
+    hub.publish("org/live", seed=1, alias="production")
+    hub.reject("org/bad", "weights from nowhere")
+    hub.revoke("org/gone", "leaked")
+    browser = logged_in(hub, "rob")
+    inventory = browser.get("/").body
+    for name in ("org/waiting", "org/pending", "org/live", "org/bad", "org/gone"):
+        assert name in inventory
+    assert "5 models" in inventory
+    filtered = browser.get("/?state=published&sort=name&desc=1").body
+    assert "org/live" in filtered and "org/bad" not in filtered
+    assert "1 model" in filtered
+    model = browser.get("/models/org/live")
+    assert model.status == 200
+    assert "version 2" in model.body and "production" in model.body
+    assert "config.json" in model.body and "Roll back" in model.body
+    assert "signed by" in model.body
+    bom = browser.get("/bom/org/live?v=2")
+    assert bom.status == 200 and '"bomFormat": "CycloneDX"' in bom.body
+    assert "weights from nowhere" in browser.get("/models/org/bad").body
+    assert browser.get("/models/org/nothing").status == 404
+    review = browser.get("/review").body
+    assert "org/pending@1" in review and "org/waiting" not in review
+    audit = browser.get("/audit?actor=rita")
+    assert audit.status == 200 and "Chain verified" in audit.body
+    assert "reject" in audit.body and "init" not in audit.body.split("<tbody>")[1]
+    export = browser.get("/audit/export")
+    assert export.status == 200 and export.body.count("\n") >= 10
+    assert browser.get("/requests").status == 200
+    for path in ("/?page=zero", "/?sort=evil", "/audit?page=-1"):
+        assert browser.get(path).status == 200
+
+
+def test_reject_with_reason_is_recorded_under_the_session_identity(hub: Hub) -> None:
+    hub.scanned("org/pending")
+    browser = logged_in(hub, "rita")
+    csrf = browser.csrf("/review")
+    empty = browser.post("/review/reject", {"csrf": csrf, "ref": "org/pending@1", "reason": " "})
+    assert empty.status == 400 and "a reason is required" in empty.body
+    done = browser.post(
+        "/review/reject", {"csrf": csrf, "ref": "org/pending@1", "reason": "unknown origin"}
+    )
+    assert (done.status, done.headers["location"]) == (303, "/console/models/org/pending?v=1")
+    assert hub.registry.show("org/pending@1").state.value == "rejected"
+    last = list(hub.registry.audit_export())[-1]
+    assert '"actor": "rita"' in last and '"action": "reject"' in last
+    assert "unknown origin" in last
+    again = browser.post(
+        "/review/reject", {"csrf": csrf, "ref": "org/pending@1", "reason": "twice"}
+    )
+    assert again.status == 400 and "org/pending@1" in again.body  # shown, not a 500
+
+
+def test_the_ingester_cannot_approve_alone(hub: Hub) -> None:
+    hub.registry.ingest(hub.folder("org/mine"), name="org/mine")  # alice ingests
+    browser = logged_in(hub, "alice")
+    assert "You ingested this; another reviewer must approve it." in browser.get("/review").body
+    answer = browser.post(
+        "/review/approve", {"csrf": browser.csrf(), "ref": "org/mine@1", "reason": "mine, fine"}
+    )
+    assert answer.status == 303
+    page = browser.get("/models/org/mine").body
+    assert "separation of duties: alice ingested it, so another reviewer must approve" in page
+    assert hub.registry.show("org/mine@1").state.value == "scanned"
+    rex = logged_in(hub, "rex")
+    rex.post("/review/approve", {"csrf": rex.csrf(), "ref": "org/mine@1", "reason": "checked"})
+    assert hub.registry.show("org/mine@1").state.value == "approved"
+
+
+def test_posts_without_the_session_csrf_token_are_refused(hub: Hub) -> None:
+    hub.scanned("org/pending")
+    hub.publish("org/live", alias="production")
+    hub.publish("org/live", seed=1, alias="production")
+    rita, pat = logged_in(hub, "rita"), logged_in(hub, "pat")
+    entries = len(list(hub.registry.audit_export()))
+    form = {"ref": "org/pending@1", "reason": "forged"}
+    assert rita.post("/review/reject", form).status == 403
+    assert rita.post("/review/reject", {**form, "csrf": "0" * 64}).status == 403
+    assert rita.post("/review/reject", {**form, "csrf": pat.csrf()}).status == 403  # not hers
+    rollback = {"alias": "production"}
+    assert pat.post("/rollback/org/live", {**rollback, "csrf": rita.csrf()}).status == 403
+    assert pat.post("/logout", {}).status == 403
+    assert Browser(hub.url).post("/login", {"token": hub.token("rita")}).status == 403
+    assert hub.registry.show("org/pending@1").state.value == "scanned"
+    assert hub.registry.show("org/live@production").number == 2
+    assert len(list(hub.registry.audit_export())) == entries
+    # With the token the same rollback works (the refusals above were the CSRF check).
+    assert pat.post("/rollback/org/live", {**rollback, "csrf": pat.csrf()}).status == 303
+    assert hub.registry.show("org/live@production").number == 1
+
+
+def test_hostile_names_findings_and_reasons_render_inert(hub: Hub) -> None:
+    folder = hub.folder("org/hostile")
+    (folder / "<script>alert(1)<").mkdir()
+    (folder / "<script>alert(1)<" / "script>").write_bytes(b"x")
+    (folder / XSS[1]).write_bytes(b"y")
+    hub.registry.ingest(folder, name="org/hostile")
+    evil = hub.tmp / "evil"
+    evil.mkdir()
+    pickle = glob0("os", "system") + f"(V{XSS[0]} {XSS[1]}\ntR.".encode()
+    (evil / "pytorch_model.bin").write_bytes(pickle)
+    assert hub.registry.ingest(evil, name="org/evil").state.value == "rejected"  # auto
+    hub.reject("org/reasons", f"bad: {XSS[0]} {XSS[1]}")
+    browser = logged_in(hub, "rob")
+    pages = {
+        path: browser.get(path).body
+        for path in (
+            "/",
+            "/models/org/hostile",
+            "/models/org/evil",
+            "/models/org/reasons",
+            "/review",
+            "/audit",
+        )
+    }
+    for path, body in pages.items():
+        assert not RAW_TAGS.search(body), f"raw hostile markup on {path}"
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages["/models/org/hostile"]
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in pages["/models/org/hostile"]
+    evil_page = pages["/models/org/evil"]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in evil_page  # evidence
+    assert re.search(r"offset \d+ · opcode #5", evil_page)  # the finding's place in the pickle
+    assert "_v0 = os.system(&#39;&lt;script&gt;alert(1)&lt;/script&gt;" in evil_page  # explain
+    assert "bad: &lt;script&gt;" in pages["/models/org/reasons"]
