@@ -10,6 +10,7 @@ test changes only models no other test looks at, so any order (or xdist split) w
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 from typing import Any
@@ -55,7 +56,13 @@ def decide(tab: Tab, ref: str, action: str, reason: str) -> None:
     card = review_item(tab, ref)
     card.get_by_label(f"Reason to {action}").fill(reason)
     card.get_by_role("button", name=action.capitalize()).click()
-    tab.page.wait_for_load_state()
+    # Post/redirect/get: the outcome is the version's page.
+    tab.page.wait_for_url(f"**{PREFIX}/models/{ref.replace('@', '?v=')}")
+
+
+def shown_state(tab: Tab) -> str:
+    """The state badge of the version page in ``tab``."""
+    return str(tab.page.locator("main .state").first.inner_text())
 
 
 def hf_status(hub: ConsoleHub, repo: str, path: str, user: str = "rob") -> tuple[int, bytes]:
@@ -95,33 +102,35 @@ def test_reject_then_a_second_reviewer_approves(
     # Find the model waiting in quarantine through the inventory's search.
     page.get_by_label("Name contains").fill("sentiment")
     page.get_by_role("button", name="Apply").click()
+    page.wait_for_url("**search=sentiment**")
     rows = page.locator("table.grid tbody tr")
     assert rows.count() == 1
     assert "scanned" in rows.first.inner_text() and "critical" in rows.first.inner_text()
 
     # Its findings: the os.system call, where it is, and what loading would run.
     rows.first.get_by_role("link", name=seed.suspicious).click()
+    page.wait_for_url(f"**{PREFIX}/models/{seed.suspicious}*")
     assert page.get_by_role("heading", level=1).inner_text().startswith(seed.suspicious)
     finding = page.locator(".finding.sev-critical").first
     assert "os.system" in finding.inner_text() and "pytorch_model.bin" in finding.inner_text()
     assert "touch " in page.locator("pre").filter(has_text="os.system").first.inner_text()
 
     decide(tab, suspicious, "reject", "calls os.system when loaded")
-    assert "rejected" in page.locator("main").inner_text()
+    assert shown_state(tab) == "rejected"
 
     # rita ingested the clean model: the console says so, and her approval does not count.
     tab.open(f"{PREFIX}/review")
     assert "You ingested this" in review_item(tab, clean).inner_text()
     decide(tab, clean, "approve", "my own model")
     assert "separation of duties" in page.locator("main .pending").first.inner_text()
-    assert "approved" not in page.locator("main .state").first.inner_text()
+    assert shown_state(tab) == "scanned"
 
     # A second reviewer, in another browser session.
     rex = new_tab(browser, console_hub.url)
     try:
         log_in(rex, console_hub, "rex")
         decide(rex, clean, "approve", "weights only, no code")
-        assert "approved" in rex.page.locator("main").inner_text()
+        assert shown_state(rex) == "approved"
         assert rex.events == []
     finally:
         rex.page.context.close()
@@ -139,14 +148,16 @@ def test_reject_then_a_second_reviewer_approves(
             ("rita", "approve"),
             ("rex", "approve"),
         ]
+        # Publishing is the publisher's step (not a console form): pat, as the CLI would.
         registry.publish(clean)
+        weights = next(f for f in approved.files if f.path == "model.safetensors")
     finally:
         registry.engine.dispose()
     assert [e["actor"] for e in audit_entries(console_hub, "reject", suspicious)] == ["rita"]
     assert [e["actor"] for e in audit_entries(console_hub, "approve", clean)] == ["rita", "rex"]
 
     status, body = hf_status(console_hub, seed.clean, "model.safetensors")
-    assert status == 200 and len(body) == 96
+    assert status == 200 and hashlib.sha256(body).hexdigest() == weights.digest
     assert hf_status(console_hub, seed.suspicious, "pytorch_model.bin")[0] in {403, 404}
 
 
