@@ -7,7 +7,7 @@ seeded SQLite registry.
 - ``tab`` (function): a fresh browser context (no cookies) and page; it records every page
   error, console error or warning and dialog (a script that ran where none should), and at
   the end of the test saves a screenshot of every console page it visited into
-  ``build/test-artifacts/console/`` (CI keeps that folder as an artifact).
+  ``build/test-artifacts/console/`` (gitignored; the folder a CI job uploads as an artifact).
 
 conftest.py registers it for every session, so the hub (seconds to import) is imported only
 when a fixture is used. Chromium, Playwright and axe-core are looked up, not assumed: on a

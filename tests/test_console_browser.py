@@ -37,8 +37,9 @@ PREFIX = "/console"
 def log_in(tab: Tab, hub: ConsoleHub, user: str) -> None:
     """Through the login form, as a person would; lands on the inventory."""
     tab.open(f"{PREFIX}/login")
-    tab.page.get_by_label("Hub token").fill(hub.tokens[user])
-    tab.page.get_by_role("button", name="Log in").click()
+    # Keyboard only: the token field has the focus, Enter sends the form.
+    tab.page.keyboard.type(hub.tokens[user])
+    tab.page.keyboard.press("Enter")
     tab.page.wait_for_url(f"{hub.url}{PREFIX}/")
     assert tab.page.locator("header .who").inner_text() == user
 
@@ -210,6 +211,10 @@ def test_forms_without_the_csrf_token_are_refused(
     ref = f"{console_hub.seed.hostile}@2"
     before = audit_entries(console_hub, "reject", ref)
     log_in(tab, console_hub, "rex")
+    # The session cookie is out of reach of scripts (XSS) and of other sites' requests.
+    [cookie] = tab.page.context.cookies()
+    assert (cookie["httpOnly"], cookie["sameSite"]) == (True, "Strict")
+    assert cookie["name"] not in tab.page.evaluate("document.cookie")
     # A script on the page (what an injection could do) posting without the token...
     status = tab.page.evaluate(
         """async (ref) => (await fetch('/console/review/reject', {
