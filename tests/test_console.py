@@ -17,6 +17,7 @@ import pytest
 from hub_support import Hub, serving
 from payloads import glob0
 
+from mlgate.console.session import KEY_FILE
 from mlgate.hub.app import create_app
 from mlgate.hub.settings import HubSettings
 
@@ -47,10 +48,12 @@ class Browser:
     url: str
     cookies: dict[str, str] = field(default_factory=dict)
 
-    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> Answer:
+    def request(
+        self, method: str, path: str, form: dict[str, str] | None = None, **extra: str
+    ) -> Answer:
         parts = urlsplit(self.url)
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-        headers = {"cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        headers = {"cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()), **extra}
         body = None
         if form is not None:
             body = urlencode(form)
@@ -123,6 +126,13 @@ def test_login_session_cookie_and_headers(hub: Hub) -> None:
     page = browser.get("/")
     assert page.status == 200 and "rita" in page.body
 
+    # Behind a TLS proxy uvicorn trusts (the test server trusts 127.0.0.1, as
+    # `mlgate serve --forwarded-allow-ips 127.0.0.1` would), the cookie is Secure.
+    proxied = browser.request("GET", "/login", **{"x-forwarded-proto": "https"})
+    assert "secure" in {f.strip().lower() for f in proxied.cookie().split(";")}
+    key = hub.registry.data_dir / KEY_FILE
+    assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_bytes()) == 32
+
     # The token revoked: the next request is logged out.
     hub.registry.tokens.revoke(token.split("_")[1])
     assert browser.get("/").status == 303
@@ -157,7 +167,17 @@ def test_every_page_renders_over_every_state(hub: Hub) -> None:
     assert model.status == 200
     assert "version 2" in model.body and "production" in model.body
     assert "config.json" in model.body and "Roll back" in model.body
-    assert "signed by" in model.body
+    assert "verified now" in model.body and "signed by" in model.body
+    # A recorded digest that no longer matches what was signed: shown, not "verified".
+    with hub.registry.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE files SET digest = ? WHERE path = 'config.json' AND version_id ="
+            " (SELECT v.id FROM versions v JOIN models m ON m.id = v.model_id"
+            "  WHERE m.name = 'org/live' AND v.number = 1)",
+            ("0" * 64,),
+        )
+    tampered = browser.get("/models/org/live?v=1").body
+    assert "does NOT verify" in tampered and "changed: config.json" in tampered
     bom = browser.get("/bom/org/live?v=2")
     assert bom.status == 200 and '"bomFormat": "CycloneDX"' in bom.body
     assert "weights from nowhere" in browser.get("/models/org/bad").body

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -56,6 +57,7 @@ def render_model(
             "explained": _explanations(who, version),
             "dynamic": _pretty(version.dynamic_report),
             "pending": registry.pending_reason(version),
+            "signature": _signature(who, version),
             "moves": moves,
             "error": error,
         },
@@ -83,6 +85,27 @@ def _explanations(who: Viewer, version: Version) -> list[tuple[str, str]]:
     view = who.registry.view(version.content_digest, version.files)
     # The explanation names the view's absolute path: show the model's own path instead.
     return [(f.path, explain(view / f.path).replace(f"{view}/", "")) for f in files]
+
+
+@dataclass(frozen=True)
+class SignatureStatus:
+    """The registry signature checked now against the organisation key and the digests."""
+
+    signer: str
+    key_id: str
+    problems: tuple[str, ...]
+
+
+def _signature(who: Viewer, version: Version) -> SignatureStatus | None:
+    from mlgate.provenance.keys import key_hint  # noqa: PLC0415  (cryptography: on use)
+    from mlgate.provenance.signing import verify_recorded  # noqa: PLC0415
+
+    key = who.registry.org_public_key()
+    if version.signature is None or key is None:
+        return None
+    recorded = {f.path: f.digest for f in version.files}
+    problems = verify_recorded(version.signature, key, recorded, f"{version.ref} signature")
+    return SignatureStatus(version.signed_by or "", key_hint(key), problems)
 
 
 def _pretty(document: dict[str, Any] | None) -> str | None:

@@ -18,6 +18,9 @@ from mlgate.registry.views import awaiting_review
 
 router = APIRouter()
 
+# Versions shown at once, oldest first (each is read in full: findings and decisions).
+QUEUE_PAGE = 100
+
 
 @router.get("/review")
 def review_page(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> HTMLResponse:
@@ -27,7 +30,7 @@ def review_page(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> HT
 def _render(request: Request, who: Viewer, error: str | None = None) -> HTMLResponse:
     registry = who.registry
     with registry.context.read(Action.READ) as conn:
-        waiting = awaiting_review(conn)
+        waiting, total = awaiting_review(conn, QUEUE_PAGE)
     items = []
     for name, number in waiting:
         version = registry.show(f"{name}@{number}")
@@ -35,7 +38,7 @@ def _render(request: Request, who: Viewer, error: str | None = None) -> HTMLResp
     return console_of(request).render(
         request,
         "review.html",
-        {"items": items, "error": error},
+        {"items": items, "total": total, "error": error},
         status=400 if error else 200,
     )
 

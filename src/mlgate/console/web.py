@@ -8,6 +8,7 @@ missed escape could not run code (XSS, defence in depth).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,9 @@ SECURITY_HEADERS = (
 
 class SecurityHeaders:
     """ASGI middleware adding :data:`SECURITY_HEADERS` to every ``/console`` response,
-    redirects and errors included (clickjacking, MIME sniffing, referrer leaks)."""
+    redirects and errors included (clickjacking, MIME sniffing, referrer leaks), and a
+    ``Server-Timing`` header with the time to the response's start (what bench/console.py
+    reports as server time)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -53,9 +56,13 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        start = time.perf_counter()
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                took = f"app;dur={(time.perf_counter() - start) * 1000:.1f}".encode()
+                headers = [*message.get("headers", []), *SECURITY_HEADERS]
+                message["headers"] = [*headers, (b"server-timing", took)]
             await send(message)
 
         await self.app(scope, receive, with_headers)

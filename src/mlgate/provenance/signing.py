@@ -142,11 +142,7 @@ def verify_model(
     except (OSError, UnicodeDecodeError) as e:
         raise ProvenanceError(f"cannot read signature {sig_path}: {e}") from e
     try:
-        bundle = oms.parse_bundle(text, source)
-        if bundle.payload_type != oms.PAYLOAD_TYPE:
-            raise SignatureInvalid(f"{source}: payload type {bundle.payload_type!r} is not in-toto")
-        signer = verifier.verify(bundle, oms.pae(bundle.payload), source)
-        statement = oms.decode_statement(bundle.payload, source)
+        signer, statement = _open_bundle(text, verifier, source)
     except (SignatureFormatError, SignatureInvalid) as e:
         return VerificationResult(model, sig_path, trusted, (str(e),))
     if statement.serialization.hash_type not in ALGORITHMS:
@@ -158,6 +154,32 @@ def verify_model(
     return VerificationResult(
         model, sig_path, signer, tuple(problems), len(actual), statement.resources
     )
+
+
+def verify_recorded(
+    text: str, public_key: ec.EllipticCurvePublicKey, recorded: Mapping[str, str], source: str
+) -> tuple[str, ...]:
+    """Problems (none: verified) of the signature bundle ``text``: its signature under
+    ``public_key``, and the files it covers against ``recorded`` (path -> SHA-256) without
+    reading them. What the registry shows for a stored version at every page view (rehashing
+    gigabytes per view is `mlgate registry check`'s job: it ties blobs to these digests)."""
+    try:
+        _, statement = _open_bundle(text, EcKeyVerifier(public_key), source)
+    except (SignatureFormatError, SignatureInvalid) as e:
+        return (str(e),)
+    if statement.serialization.hash_type != "sha256":
+        return (f"{source}: signed with {statement.serialization.hash_type}, recorded sha256",)
+    actual = [oms.Resource(path, "sha256", digest) for path, digest in recorded.items()]
+    return tuple(compare(statement.resources, actual))
+
+
+def _open_bundle(text: str, verifier: Verifier, source: str) -> tuple[str, oms.Statement]:
+    """The signer and the statement of a bundle whose signature ``verifier`` accepts."""
+    bundle = oms.parse_bundle(text, source)
+    if bundle.payload_type != oms.PAYLOAD_TYPE:
+        raise SignatureInvalid(f"{source}: payload type {bundle.payload_type!r} is not in-toto")
+    signer = verifier.verify(bundle, oms.pae(bundle.payload), source)
+    return signer, oms.decode_statement(bundle.payload, source)
 
 
 def compare(signed: Sequence[oms.Resource], actual: Sequence[oms.Resource]) -> list[str]:

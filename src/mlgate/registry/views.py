@@ -54,43 +54,64 @@ class InventoryRow:
 
 
 def inventory(conn: Connection, q: InventoryQuery) -> tuple[list[InventoryRow], int]:
-    """One page of models (newest version each) matching ``q``, and how many match."""
-    newest = (
-        select(t.versions.c.model_id, func.max(t.versions.c.number).label("number"))
-        .group_by(t.versions.c.model_id)
-        .subquery()
-    )
-    v = t.versions
-    base = (
-        select(t.models.c.name, v)
-        .join(newest, newest.c.model_id == t.models.c.id)
-        .join(v, (v.c.model_id == newest.c.model_id) & (v.c.number == newest.c.number))
-    )
-    base = _filtered(base, q)
-    total = conn.execute(select(func.count()).select_from(base.subquery())).scalar_one()
+    """One page of models (newest version each) matching ``q``, and how many match.
+
+    The filter and the sort run over narrow rows (ids and the sort key: never the scan
+    reports, which can be megabytes), then only the page's rows are read in full."""
+    v, m = t.versions, t.models
+    # The newest version: none newer exists (a correlated probe of the (model_id, number)
+    # index; a GROUP BY max() materialised every model first, 2-3x slower at 10,000).
+    w = v.alias("w")
+    newer = select(w.c.id).where(w.c.model_id == v.c.model_id, w.c.number > v.c.number)
+    matching = _filtered(select(v.c.id).join(m, m.c.id == v.c.model_id).where(~newer.exists()), q)
+    total = conn.execute(select(func.count()).select_from(matching.subquery())).scalar_one()
     order = _order(q.sort)
-    rows = conn.execute(
-        base.order_by(order.desc() if q.descending else order.asc(), t.models.c.name)
-        .limit(q.per_page)
-        .offset((max(q.page, 1) - 1) * q.per_page)
-    ).all()
-    scans = _last_scans(conn, [r.id for r in rows])
-    return [
-        InventoryRow(
-            r.name,
-            r.number,
-            r.state,
-            r.risk,
-            r.source_kind,
-            r.source_uri,
-            r.owner,
-            r.license,
-            tuple(json.loads(r.formats)),
-            r.ingested_at,
-            scans.get(r.id),
+    ids = list(
+        conn.scalars(
+            matching.order_by(order.desc() if q.descending else order.asc(), m.c.name)
+            .limit(q.per_page)
+            .offset((max(q.page, 1) - 1) * q.per_page)
         )
-        for r in rows
-    ], total
+    )
+    columns = [m.c.name, *(v.c[c] for c in _ROW_COLUMNS)]
+    rows = {
+        r.id: r
+        for r in conn.execute(
+            select(*columns).join(m, m.c.id == v.c.model_id).where(v.c.id.in_(ids))
+        )
+    }
+    scans = _last_scans(conn, ids)
+    return [_row(rows[i], scans.get(i)) for i in ids], total
+
+
+_ROW_COLUMNS = (
+    "id",
+    "number",
+    "state",
+    "risk",
+    "source_kind",
+    "source_uri",
+    "owner",
+    "license",
+    "formats",
+    "ingested_at",
+)
+
+
+def _row(r: Any, last_scan: str | None) -> InventoryRow:
+    return InventoryRow(
+        r.name,
+        r.number,
+        r.state,
+        r.risk,
+        r.source_kind,
+        r.source_uri,
+        r.owner,
+        r.license,
+        tuple(json.loads(r.formats)),
+        r.ingested_at,
+        last_scan,
+    )
 
 
 def _filtered(query: Select[Any], q: InventoryQuery) -> Select[Any]:
@@ -132,27 +153,34 @@ def _last_scans(conn: Connection, version_ids: list[int]) -> dict[int, str]:
 
 
 def facets(conn: Connection) -> dict[str, list[str]]:
-    """The values the inventory's filters offer (sources, formats and owners in use)."""
+    """The values the inventory's filters offer (sources, formats and owners in use), from
+    one scan of the versions table."""
     v = t.versions
+    sources: set[str] = set()
+    owners: set[str] = set()
     formats: set[str] = set()
-    for (text,) in conn.execute(select(v.c.formats).distinct()):
+    for source, owner, text in conn.execute(
+        select(v.c.source_kind, v.c.owner, v.c.formats).distinct()
+    ):
+        sources.add(source)
+        owners.add(owner)
         formats.update(json.loads(text))
-    return {
-        "source": list(conn.scalars(select(v.c.source_kind).distinct().order_by(v.c.source_kind))),
-        "owner": list(conn.scalars(select(v.c.owner).distinct().order_by(v.c.owner))),
-        "format": sorted(formats),
-    }
+    return {"source": sorted(sources), "owner": sorted(owners), "format": sorted(formats)}
 
 
-def awaiting_review(conn: Connection) -> list[tuple[str, int]]:
-    """(model, number) of every scanned version waiting for a decision, oldest first."""
+def awaiting_review(conn: Connection, limit: int) -> tuple[list[tuple[str, int]], int]:
+    """(model, number) of the ``limit`` oldest scanned versions waiting for a decision, and
+    how many are waiting."""
+    waiting = t.versions.c.state == "scanned"
+    total = conn.execute(select(func.count()).where(waiting)).scalar_one()
     rows = conn.execute(
         select(t.models.c.name, t.versions.c.number)
         .join(t.models, t.models.c.id == t.versions.c.model_id)
-        .where(t.versions.c.state == "scanned")
+        .where(waiting)
         .order_by(t.versions.c.ingested_at, t.versions.c.id)
+        .limit(limit)
     )
-    return [(r.name, r.number) for r in rows]
+    return [(r.name, r.number) for r in rows], total
 
 
 @dataclass(frozen=True)
