@@ -37,7 +37,10 @@ PREFIX = "/console"
 def log_in(tab: Tab, hub: ConsoleHub, user: str) -> None:
     """Through the login form, as a person would; lands on the inventory."""
     tab.open(f"{PREFIX}/login")
-    # Keyboard only: the token field has the focus, Enter sends the form.
+    # Keyboard only: the token field has the focus (autofocus, applied once the page has
+    # rendered), Enter sends the form.
+    field = tab.page.get_by_label("Hub token").element_handle()
+    tab.page.wait_for_function("field => document.activeElement === field", arg=field)
     tab.page.keyboard.type(hub.tokens[user])
     tab.page.keyboard.press("Enter")
     tab.page.wait_for_url(f"{hub.url}{PREFIX}/")
