@@ -234,6 +234,20 @@ def test_forms_without_the_csrf_token_are_refused(
         max_redirects=0,
     )
     assert forged.status == 403
+    # ...and another site's form, sent from the same (logged-in) browser with a click.
+    other_site = tab.page.context.new_page()
+    try:
+        other_site.set_content(
+            f'<form method="post" action="{console_hub.url}{PREFIX}/review/reject">'
+            f'<input type="hidden" name="ref" value="{ref}">'
+            '<input type="hidden" name="reason" value="forged"><button>win</button></form>'
+        )
+        with other_site.expect_navigation() as sent:
+            other_site.get_by_role("button").click()
+        # SameSite=Strict: the cookie stayed home, so the post reached no session at all.
+        assert sent.value is not None and sent.value.url == f"{console_hub.url}{PREFIX}/login"
+    finally:
+        other_site.close()
     registry = console_hub.registry()
     try:
         version = registry.show(ref)
