@@ -5,7 +5,9 @@ decisions under the session's identity, separation of duties, and hostile text r
 
 from __future__ import annotations
 
+import base64
 import http.client
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,21 +16,27 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from hub_support import Hub, serving
+from hub_support import Hub, registry_url_of, serving
 from payloads import glob0
+from registry_support import as_user
+from sqlalchemy import select
 
 from mlgate.console.session import KEY_FILE
 from mlgate.hub.app import create_app
 from mlgate.hub.settings import HubSettings
+from mlgate.registry import schema as t
 
 XSS = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
 RAW_TAGS = re.compile(r"<script>alert|<img src=x", re.IGNORECASE)
 
 
 @pytest.fixture
-def registry_url() -> None:
-    """SQLite only: the console reads through the registry's own (dual-backend) queries."""
-    return None
+def registry_url(request: pytest.FixtureRequest) -> str | None:
+    """SQLite; the test that reads every page runs on PostgreSQL too (indirect parameter)."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @dataclass
@@ -84,10 +92,17 @@ class Browser:
 
 @pytest.fixture
 def hub(registry: Any, tmp_path: Path) -> Iterator[Hub]:
-    app = create_app(HubSettings(registry.data_dir))
+    app = create_app(HubSettings(registry.data_dir, registry_url_of(registry)))
     with serving(app) as url:
         yield Hub(url, registry, app, tmp_path)
     app.state.registry.engine.dispose()
+
+
+def sid(cookie: str) -> str:
+    """The session id a (signed, not encrypted) console cookie carries."""
+    body = cookie.partition(".")[0]
+    decoded: list[Any] = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    return str(decoded[0])
 
 
 def logged_in(hub: Hub, user: str) -> Browser:
@@ -121,7 +136,7 @@ def test_login_session_cookie_and_headers(hub: Hub) -> None:
     assert {"httponly", "samesite=strict", "path=/console"} <= flags
     assert "secure" not in flags  # plain http here; https or a trusted proxy adds it
     value = browser.cookies["mlgate_console"]
-    assert value != before  # a new session id at login (session fixation)
+    assert sid(value) != sid(before)  # a new session id at login (session fixation)
     assert token not in value and token.split("_")[-1] not in value
     page = browser.get("/")
     assert page.status == 200 and "rita" in page.body
@@ -143,11 +158,18 @@ def test_logout_and_forged_cookie(hub: Hub) -> None:
     browser = logged_in(hub, "rob")
     stolen = dict(browser.cookies)
     body, mac = stolen["mlgate_console"].split(".")
-    assert Browser(hub.url, {"mlgate_console": body + "." + "0" * len(mac)}).get("/").status == 303
+    for forged in (body + "." + "0" * len(mac), body + ".\xe9", "\xe9.x", "a.b.c", ""):
+        assert Browser(hub.url, {"mlgate_console": forged}).get("/").status == 303
+    assert browser.post("/logout", {"csrf": "\xe9" * 64}).status == 403
     assert browser.post("/logout", {"csrf": browser.csrf()}).status == 303
     assert browser.get("/").status == 303
+    # An admin withdraws every role of rob's: his live session ends with them.
+    again = logged_in(hub, "rob")
+    hub.registry.add_user("rob", "")
+    assert again.get("/").status == 303
 
 
+@pytest.mark.parametrize("registry_url", ["sqlite", "postgresql"], indirect=True)
 def test_every_page_renders_over_every_state(hub: Hub) -> None:
     hub.quarantine("org/waiting")
     hub.scanned("org/pending")
@@ -160,6 +182,9 @@ def test_every_page_renders_over_every_state(hub: Hub) -> None:
     for name in ("org/waiting", "org/pending", "org/live", "org/bad", "org/gone"):
         assert name in inventory
     assert "5 models" in inventory
+    assert "org/bad" not in browser.get("/?search=LIV&format=safetensors").body  # any case
+    assert "org/live" in browser.get("/?search=LIV&format=safetensors&risk=info").body
+    assert "No model matches" in browser.get("/?format=pickle").body
     filtered = browser.get("/?state=published&sort=name&desc=1").body
     assert "org/live" in filtered and "org/bad" not in filtered
     assert "1 model" in filtered
@@ -169,27 +194,46 @@ def test_every_page_renders_over_every_state(hub: Hub) -> None:
     assert "config.json" in model.body and "Roll back" in model.body
     assert "verified now" in model.body and "signed by" in model.body
     # A recorded digest that no longer matches what was signed: shown, not "verified".
+    first = (
+        select(t.versions.c.id)
+        .join(t.models, t.models.c.id == t.versions.c.model_id)
+        .where(t.models.c.name == "org/live", t.versions.c.number == 1)
+        .scalar_subquery()
+    )
     with hub.registry.engine.begin() as conn:
-        conn.exec_driver_sql(
-            "UPDATE files SET digest = ? WHERE path = 'config.json' AND version_id ="
-            " (SELECT v.id FROM versions v JOIN models m ON m.id = v.model_id"
-            "  WHERE m.name = 'org/live' AND v.number = 1)",
-            ("0" * 64,),
+        conn.execute(
+            t.files.update()
+            .where(t.files.c.version_id == first, t.files.c.path == "config.json")
+            .values(digest="0" * 64)
         )
     tampered = browser.get("/models/org/live?v=1").body
     assert "does NOT verify" in tampered and "changed: config.json" in tampered
     bom = browser.get("/bom/org/live?v=2")
     assert bom.status == 200 and '"bomFormat": "CycloneDX"' in bom.body
     assert "weights from nowhere" in browser.get("/models/org/bad").body
-    assert browser.get("/models/org/nothing").status == 404
+    missing = browser.get("/models/org/nothing")
+    assert missing.status == 404 and "no model named" in missing.body
+    assert "text/html" in missing.headers["content-type"]
+    assert browser.get("/bom/org/bad").status == 404  # not published: no BOM
     review = browser.get("/review").body
     assert "org/pending@1" in review and "org/waiting" not in review
+    assert re.search(r'<span class="sev sev-info">\d+ info</span>', review)
     audit = browser.get("/audit?actor=rita")
     assert audit.status == 200 and "Chain verified" in audit.body
     assert "reject" in audit.body and "init" not in audit.body.split("<tbody>")[1]
+    by_model = browser.get("/audit?model=org/bad&action=reject&since=2000-01-01").body
+    assert "weights from nowhere" in by_model and "org/live" not in by_model
+    assert "No entry matches" in browser.get("/audit?until=2000-01-01").body
     export = browser.get("/audit/export")
     assert export.status == 200 and export.body.count("\n") >= 10
-    assert browser.get("/requests").status == 200
+    assert "No request has gone upstream" in browser.get("/requests").body
+    commit = "ab" * 20
+    as_user(hub.registry, "rob").upstream.record("up/stream", commit, "main", "http://up")
+    hub.registry.upstream.link("up/stream", commit, hub.registry.show("org/pending@1"))
+    requests = browser.get("/requests").body
+    assert "up/stream" in requests and "abababababab" in requests and "rob" in requests
+    assert "org/pending@1" in requests
+    assert browser.get("/static/console.css").headers["x-content-type-options"] == "nosniff"
     for path in ("/?page=zero", "/?sort=evil", "/audit?page=-1"):
         assert browser.get(path).status == 200
 

@@ -4,6 +4,9 @@ logged in with a hub token. See docs/console.md."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -17,6 +20,8 @@ from mlgate.console.web import (
     SecurityHeaders,
     console_of,
 )
+from mlgate.errors import MlgateError
+from mlgate.hub.api.errors import status_of
 from mlgate.hub.settings import HubSettings
 
 
@@ -32,6 +37,7 @@ def install_console(app: FastAPI) -> None:
     app.mount(f"{PREFIX}/static", static, name="console-static")
     app.add_exception_handler(LoginRequired, _to_login)
     app.add_exception_handler(CsrfRefused, _csrf_refused)
+    app.add_exception_handler(MlgateError, _html_errors(app.exception_handlers[MlgateError]))
     app.add_middleware(SecurityHeaders)
 
 
@@ -40,6 +46,21 @@ def _to_login(request: Request, exc: Exception) -> Response:
     console = console_of(request)
     console.set_cookie(request, response, console.signer.new())
     return response
+
+
+def _html_errors(api_handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Registry errors (no such model or version, a refused role) on console pages as a page
+    with the API's status; elsewhere the API's JSON, as before."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        if not request.url.path.startswith(PREFIX + "/"):
+            response: Response = await api_handler(request, exc)
+            return response
+        assert isinstance(exc, MlgateError)
+        page = {"message": str(exc)}
+        return console_of(request).render(request, "error.html", page, status=status_of(exc))
+
+    return handle
 
 
 def _csrf_refused(request: Request, exc: Exception) -> HTMLResponse:

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from mlgate.console.web import Viewer, console_of, form_of, see_other, viewer
 from mlgate.errors import MlgateError
 from mlgate.findings import Severity
+from mlgate.registry.errors import NotFound
 from mlgate.registry.records import Version
 from mlgate.registry.roles import Action
 from mlgate.registry.views import alias_history
@@ -37,16 +38,12 @@ def render_model(
     request: Request, who: Viewer, name: str, number: str, error: str | None = None
 ) -> HTMLResponse:
     """The page of ``name@number`` (the newest version when ``number`` is not a number)."""
-    console = console_of(request)
     registry = who.registry
-    try:
-        version = registry.show(f"{name}@{number}" if number.isdigit() else name)
-        history = registry.history(name)
-        with registry.context.read(Action.READ) as conn:
-            moves = alias_history(conn, name)
-    except MlgateError as e:
-        return console.render(request, "error.html", {"message": str(e)}, status=404)
-    return console.render(
+    version = registry.show(_ref(name, number))
+    history = registry.history(name)
+    with registry.context.read(Action.READ) as conn:
+        moves = alias_history(conn, name)
+    return console_of(request).render(
         request,
         "model.html",
         {
@@ -63,6 +60,11 @@ def render_model(
         },
         status=400 if error else 200,
     )
+
+
+def _ref(name: str, number: str) -> str:
+    """``name@number``, or the newest version of ``name`` when ``number`` is not a number."""
+    return f"{name}@{number}" if number.isdigit() else name
 
 
 def _by_severity(report: dict[str, Any] | None) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -115,14 +117,9 @@ def _pretty(document: dict[str, Any] | None) -> str | None:
 @router.get("/bom/{name:path}")
 def bom(name: str, request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Response:
     """The version's CycloneDX ML-BOM as a JSON download (the API's document, session-authed)."""
-    number = request.query_params.get("v", "")
-    try:
-        version = who.registry.show(f"{name}@{number}" if number.isdigit() else name)
-    except MlgateError as e:
-        return console_of(request).render(request, "error.html", {"message": str(e)}, status=404)
+    version = who.registry.show(_ref(name, request.query_params.get("v", "")))
     if version.bom is None:
-        message = f"{version.ref} has no BOM: it is generated when published"
-        return console_of(request).render(request, "error.html", {"message": message}, status=404)
+        raise NotFound(f"{version.ref} has no BOM: it is generated when published")
     filename = f"{version.model.replace('/', '_')}-{version.number}.cdx.json"
     return Response(
         json.dumps(version.bom, indent=2),

@@ -34,10 +34,6 @@ class Session:
     principal: str | None
     expires: int
 
-    @property
-    def logged_in(self) -> bool:
-        return self.token_id is not None
-
 
 def session_key(data_dir: Path) -> bytes:
     """The signing key, created 0600 on first use and then shared by every uvicorn worker.
@@ -91,7 +87,7 @@ class Signer:
             body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
         except ValueError:
             return None
-        if not hmac.compare_digest(mac, self._mac("session", body)):
+        if not _same(mac, self._mac("session", body)):
             return None
         sid, token_id, principal, expires = json.loads(body)
         if expires < time.time():
@@ -102,4 +98,10 @@ class Signer:
         return self._mac("csrf", session.sid.encode())
 
     def csrf_ok(self, session: Session, token: str | None) -> bool:
-        return token is not None and hmac.compare_digest(token, self.csrf(session))
+        return token is not None and _same(token, self.csrf(session))
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison of attacker-sent text: as bytes, since ``compare_digest``
+    raises on non-ASCII strings (a 500 instead of a refusal)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())

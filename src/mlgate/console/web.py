@@ -22,7 +22,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlgate.console.session import COOKIE, LIFETIME_SECONDS, Session, Signer, session_key
 from mlgate.registry.errors import Unauthenticated
-from mlgate.registry.roles import Role
 from mlgate.registry.service import Registry
 
 PREFIX = "/console"
@@ -52,7 +51,8 @@ class SecurityHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+        path = scope["path"] if scope["type"] == "http" else ""
+        if path != PREFIX and not path.startswith(PREFIX + "/"):
             await self.app(scope, receive, send)
             return
 
@@ -78,11 +78,9 @@ class CsrfRefused(Exception):
 
 @dataclass(frozen=True)
 class Viewer:
-    """The logged-in reviewer: their session and the registry acting as them."""
+    """The logged-in reviewer: the registry acting as them."""
 
-    session: Session
     registry: Registry
-    roles: frozenset[Role]
 
     @property
     def principal(self) -> str:
@@ -115,11 +113,9 @@ class Console:
             identity = registry.tokens.identity(session.token_id)
         except Unauthenticated as e:
             raise LoginRequired from e
-        if identity.principal != session.principal:
+        if identity.principal != session.principal or not identity.roles:
             raise LoginRequired
-        return Viewer(
-            session, registry.acting_as(identity.principal, identity.roles), identity.roles
-        )
+        return Viewer(registry.acting_as(identity.principal, identity.roles))
 
     def render(
         self,

@@ -117,7 +117,7 @@ def _row(r: Any, last_scan: str | None) -> InventoryRow:
 def _filtered(query: Select[Any], q: InventoryQuery) -> Select[Any]:
     v = t.versions
     if q.search:
-        query = query.where(t.models.c.name.contains(q.search, autoescape=True))
+        query = query.where(t.models.c.name.icontains(q.search, autoescape=True))
     for column, value in ((v.c.state, q.state), (v.c.risk, q.risk), (v.c.owner, q.owner)):
         if value:
             query = query.where(column == value)
