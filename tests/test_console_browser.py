@@ -14,7 +14,7 @@ import hashlib
 import http.client
 import json
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from browser_support import (
@@ -165,28 +165,33 @@ def test_reject_then_a_second_reviewer_approves(
     assert hf_status(console_hub, seed.suspicious, "pytorch_model.bin")[0] in {403, 404}
 
 
-# Every page showing the hostile model, and whether it shows one of the payloads as text
-# (the review queue shows its name and source only).
+# Every page showing the hostile model (with the HTTP status and whether it shows one of the
+# payloads as text); the last two reflect payloads from the URL: a link sent to a reviewer
+# (reflected XSS), into the search field and into a "no such model" page.
 HOSTILE_PAGES = {
-    "/?search=xss": True,  # the licence
-    "/models/{name}?v=2": True,
-    "/models/{name}?v=1": True,  # and the rejection's reason
-    "/review": False,
-    "/audit": True,
+    "/?search=xss": (200, True),  # the licence
+    "/models/{name}?v=2": (200, True),  # file name, finding, evidence, explain
+    "/models/{name}?v=1": (200, True),  # and the rejection's reason
+    "/review": (200, False),  # its name, source and finding counts only
+    "/audit": (200, True),
+    f"/?search={quote(XSS_IMG)}": (200, False),
+    f"/models/{quote(XSS_SCRIPT)}": (404, True),
 }
 
 
 def test_hostile_names_and_findings_are_shown_as_text(tab: Tab, console_hub: ConsoleHub) -> None:
     log_in(tab, console_hub, "rob")
     name = console_hub.seed.hostile
-    for path, shows_payload in HOSTILE_PAGES.items():
-        tab.open(PREFIX + path.format(name=name))
+    for path, (status, shows_payload) in HOSTILE_PAGES.items():
+        tab.open(PREFIX + path.format(name=name), status)
         page = tab.page
         assert page.evaluate("typeof window.__xss") == "undefined", path
         # No element was made of the payloads; where shown, they are text.
         assert page.locator("img[src=x], main script").count() == 0, path
         text = page.locator("main").inner_text()
         assert shows_payload <= (XSS_SCRIPT in text or XSS_IMG in text), path
+    tab.open(f"{PREFIX}/?search={quote(XSS_IMG)}")
+    assert tab.page.get_by_label("Name contains").input_value() == XSS_IMG
     tab.open(f"{PREFIX}/models/{name}?v=2")
     text = tab.page.locator("main").inner_text()
     for shown in (f"{XSS_IMG}.bin", XSS_SCRIPT, XSS_IMG):  # file name, finding, licence
