@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from mlgate.console import audit, inventory, login, model, requests, review
+from mlgate.console.session import COOKIE
 from mlgate.console.web import (
     PREFIX,
     Console,
@@ -42,9 +43,13 @@ def install_console(app: FastAPI) -> None:
 
 
 def _to_login(request: Request, exc: Exception) -> Response:
+    """To the login page. A cookie that was presented and failed (forged, expired, token
+    revoked) is deleted; a request that came without one (a cross-site post, which SameSite
+    keeps cookieless) leaves the browser's live session alone: overwriting it would let any
+    other site log the reviewer out."""
     response = RedirectResponse(f"{PREFIX}/login", status_code=303)
-    console = console_of(request)
-    console.set_cookie(request, response, console.signer.new())
+    if request.cookies.get(COOKIE):
+        response.delete_cookie(COOKIE, path=PREFIX)
     return response
 
 

@@ -21,6 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 COOKIE = "mlgate_console"
+# The anonymous session of the login form (its CSRF token) lives in a cookie of its own, so
+# that the login page, reached by a cross-site link or the redirect after a forged post,
+# never overwrites a reviewer's live session.
+LOGIN_COOKIE = "mlgate_console_login"
 LIFETIME_SECONDS = 8 * 3600
 KEY_FILE = "console-session.key"
 

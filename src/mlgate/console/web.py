@@ -99,8 +99,8 @@ class Console:
             lstrip_blocks=True,
         )
 
-    def session(self, request: Request) -> Session | None:
-        return self.signer.load(request.cookies.get(COOKIE))
+    def session(self, request: Request, cookie: str = COOKIE) -> Session | None:
+        return self.signer.load(request.cookies.get(cookie))
 
     def viewer(self, request: Request) -> Viewer:
         """The logged-in identity, re-checked against the token on every request: a revoked
@@ -136,17 +136,24 @@ class Console:
         )
         return HTMLResponse(page, status_code=status)
 
-    def set_cookie(self, request: Request, response: Response, session: Session) -> None:
+    def set_cookie(
+        self, request: Request, response: Response, session: Session, cookie: str = COOKIE
+    ) -> None:
         """``Secure`` when the browser reached us over TLS: ``request.url.scheme`` is https
         directly or, behind a TLS proxy, only when uvicorn trusts its X-Forwarded-Proto
         (``mlgate serve --forwarded-allow-ips``); a spoofed header from elsewhere is ignored."""
         response.set_cookie(
-            COOKIE,
+            cookie,
             self.signer.dump(session),
             max_age=LIFETIME_SECONDS,
             path=PREFIX,
             httponly=True,  # XSS cannot read it
-            samesite="strict",  # never sent on cross-site requests (CSRF, first line)
+            # Lax, not Strict: with Strict a link to the console followed from another site
+            # (a chat message, a ticket) arrived without the cookie, and the login page's new
+            # anonymous cookie then replaced the reviewer's live session. Lax sends it on
+            # top-level GET navigations only; cross-site POSTs (the CSRF vector) still go
+            # without it, and every form carries the session's CSRF token besides.
+            samesite="lax",
             secure=request.url.scheme == "https",
         )
 
@@ -161,11 +168,11 @@ def viewer(request: Request) -> Viewer:
     return console_of(request).viewer(request)
 
 
-async def form_of(request: Request) -> dict[str, str]:
-    """A url-encoded form whose CSRF token matches the session (else :class:`CsrfRefused`,
-    answered 403 before anything changes)."""
+async def form_of(request: Request, cookie: str = COOKIE) -> dict[str, str]:
+    """A url-encoded form whose CSRF token matches the session in ``cookie`` (else
+    :class:`CsrfRefused`, answered 403 before anything changes)."""
     console = console_of(request)
-    session = console.session(request)
+    session = console.session(request, cookie)
     body = (await request.body()).decode("utf-8", "replace")
     form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
     if session is None or not console.signer.csrf_ok(session, form.get("csrf")):
