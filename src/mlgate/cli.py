@@ -38,6 +38,8 @@ _STAGE_COMMANDS = {
     "models": "mlgate.registry.commands:models_cmd",
     "audit": "mlgate.registry.commands:audit_cmd",
     "token": "mlgate.registry.token_commands:token_cmd",
+    "lineage": "mlgate.registry.lineage_commands:lineage_cmd",
+    "affected": "mlgate.registry.lineage_commands:affected_cmd",
     "admit": "mlgate.gate.commands:admit_cmd",
     "sandbox": "mlgate.sandbox.commands:sandbox_cmd",
     "serve": "mlgate.hub.commands:serve_cmd",

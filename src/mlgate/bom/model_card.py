@@ -91,7 +91,7 @@ def read_model_card(model: Path) -> ModelCard:
     if not model.is_dir():
         return ModelCard()
     folder = model
-    config = _read_json(folder / "config.json")
+    config = read_json(folder / "config.json")
     front = read_front_matter(folder / "README.md")
     architectures = _strings(config.get("architectures"))
     task_params = config.get("task_specific_params")
@@ -202,7 +202,8 @@ def _nests_deeper_than(block: str, limit: int) -> bool:
     return False
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file of a model folder, bounded; ``{}`` if absent or malformed."""
     text = _read_text(path, MAX_CONFIG_BYTES)
     if text is None:
         return {}

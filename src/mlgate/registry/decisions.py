@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, select
 
+from mlgate.registry import lineage, store
 from mlgate.registry import schema as t
-from mlgate.registry import store
 from mlgate.registry.aliases import Aliases
 from mlgate.registry.context import RegistryContext
 from mlgate.registry.errors import RegistryError, TransitionRefused
@@ -166,6 +167,7 @@ class Decisions:
                 .where(t.versions.c.id == row.id)
                 .values(signature=signature, signed_by=key.signer.description, bom=json.dumps(bom))
             )
+            lineage.add(conn, row.id, lineage.bom_sources(bom))
             store.record_state(
                 conn,
                 row.id,
@@ -212,14 +214,25 @@ class Decisions:
         if not reason.strip():
             raise TransitionRefused(f"marking a version {target.value} needs a reason")
         with self.ctx.write(action) as conn:
-            row = self.ctx.row(conn, ref)
-            subject = self.ctx.subject(conn, row)
-            check_transition(subject, State(row.state), target)
-            store.record_state(conn, row.id, State(row.state), target, self.ctx.actor, reason)
-            self.ctx.append_audit(conn, target.value, subject, {"reason": reason})
-            if target is State.REVOKED:
-                self.aliases.fall_back(conn, row.model_id, row.id)
+            self.record_retirement(conn, self.ctx.row(conn, ref), target, reason)
         return self.ctx.show(ref)
+
+    def record_retirement(
+        self,
+        conn: Connection,
+        row: Any,
+        target: State,
+        reason: str,
+        details: dict[str, str] | None = None,
+    ) -> None:
+        """Deprecate or revoke ``row`` inside the caller's write transaction (which checked
+        the role): state, audit entry and, for a revocation, the aliases' fall-back."""
+        subject = self.ctx.subject(conn, row)
+        check_transition(subject, State(row.state), target)
+        store.record_state(conn, row.id, State(row.state), target, self.ctx.actor, reason)
+        self.ctx.append_audit(conn, target.value, subject, {"reason": reason, **(details or {})})
+        if target is State.REVOKED:
+            self.aliases.fall_back(conn, row.model_id, row.id)
 
 
 def pending_reason(version: Version, policy: RegistryPolicy) -> str | None:

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from mlgate.findings import Severity, relative_finding
+from mlgate.registry import lineage, store
 from mlgate.registry import schema as t
-from mlgate.registry import store
 from mlgate.registry.context import RegistryContext
 from mlgate.registry.decisions import Decisions
 from mlgate.registry.dynamic import DynamicTester, record_dynamic
@@ -85,11 +85,14 @@ class Intake:
                 staged, kind=origin.kind, uri=origin.uri, requested_revision=origin.tag
             )
         digest = content_digest(stored)
-        licence = read_license(self.ctx.view(digest, stored))
+        view = self.ctx.view(digest, stored)
+        licence = read_license(view)
         with self.ctx.write(Action.INGEST) as conn:
             number = self._record_ingest(
                 conn, model, owner or self.ctx.actor, staged, stored, digest, licence
             )
+            row = self.ctx.row(conn, f"{model}@{number}")
+            lineage.record(conn, row.id, lineage.card_sources(view), None)
         version = self.ctx.show(f"{model}@{number}")
         if not scan:
             return version
@@ -272,6 +275,7 @@ class Intake:
                 formats=json.dumps(summary),
             )
         )
+        lineage.record(conn, row.id, lineage.report_sources(outcome.report), lineage.RULE)
         for path, fmt in outcome.formats.items():
             conn.execute(
                 t.files.update()

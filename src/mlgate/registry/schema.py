@@ -90,6 +90,19 @@ files = Table(
 )
 Index("ix_files_digest", files.c.digest)
 
+# What each version was built from or matched (base models, datasets, rule ids), indexed
+# when first known so that "which versions does this poisoned base affect" is one indexed
+# query (registry/lineage.py); ``origin`` says where the fact came from (card, config...).
+lineage = Table(
+    "lineage",
+    metadata,
+    Column("version_id", Integer, ForeignKey("versions.id"), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("value", String(256), primary_key=True),
+    Column("origin", String(16), primary_key=True),
+)
+Index("ix_lineage_kind_value", lineage.c.kind, lineage.c.value)
+
 blobs = Table(
     "blobs",
     metadata,

@@ -8,7 +8,8 @@ audit entry in the same transaction, so the inventory and its audit log never di
 (ingest, scan), ``decisions`` (approve, reject, publish, deprecate, revoke), ``aliases``
 (alias, rollback, fall-back on revoke), ``downloads`` (pull, download records, queries) and
 ``auditing`` (verify, export, checkpoint), ``tokens`` (hub API tokens), ``jobs`` (background
-jobs' durable state), ``upstream`` (pull-through requests) and ``rescans`` (retro-hunt).
+jobs' durable state), ``upstream`` (pull-through requests), ``rescans`` (retro-hunt) and
+``lineage`` (built from, affected versions, bulk revoke).
 Front ends may use the services directly.
 """
 
@@ -42,6 +43,7 @@ from mlgate.registry.errors import PermissionDenied, RegistryError
 from mlgate.registry.ingest import HubOptions
 from mlgate.registry.intake import POLICY_ACTOR, Intake
 from mlgate.registry.jobstate import Jobs
+from mlgate.registry.lineage import Lineage
 from mlgate.registry.policy import RegistryPolicy
 from mlgate.registry.records import ModelSummary, StateChange, Version
 from mlgate.registry.rescan import Rescans
@@ -88,6 +90,7 @@ class Registry:
         self.jobs = Jobs(self.context)
         self.upstream = Upstream(self.context)
         self.rescans = Rescans(self.context, self.intake, self.aliases)
+        self.lineage = Lineage(self.context, self.decisions)
 
     def acting_as(self, actor: str, scope: frozenset[Role] | None = None) -> Registry:
         """The same registry (engine, blob store, loaded key) acting as ``actor`` with at
