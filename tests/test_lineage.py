@@ -123,3 +123,46 @@ def test_cli_lineage_and_affected_with_revoke(tmp_path: Path, capsys, monkeypatc
     assert "revoked 1: org/m@1" in cli.out
     assert cli("models", "show", "org/m@1", "--format", "json") == 0
     assert json.loads(cli.out)["state"] == "revoked"
+
+
+def test_migration_backfills_from_stored_reports_and_boms(incident) -> None:  # type: ignore[no-untyped-def]
+    from alembic import command
+
+    from mlgate.registry import database
+
+    config = database._alembic_config()
+    with incident.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002")
+    database.migrate(incident.engine)
+    # The card's and config's facts are not re-read; the BOM's pedigree is backfilled.
+    assert {a.ref for a in incident.lineage.affected("base_model", POISONED)} == {
+        "org/chat@1", "org/chat@2", "org/tuned@1"}
+    assert {s.origin for s in incident.lineage.built_from("org/chat@1")} == {"bom"}
+
+
+def test_api_lineage_affected_and_bulk_revoke(incident) -> None:  # type: ignore[no-untyped-def]
+    from urllib.parse import quote
+
+    from hub_api_support import call, running_hub
+
+    from mlgate.hub.settings import HubSettings
+    from registry_support import as_user as acting
+
+    url = None if incident.engine.url.get_backend_name() == "sqlite" else (
+        incident.engine.url.render_as_string(hide_password=False))
+    tokens = {u: acting(incident, u).tokens.create(label="t").secret for u in ("alice", "rob")}
+    with running_hub(HubSettings(incident.data_dir, url)) as hub:
+        built = call(hub, "GET", "/lineage/org/chat@1", token=tokens["rob"])
+        assert built.status == 200
+        assert {"kind": "dataset", "value": "evil/data", "origin": "card"} in built.body["built_from"]
+        query = f"/affected?kind=base_model&value={quote(POISONED)}"
+        found = call(hub, "GET", query, token=tokens["rob"])
+        assert found.status == 200
+        assert {a["ref"] for a in found.body["affected"]} == {"org/chat@1", "org/chat@2", "org/tuned@1"}
+        body = {"kind": "base_model", "value": POISONED, "reason": "poisoned base"}
+        assert call(hub, "POST", "/affected/revoke", body, token=tokens["rob"]).status == 403
+        assert call(hub, "POST", "/affected/revoke", {**body, "x": 1}, token=tokens["alice"]).status == 422
+        done = call(hub, "POST", "/affected/revoke", body, token=tokens["alice"])
+        assert done.status == 200 and len(done.body["revoked"]) == 3
+    assert incident.show("org/chat@1").state.value == "revoked"

@@ -48,7 +48,7 @@ _REVOCABLE = frozenset({State.APPROVED, State.PUBLISHED, State.DEPRECATED})
 
 
 @dataclass(frozen=True)
-class Source:
+class Derivation:
     """One thing a version was built from (or matched by): ``kind`` (base_model, dataset,
     rule), ``value`` (a hub id, a rule id) and ``origin`` (card, config, bom, scan)."""
 
@@ -97,7 +97,7 @@ class Lineage:
         self.ctx = ctx
         self.decisions = decisions
 
-    def built_from(self, ref: str) -> tuple[Source, ...]:
+    def built_from(self, ref: str) -> tuple[Derivation, ...]:
         """The base models and datasets version ``ref`` was built from."""
         with self.ctx.read(Action.READ) as conn:
             row = self.ctx.row(conn, ref)
@@ -106,7 +106,7 @@ class Lineage:
                 .where(t.lineage.c.version_id == row.id, t.lineage.c.kind != RULE)
                 .order_by(t.lineage.c.kind, t.lineage.c.value, t.lineage.c.origin)
             )
-            return tuple(Source(r.kind, r.value, r.origin) for r in rows)
+            return tuple(Derivation(r.kind, r.value, r.origin) for r in rows)
 
     def affected(self, kind: str, value: str) -> tuple[Affected, ...]:
         """Every version that derives from or contains ``value`` (a ``kind``), oldest first."""
@@ -135,7 +135,9 @@ class Lineage:
 # -- indexing ---------------------------------------------------------------------------
 
 
-def record(conn: Connection, version_id: int, sources: Iterable[Source], kind: str | None) -> None:
+def record(
+    conn: Connection, version_id: int, sources: Iterable[Derivation], kind: str | None
+) -> None:
     """Index ``sources`` for a version, replacing what was indexed of ``kind`` (all kinds
     but rules when None) so that a rescan's new report replaces the old rule ids."""
     old = t.lineage.delete().where(t.lineage.c.version_id == version_id)
@@ -146,7 +148,7 @@ def record(conn: Connection, version_id: int, sources: Iterable[Source], kind: s
         conn.execute(t.lineage.insert(), rows)
 
 
-def add(conn: Connection, version_id: int, sources: Iterable[Source]) -> None:
+def add(conn: Connection, version_id: int, sources: Iterable[Derivation]) -> None:
     """Index further sources of a version (the BOM's, at publication), keeping the rest."""
     have = {
         (r.kind, r.value, r.origin)
@@ -161,17 +163,17 @@ def add(conn: Connection, version_id: int, sources: Iterable[Source]) -> None:
         conn.execute(t.lineage.insert(), rows)
 
 
-def _bounded(sources: Iterable[Source]) -> Iterator[Source]:
+def _bounded(sources: Iterable[Derivation]) -> Iterator[Derivation]:
     counts: dict[str, int] = {}
     for s in dict.fromkeys(sources):
         value = s.value.strip()
         if not value or len(value) > MAX_VALUE or counts.get(s.kind, 0) >= MAX_PER_KIND:
             continue
         counts[s.kind] = counts.get(s.kind, 0) + 1
-        yield Source(s.kind, value, s.origin)
+        yield Derivation(s.kind, value, s.origin)
 
 
-def card_sources(view: Path) -> tuple[Source, ...]:
+def card_sources(view: Path) -> tuple[Derivation, ...]:
     """What a model folder's card and config say it was built from (bounded reads, safe
     YAML, plain JSON: nothing is loaded or executed). Unreadable metadata gives nothing."""
     from mlgate.bom.model_card import read_json, read_model_card  # noqa: PLC0415
@@ -180,8 +182,8 @@ def card_sources(view: Path) -> tuple[Source, ...]:
         card = read_model_card(view)
     except (OSError, ValueError, MlgateError):
         return ()
-    found = [Source(BASE_MODEL, b, "card") for b in card.base_models]
-    found += [Source(DATASET, d, "card") for d in card.datasets]
+    found = [Derivation(BASE_MODEL, b, "card") for b in card.base_models]
+    found += [Derivation(DATASET, d, "card") for d in card.datasets]
     if view.is_dir():
         # transformers records the checkpoint a model was loaded from; PEFT adapters name
         # the base they must be applied to.
@@ -191,31 +193,33 @@ def card_sources(view: Path) -> tuple[Source, ...]:
         ):
             value = read_json(view / name).get(key)
             if isinstance(value, str):
-                found.append(Source(BASE_MODEL, value, "config"))
+                found.append(Derivation(BASE_MODEL, value, "config"))
     return tuple(found)
 
 
-def report_sources(report: dict[str, Any] | None) -> tuple[Source, ...]:
+def report_sources(report: dict[str, Any] | None) -> tuple[Derivation, ...]:
     """The rule ids a stored scan report's findings carry."""
     findings = (report or {}).get("findings")
     if not isinstance(findings, list):
         return ()
     rules = {f.get("rule_id") for f in findings if isinstance(f, dict)}
-    return tuple(Source(RULE, r, "scan") for r in sorted(r for r in rules if isinstance(r, str)))
+    return tuple(
+        Derivation(RULE, r, "scan") for r in sorted(r for r in rules if isinstance(r, str))
+    )
 
 
-def bom_sources(bom: dict[str, Any] | None) -> tuple[Source, ...]:
+def bom_sources(bom: dict[str, Any] | None) -> tuple[Derivation, ...]:
     """The base models (pedigree ancestors) and datasets (data components) of a stored
     CycloneDX ML-BOM."""
-    found: list[Source] = []
+    found: list[Derivation] = []
     for component in _dicts((bom or {}).get("components")):
         if component.get("type") == "data" and isinstance(component.get("name"), str):
-            found.append(Source(DATASET, component["name"], "bom"))
+            found.append(Derivation(DATASET, component["name"], "bom"))
         pedigree = component.get("pedigree")
         ancestors = pedigree.get("ancestors") if isinstance(pedigree, dict) else None
         for ancestor in _dicts(ancestors):
             if isinstance(ancestor.get("name"), str):
-                found.append(Source(BASE_MODEL, _full_name(ancestor), "bom"))
+                found.append(Derivation(BASE_MODEL, _full_name(ancestor), "bom"))
     return tuple(found)
 
 

@@ -127,6 +127,49 @@ class UploadOut(BaseModel):
     size: int
 
 
+class DerivationOut(BaseModel):
+    kind: str
+    value: str
+    origin: str
+
+
+class LineageOut(BaseModel):
+    """What a version was built from (``mlgate lineage --format json``)."""
+
+    version: str
+    built_from: list[DerivationOut]
+
+
+class AffectedVersionOut(BaseModel):
+    ref: str
+    model: str
+    number: int
+    state: State
+    risk: str
+    via: str
+    aliases: list[str]
+    downloads: int
+    last_download: str | None
+
+
+class AffectedOut(BaseModel):
+    """Every version a base model, dataset, rule or digest touches, with its deployment."""
+
+    kind: str
+    value: str
+    affected: list[AffectedVersionOut]
+
+
+class SkippedOut(BaseModel):
+    ref: str
+    why: str
+
+
+class BulkRevocationOut(BaseModel):
+    revoked: list[str]
+    skipped: list[SkippedOut]
+
+
 class ReceivedOut(BaseModel):
     """A file an upload session received."""
 
@@ -139,6 +182,16 @@ class ReceivedOut(BaseModel):
 
 
 class ReasonIn(_Closed):
+    reason: Reason
+
+
+LineageKind = Literal["base_model", "dataset", "rule", "digest"]
+LineageValue = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class BulkRevokeIn(_Closed):
+    kind: LineageKind
+    value: LineageValue
     reason: Reason
 
 
