@@ -341,3 +341,58 @@ def test_hostile_names_findings_and_reasons_render_inert(hub: Hub) -> None:
     assert re.search(r"offset \d+ · opcode #5", evil_page)  # the finding's place in the pickle
     assert "_v0 = os.system(&#39;&lt;script&gt;alert(1)&lt;/script&gt;" in evil_page  # explain
     assert "bad: &lt;script&gt;" in pages["/models/org/reasons"]
+
+
+def _built_on(hub: Hub, name: str, base: str, seed: int, alias: str | None = None) -> Any:
+    """A published tiny model whose card names ``base`` as its base model."""
+    from registry_models import release
+
+    folder = hub.folder(name, seed)
+    (folder / "README.md").write_text(f"---\nbase_model: {json.dumps(base)}\n---\n")
+    return release(hub.registry, folder, name, alias)
+
+
+def test_lineage_search_and_bulk_revoke_with_csrf(hub: Hub) -> None:
+    _built_on(hub, "org/chat", "evil/base", 0, "production")
+    _built_on(hub, "org/chat", "evil/base", 1, "production")
+    _built_on(hub, "org/other", "clean/base", 2, "production")
+    rob, alice = logged_in(hub, "rob"), logged_in(hub, "alice")
+    assert 'href="/console/lineage"' in rob.get("/").body  # in the nav
+    page = rob.get("/lineage?kind=base_model&value=evil/base")
+    assert page.status == 200 and "2 affected versions" in page.body
+    assert "org/chat@2" in page.body and "org/other" not in page.body
+    assert "production" in page.body  # where it is deployed
+    assert "evil/base" in rob.get("/models/org/chat?v=1").body  # Built from
+    form = {"kind": "base_model", "value": "evil/base", "reason": "poisoned", "confirm": "yes"}
+    entries = len(list(hub.registry.audit_export()))
+    assert alice.post("/lineage/revoke", form).status == 403  # no CSRF token
+    assert alice.post("/lineage/revoke", {**form, "csrf": rob.csrf()}).status == 403  # not hers
+    csrf = alice.csrf("/lineage")
+    unconfirmed = alice.post("/lineage/revoke", {**form, "csrf": csrf, "confirm": ""})
+    assert unconfirmed.status == 400 and "confirm" in unconfirmed.body
+    no_reason = alice.post("/lineage/revoke", {**form, "csrf": csrf, "reason": " "})
+    assert no_reason.status == 400 and "needs a reason" in no_reason.body
+    refused = rob.post("/lineage/revoke", {**form, "csrf": rob.csrf("/lineage")})
+    assert refused.status == 400 and "may not revoke" in refused.body
+    assert len(list(hub.registry.audit_export())) == entries
+    done = alice.post("/lineage/revoke", {**form, "csrf": csrf})
+    assert done.status == 303 and "revoked=2" in done.headers["location"]
+    assert "Revoked 2 version(s)." in alice.get(done.headers["location"][len("/console") :]).body
+    assert {hub.registry.show(f"org/chat@{n}").state.value for n in (1, 2)} == {"revoked"}
+    assert hub.registry.show("org/other@1").state.value == "published"
+    revokes = [json.loads(e) for e in hub.registry.audit_export()][entries:]
+    assert {(e["actor"], e["subject"]) for e in revokes if e["action"] == "revoked"} == {
+        ("alice", "org/chat@1"),
+        ("alice", "org/chat@2"),
+    }
+
+
+def test_hostile_lineage_values_render_inert(hub: Hub) -> None:
+    _built_on(hub, "org/x", XSS[0] + XSS[1], 0)
+    browser = logged_in(hub, "rob")
+    model_page = browser.get("/models/org/x").body
+    found = browser.get("/lineage?" + urlencode({"kind": "base_model", "value": XSS[0] + XSS[1]}))
+    for body in (model_page, found.body):
+        assert not RAW_TAGS.search(body)
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert "1 affected version" in found.body

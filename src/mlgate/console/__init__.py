@@ -1,5 +1,6 @@
 """The web console at ``/console``: server-rendered pages for reviewers and auditors over
-the hub's registry (inventory, model pages, review queue, audit, pull-through requests),
+the hub's registry (inventory, model pages, review queue, audit, pull-through requests,
+lineage and incident response),
 logged in with a hub token. See docs/console.md."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from mlgate.console import audit, inventory, login, model, requests, review
+from mlgate.console import audit, inventory, lineage, login, model, requests, review
 from mlgate.console.session import COOKIE
 from mlgate.console.web import (
     PREFIX,
@@ -31,7 +32,7 @@ def install_console(app: FastAPI) -> None:
     settings: HubSettings = app.state.settings
     app.state.console = Console(settings.data_dir)
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
-    for module in (login, inventory, model, review, audit, requests):
+    for module in (login, inventory, model, review, audit, requests, lineage):
         router.include_router(module.router)
     app.include_router(router)
     static = StaticFiles(packages=[("mlgate.console", "static")])

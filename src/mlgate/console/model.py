@@ -56,6 +56,7 @@ def render_model(
             "pending": registry.pending_reason(version),
             "signature": _signature(who, version),
             "moves": moves,
+            "built_from": registry.lineage.built_from(version.ref),
             "error": error,
         },
         status=400 if error else 200,

@@ -186,7 +186,8 @@ class ReasonIn(_Closed):
 
 
 LineageKind = Literal["base_model", "dataset", "rule", "digest"]
-LineageValue = Annotated[str, Field(min_length=1, max_length=256)]
+# A query parameter: control characters are refused in any URL (hub/limits.py).
+LineageValue = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class BulkRevokeIn(_Closed):
