@@ -79,6 +79,8 @@ class Seed:
     payloads (model names cannot be: the registry allows ``[A-Za-z0-9._-/]`` only).
     ``served``: published, for an inventory that is not all pending.
     ``unscanned``: quarantined and never scanned.
+    ``derived``: version 1 built on a clean base, version 2 on ``poisoned_base`` (its card's
+    ``base_model``); both published, ``production`` on 2 (the incident-response flow).
     """
 
     suspicious: str = "acme/sentiment-pickle"
@@ -86,6 +88,8 @@ class Seed:
     hostile: str = "evil/xss-model"
     served: str = "acme/served-bert"
     unscanned: str = "acme/unscanned"
+    derived: str = "acme/derived-chat"
+    poisoned_base: str = "upstream/poisoned-base"
 
 
 @dataclass
@@ -156,6 +160,12 @@ def seed_registry(data_dir: Path, models: Path, seed: Seed) -> dict[str, str]:
     as_["rex"].approve(served.ref, "reviewed")
     as_["pat"].publish(served.ref, alias="production")
     as_["pat"].ingest(write_benign(models / "unscanned", 3), name=seed.unscanned, scan=False)
+    for n, base in enumerate(("upstream/clean-base", seed.poisoned_base)):
+        folder = write_benign(models / f"derived-{n}", 4 + n)
+        (folder / "README.md").write_text(f"---\nbase_model: {base}\n---\n")
+        version = as_["pat"].ingest(folder, name=seed.derived)
+        as_["rex"].approve(version.ref, "reviewed")
+        as_["pat"].publish(version.ref, alias="production")
     tokens = {u: r.tokens.create(label=f"{u} console test").secret for u, r in as_.items()}
     tokens["alice"] = alice.tokens.create(label="alice console test").secret
     for registry in (alice, *as_.values()):

@@ -268,7 +268,50 @@ def test_forms_without_the_csrf_token_are_refused(
     assert audit_entries(console_hub, "reject", ref) == before == []
 
 
-MAIN_PAGES = ("/login", "/", "/models/{name}", "/review", "/audit", "/requests")
+MAIN_PAGES = (
+    "/login",
+    "/",
+    "/models/{name}",
+    "/review",
+    "/audit",
+    "/requests",
+    "/lineage?kind=base_model&value=upstream/poisoned-base",
+)
+
+
+def test_a_poisoned_base_model_is_found_and_its_versions_revoked(
+    tab: Tab, console_hub: ConsoleHub
+) -> None:
+    """Incident response: from a version's *Built from*, the affected versions with where
+    they are deployed; one form revokes them, and the alias falls back."""
+    seed = console_hub.seed
+    log_in(tab, console_hub, "alice")
+    page = tab.page
+    tab.open(f"{PREFIX}/models/{seed.derived}?v=2")
+    page.get_by_role("link", name=seed.poisoned_base, exact=True).click()
+    page.wait_for_url("**/lineage?kind=base_model*")
+    rows = page.locator("table.grid tbody tr")
+    assert rows.count() == 1
+    assert f"{seed.derived}@2" in rows.first.inner_text()
+    assert "production" in rows.first.inner_text()
+    page.get_by_label("Reason").fill("base model poisoned upstream")
+    page.get_by_role("button", name="Revoke affected versions").click()
+    # Not ticked: the browser does not send the form (the server would refuse it too).
+    assert page.url.endswith("/lineage?kind=base_model&value=upstream%2Fpoisoned-base")
+    page.get_by_label("I confirm revoking 1 version").check()
+    page.get_by_role("button", name="Revoke affected versions").click()
+    page.wait_for_url("**revoked=1")
+    assert page.get_by_role("status").inner_text() == "Revoked 1 version(s)."
+    assert "revoked" in rows.first.inner_text()
+    assert tab.events == []
+    registry = console_hub.registry()
+    try:
+        assert registry.show(f"{seed.derived}@2").state is State.REVOKED
+        assert registry.show(f"{seed.derived}@production").number == 1  # fell back
+    finally:
+        registry.engine.dispose()
+    [entry] = audit_entries(console_hub, "revoked", f"{seed.derived}@2")
+    assert (entry["actor"], entry["details"]["reason"]) == ("alice", "base model poisoned upstream")
 
 
 def axe_violations(tab: Tab) -> list[str]:
@@ -300,7 +343,7 @@ def test_main_pages_pass_axe_core_and_fit_the_width(
             if path == "/":
                 log_in(tab, console_hub, "rex")
             tab.open(PREFIX + path.format(name=console_hub.seed.suspicious))
-            slug = path.strip("/").split("/")[0] or "inventory"
+            slug = path.strip("/").split("/")[0].split("?")[0] or "inventory"
             shot = ARTIFACTS / f"{slug}-{width['width']}px.png"
             tab.page.screenshot(path=str(shot), full_page=True)
             found = axe_violations(tab)

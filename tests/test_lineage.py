@@ -34,7 +34,9 @@ def derived(folder: Path, base: str, seed: int, datasets: tuple[str, ...] = ()) 
 def incident(registry, tmp_path: Path) -> Any:  # type: ignore[no-untyped-def]
     """org/chat@1 (production) and org/chat@2 (staging) built on the poisoned base;
     org/tuned built on org/chat (so affected in turn); org/other on a clean base."""
-    release(registry, derived(tmp_path / "c1", POISONED, 1, ("evil/data",)), "org/chat", "production")
+    release(
+        registry, derived(tmp_path / "c1", POISONED, 1, ("evil/data",)), "org/chat", "production"
+    )
     release(registry, derived(tmp_path / "c2", POISONED, 2), "org/chat", "staging")
     release(registry, derived(tmp_path / "t1", "org/chat", 3), "org/tuned", "production")
     release(registry, derived(tmp_path / "o1", "clean/base", 4), "org/other", "production")
@@ -113,7 +115,9 @@ def test_cli_lineage_and_affected_with_revoke(tmp_path: Path, capsys, monkeypatc
     assert cli("lineage", "org/m@1") == 0
     assert f"base model: {POISONED} (from the card)" in cli.out
     assert cli("lineage", "org/m@1", "--format", "json") == 0
-    assert {"kind": "base_model", "value": POISONED, "origin": "bom"} in json.loads(cli.out)["built_from"]
+    assert {"kind": "base_model", "value": POISONED, "origin": "bom"} in json.loads(cli.out)[
+        "built_from"
+    ]
     assert cli("affected", "--base-model", POISONED, "--format", "json") == 0
     assert [a["aliases"] for a in json.loads(cli.out)["affected"]] == [["production"]]
     assert cli("affected", "--base-model", POISONED, "--revoke") == 2
@@ -137,7 +141,10 @@ def test_migration_backfills_from_stored_reports_and_boms(incident) -> None:  # 
     database.migrate(incident.engine)
     # The card's and config's facts are not re-read; the BOM's pedigree is backfilled.
     assert {a.ref for a in incident.lineage.affected("base_model", POISONED)} == {
-        "org/chat@1", "org/chat@2", "org/tuned@1"}
+        "org/chat@1",
+        "org/chat@2",
+        "org/tuned@1",
+    }
     assert {s.origin for s in incident.lineage.built_from("org/chat@1")} == {"bom"}
 
 
@@ -147,22 +154,33 @@ def test_api_lineage_affected_and_bulk_revoke(incident) -> None:  # type: ignore
     from hub_api_support import call, running_hub
 
     from mlgate.hub.settings import HubSettings
-    from registry_support import as_user as acting
 
-    url = None if incident.engine.url.get_backend_name() == "sqlite" else (
-        incident.engine.url.render_as_string(hide_password=False))
-    tokens = {u: acting(incident, u).tokens.create(label="t").secret for u in ("alice", "rob")}
+    url = (
+        None
+        if incident.engine.url.get_backend_name() == "sqlite"
+        else (incident.engine.url.render_as_string(hide_password=False))
+    )
+    tokens = {u: as_user(incident, u).tokens.create(label="t").secret for u in ("alice", "rob")}
     with running_hub(HubSettings(incident.data_dir, url)) as hub:
         built = call(hub, "GET", "/lineage/org/chat@1", token=tokens["rob"])
         assert built.status == 200
-        assert {"kind": "dataset", "value": "evil/data", "origin": "card"} in built.body["built_from"]
+        assert {"kind": "dataset", "value": "evil/data", "origin": "card"} in built.body[
+            "built_from"
+        ]
         query = f"/affected?kind=base_model&value={quote(POISONED)}"
         found = call(hub, "GET", query, token=tokens["rob"])
         assert found.status == 200
-        assert {a["ref"] for a in found.body["affected"]} == {"org/chat@1", "org/chat@2", "org/tuned@1"}
+        assert {a["ref"] for a in found.body["affected"]} == {
+            "org/chat@1",
+            "org/chat@2",
+            "org/tuned@1",
+        }
         body = {"kind": "base_model", "value": POISONED, "reason": "poisoned base"}
         assert call(hub, "POST", "/affected/revoke", body, token=tokens["rob"]).status == 403
-        assert call(hub, "POST", "/affected/revoke", {**body, "x": 1}, token=tokens["alice"]).status == 422
+        assert (
+            call(hub, "POST", "/affected/revoke", {**body, "x": 1}, token=tokens["alice"]).status
+            == 422
+        )
         done = call(hub, "POST", "/affected/revoke", body, token=tokens["alice"])
         assert done.status == 200 and len(done.body["revoked"]) == 3
     assert incident.show("org/chat@1").state.value == "revoked"

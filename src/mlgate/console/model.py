@@ -56,11 +56,20 @@ def render_model(
             "pending": registry.pending_reason(version),
             "signature": _signature(who, version),
             "moves": moves,
-            "built_from": registry.lineage.built_from(version.ref),
+            "built_from": _built_from(who, version),
             "error": error,
         },
         status=400 if error else 200,
     )
+
+
+def _built_from(who: Viewer, version: Version) -> list[tuple[str, str, list[str]]]:
+    """(kind, value, where it is said) for each base model and dataset: one line for a base
+    that the card and the ML-BOM both name."""
+    said: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for fact in who.registry.lineage.built_from(version.ref):
+        said[fact.kind, fact.value].append(fact.origin)
+    return [(kind, value, origins) for (kind, value), origins in said.items()]
 
 
 def _ref(name: str, number: str) -> str:
