@@ -7,6 +7,8 @@ Then runs `mlgate serve`, logs in to the console with a reader token and times, 
 run over one keep-alive connection:
 
 - the inventory page: first page, a filtered page, a sorted deep page, a name search;
+- the lineage page: the versions a base model affects (100 directly, a few hundred more
+  through registered models built on those), with aliases and downloads;
 - references: the console's static CSS (the server's floor) and the management API's
   `GET /models` (every model, as JSON: the path the console must beat).
 
@@ -45,14 +47,14 @@ FORMATS = ('["safetensors"]', '["pickle"]', '["safetensors", "onnx"]', '["pytorc
 
 def build(data_dir: Path, count: int) -> str:
     """A registry of ``count`` models and a reader token (reused when the count matches)."""
-    marker = data_dir / f"bench-token-{count}"
+    marker = data_dir / f"bench-token-lineage-{count}"
     if marker.is_file():
         return marker.read_text()
     shutil.rmtree(data_dir, ignore_errors=True)
     registry = init_registry(data_dir, admin="alice")
     registry.add_user("rob", "reader")
     at = "2026-01-01T00:00:00.000000+00:00"
-    models, versions, history = [], [], []
+    models, versions, history, lineage, aliases, pulls = [], [], [], [], [], []
     for i in range(1, count + 1):
         owner = f"team-{i % 17}"
         models.append(
@@ -80,6 +82,16 @@ def build(data_dir: Path, count: int) -> str:
                 "risk": RISKS[i % len(RISKS)],
             }
         )
+        # Lineage: every model on one of 100 upstream bases and 20 datasets; one in ten is
+        # also built on an earlier registered model (so incidents spread transitively).
+        lineage.append(_fact(i, "base_model", f"upstream/base-{i % 100}"))
+        lineage.append(_fact(i, "dataset", f"upstream/data-{i % 20}"))
+        lineage.append(_fact(i, "rule", f"MLG{100 + i % 30}"))
+        if i % 10 == 0 and i > 100:
+            lineage.append(_fact(i, "base_model", f"org{(i - 100) % 50}/model-{i - 100:05d}"))
+        if STATES[i % len(STATES)] == "published":
+            aliases.append({"model_id": i, "alias": "production", "version_id": i})
+            pulls.append({"version_id": i, "path": "model.safetensors", "actor": "rob", "at": at})
         history.append(
             {
                 "version_id": i,
@@ -104,10 +116,17 @@ def build(data_dir: Path, count: int) -> str:
         conn.execute(t.models.insert(), models)
         conn.execute(t.versions.insert(), versions)
         conn.execute(t.state_history.insert(), history)
+        conn.execute(t.lineage.insert(), lineage)
+        conn.execute(t.aliases.insert(), aliases)
+        conn.execute(t.downloads.insert(), pulls)
     token = registry.tokens.create("rob", label="bench").secret
     marker.write_text(token)
     registry.engine.dispose()
     return token
+
+
+def _fact(version_id: int, kind: str, value: str) -> dict[str, object]:
+    return {"version_id": version_id, "kind": kind, "value": value, "origin": "card"}
 
 
 class Client:
@@ -178,6 +197,9 @@ def main() -> None:
             "inventory, state=published": "/console/?state=published",
             "inventory, by risk desc, page 100": "/console/?sort=risk&desc=1&page=100",
             "inventory, search 'model-0999'": "/console/?search=model-0999",
+            "lineage, base model (transitive)": "/console/lineage?kind=base_model"
+            "&value=upstream/base-7",
+            "lineage, rule (334 versions)": "/console/lineage?kind=rule&value=MLG107",
             "reference: static CSS": "/console/static/console.css",
         }
         print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")

@@ -16,6 +16,18 @@ from mlgate.registry.errors import PermissionDenied, TransitionRefused
 from mlgate.registry.lifecycle import State
 
 POISONED = "evil-org/base-7b"
+# SQLite everywhere; the queries that differ by backend (IN lists, GROUP BY, the bulk
+# write) run on PostgreSQL too.
+BOTH_BACKENDS = pytest.mark.parametrize("registry_url", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def registry_url(request: pytest.FixtureRequest) -> str | None:
+    """None (SQLite) unless the test asks for ``postgresql`` (indirect parameter)."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 def derived(folder: Path, base: str, seed: int, datasets: tuple[str, ...] = ()) -> Path:
@@ -44,7 +56,8 @@ def incident(registry, tmp_path: Path) -> Any:  # type: ignore[no-untyped-def]
     return registry
 
 
-def test_built_from_lists_the_card_and_config_and_bom(incident) -> None:  # type: ignore[no-untyped-def]
+@BOTH_BACKENDS
+def test_built_from_and_the_versions_a_poisoned_base_affects(incident) -> None:  # type: ignore[no-untyped-def]
     built = {(s.kind, s.value, s.origin) for s in incident.lineage.built_from("org/chat@1")}
     assert {
         ("base_model", POISONED, "card"),
@@ -53,13 +66,12 @@ def test_built_from_lists_the_card_and_config_and_bom(incident) -> None:  # type
         ("dataset", "evil/data", "bom"),
         ("base_model", "/ckpt/1", "config"),
     } <= built
-
-
-def test_a_poisoned_base_affects_its_descendants_with_their_deployment(incident) -> None:  # type: ignore[no-untyped-def]
+    # Descendants, transitively (org/tuned is built on org/chat), with their deployment.
     found = {a.ref: a for a in incident.lineage.affected("base_model", POISONED)}
     assert set(found) == {"org/chat@1", "org/chat@2", "org/tuned@1"}
     assert found["org/chat@1"].aliases == ("production",)
     assert found["org/chat@1"].downloads == 1 and found["org/chat@1"].last_download
+    assert found["org/chat@2"].downloads == 0 and found["org/chat@2"].last_download is None
     assert found["org/tuned@1"].via in ("built on org/chat@1", "built on org/chat@2")
     by_dataset = incident.lineage.affected("dataset", "evil/data")
     assert {a.ref for a in by_dataset} == {"org/chat@1", "org/tuned@1"}
@@ -77,6 +89,7 @@ def test_rule_and_digest_queries(registry, tmp_path: Path) -> None:  # type: ign
     assert registry.lineage.affected("digest", "sha256:" + "0" * 64) == ()
 
 
+@BOTH_BACKENDS
 def test_bulk_revoke_is_audited_per_version_and_aliases_fall_back(incident) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(PermissionDenied):
         as_user(incident, "pat").lineage.revoke_affected("base_model", POISONED, "poisoned")
