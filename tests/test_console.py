@@ -362,7 +362,12 @@ def test_lineage_search_and_bulk_revoke_with_csrf(hub: Hub) -> None:
     assert page.status == 200 and "2 affected versions" in page.body
     assert "org/chat@2" in page.body and "org/other" not in page.body
     assert "production" in page.body  # where it is deployed
-    assert "evil/base" in rob.get("/models/org/chat?v=1").body  # Built from
+    version_page = rob.get("/models/org/chat?v=1").body
+    assert "/console/lineage?kind=base_model&amp;value=evil%2Fbase" in version_page  # Built from
+    digest = hub.registry.show("org/chat@1").files[0].digest
+    assert f"/console/lineage?kind=digest&amp;value=sha256:{digest}" in version_page
+    by_digest = rob.get(f"/lineage?kind=digest&value=sha256:{digest}").body
+    assert "org/chat@1" in by_digest and "contains " in by_digest
     form = {"kind": "base_model", "value": "evil/base", "reason": "poisoned", "confirm": "yes"}
     entries = len(list(hub.registry.audit_export()))
     assert alice.post("/lineage/revoke", form).status == 403  # no CSRF token

@@ -176,6 +176,7 @@ HOSTILE_PAGES = {
     "/audit": (200, True),
     f"/?search={quote(XSS_IMG)}": (200, False),
     f"/models/{quote(XSS_SCRIPT)}": (404, True),
+    f"/lineage?kind=base_model&value={quote(XSS_SCRIPT)}": (200, True),
 }
 
 

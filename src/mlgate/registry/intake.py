@@ -87,12 +87,11 @@ class Intake:
         digest = content_digest(stored)
         view = self.ctx.view(digest, stored)
         licence = read_license(view)
+        sources = lineage.card_sources(view)  # read before the write lock is taken
         with self.ctx.write(Action.INGEST) as conn:
             number = self._record_ingest(
-                conn, model, owner or self.ctx.actor, staged, stored, digest, licence
+                conn, model, owner or self.ctx.actor, staged, stored, digest, licence, sources
             )
-            row = self.ctx.row(conn, f"{model}@{number}")
-            lineage.record(conn, row.id, lineage.card_sources(view), None)
         version = self.ctx.show(f"{model}@{number}")
         if not scan:
             return version
@@ -122,7 +121,9 @@ class Intake:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         digest = content_digest(stored)
-        licence = read_license(self.ctx.view(digest, stored))
+        view = self.ctx.view(digest, stored)
+        licence = read_license(view)
+        sources = lineage.card_sources(view)
         with self.ctx.write(Action.INGEST) as conn:
             row = self.ctx.row(conn, original.ref)
             source = replace(
@@ -141,6 +142,7 @@ class Intake:
                 stored,
                 digest,
                 licence,
+                sources,
                 converted_from=row.id,
             )
             self.ctx.append_audit(
@@ -160,6 +162,7 @@ class Intake:
         stored: list[StoredFile],
         digest: str,
         licence: str | None,
+        sources: tuple[lineage.Derivation, ...],
         converted_from: int | None = None,
     ) -> int:
         row = conn.execute(select(t.models).where(t.models.c.name == model)).first()
@@ -208,6 +211,7 @@ class Intake:
             conn.execute(
                 t.blobs.insert().values(digest=f.digest, size=f.size, created_at=store.now())
             )
+        lineage.record(conn, version_id, sources, None)
         origin = f"converted from version {converted_from}" if converted_from else staged.uri
         store.record_state(
             conn, version_id, None, State.QUARANTINED, self.ctx.actor, f"ingested from {origin}"
