@@ -48,6 +48,8 @@ READS: list[tuple[str, ...]] = [
     ("registry", "users"),
     ("registry", "policy"),
     ("token", "list"),
+    ("lineage", "org/a@2"),
+    ("affected", "--digest", "sha256:" + "0" * 64, "--format", "json"),
 ]
 
 

@@ -12,6 +12,7 @@ import pytest
 from registry_models import init_cli, release, write_benign, write_malicious
 from registry_support import as_user
 
+from mlgate.cli import main
 from mlgate.registry.errors import PermissionDenied, TransitionRefused
 from mlgate.registry.lifecycle import State
 
@@ -161,7 +162,7 @@ def test_migration_backfills_from_stored_reports_and_boms(incident) -> None:  # 
     assert {s.origin for s in incident.lineage.built_from("org/chat@1")} == {"bom"}
 
 
-def test_api_lineage_affected_and_bulk_revoke(incident) -> None:  # type: ignore[no-untyped-def]
+def test_api_lineage_affected_and_bulk_revoke(incident, capsys) -> None:  # type: ignore[no-untyped-def]
     from urllib.parse import quote
 
     from hub_api_support import call, running_hub
@@ -194,6 +195,14 @@ def test_api_lineage_affected_and_bulk_revoke(incident) -> None:  # type: ignore
             call(hub, "POST", "/affected/revoke", {**body, "x": 1}, token=tokens["alice"]).status
             == 422
         )
+        # The CLI through the hub: the dataset's versions first (org/chat@1, org/tuned@1).
+        remote = ["--hub", hub, "--token", tokens["alice"], "--format", "json"]
+        args = ["affected", "--dataset", "evil/data", "--revoke", "--reason", "poisoned data"]
+        assert main([*args, *remote]) == 0
+        cli_done = json.loads(capsys.readouterr().out)["revocation"]
+        assert sorted(cli_done["revoked"]) == ["org/chat@1", "org/tuned@1"]
         done = call(hub, "POST", "/affected/revoke", body, token=tokens["alice"])
-        assert done.status == 200 and len(done.body["revoked"]) == 3
+        assert done.status == 200 and done.body["revoked"] == ["org/chat@2"]
+        assert [s["ref"] for s in done.body["skipped"]] == ["org/chat@1", "org/tuned@1"]
     assert incident.show("org/chat@1").state.value == "revoked"
+    assert incident.show("org/chat@2").state.value == "revoked"

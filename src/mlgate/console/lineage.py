@@ -9,9 +9,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from mlgate.console.web import Viewer, console_of, form_of, see_other, text, viewer
+from mlgate.console.web import Viewer, console_of, form_of, see_other, viewer
 from mlgate.errors import MlgateError
-from mlgate.registry.lineage import KINDS
+from mlgate.registry.lineage import KINDS, MAX_VALUE
 
 router = APIRouter()
 
@@ -28,7 +28,8 @@ def lineage_page(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> H
     params = request.query_params
     done = params.get("revoked", "")
     notice = f"Revoked {done} version(s)." if done.isdigit() else None
-    return _render(request, who, params.get("kind", ""), text(params, "value"), notice=notice)
+    value = params.get("value", "")[:MAX_VALUE]  # longer values are never indexed
+    return _render(request, who, params.get("kind", ""), value, notice=notice)
 
 
 def _render(
@@ -58,7 +59,7 @@ def _render(
 @router.post("/lineage/revoke")
 async def revoke(request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Response:
     form = await form_of(request)
-    kind, value = form.get("kind", ""), form.get("value", "")[:256]
+    kind, value = form.get("kind", ""), form.get("value", "")[:MAX_VALUE]
     reason = form.get("reason", "").strip()
     if kind not in KINDS or not value.strip():
         return _render(request, who, kind, value, error="Search for what is affected first.")

@@ -39,6 +39,7 @@ from mlgate.registry import audit, errors
 from mlgate.registry.decisions import pending_reason
 from mlgate.registry.downloads import materialise, require_served
 from mlgate.registry.ingest import HubOptions, check_name, default_name, stage
+from mlgate.registry.lineage import Affected, BulkRevocation, Derivation
 from mlgate.registry.policy import RegistryPolicy
 from mlgate.registry.records import FileRecord, ModelSummary, StateChange, Version
 from mlgate.registry.roles import Role
@@ -265,12 +266,35 @@ class RemoteTokens:
         return token_from_json(self.client.call("DELETE", f"/tokens/{quote(token_id, safe='')}"))
 
 
+class RemoteLineage:
+    """``registry.lineage`` of a remote hub: built-from facts, affected versions, bulk revoke."""
+
+    def __init__(self, client: HubClient) -> None:
+        self.client = client
+
+    def built_from(self, ref: str) -> tuple[Derivation, ...]:
+        body = self.client.call("GET", f"/lineage/{_ref(ref)}")
+        return tuple(Derivation(**d) for d in body["built_from"])
+
+    def affected(self, kind: str, value: str) -> tuple[Affected, ...]:
+        query = f"kind={quote(kind, safe='')}&value={quote(value, safe='')}"
+        body = self.client.call("GET", f"/affected?{query}")
+        return tuple(Affected(**{**a, "aliases": tuple(a["aliases"])}) for a in body["affected"])
+
+    def revoke_affected(self, kind: str, value: str, reason: str) -> BulkRevocation:
+        body = {"kind": kind, "value": value, "reason": reason}
+        done = self.client.call("POST", "/affected/revoke", body)
+        skipped = tuple((s["ref"], s["why"]) for s in done["skipped"])
+        return BulkRevocation(tuple(done["revoked"]), skipped)
+
+
 class RemoteRegistry:
     """The :class:`~mlgate.registry.service.Registry` methods the CLI calls, over the API."""
 
     def __init__(self, url: str, token: str | None) -> None:
         self.client = HubClient(url, token)
         self.tokens = RemoteTokens(self.client)
+        self.lineage = RemoteLineage(self.client)
 
     @property
     def policy(self) -> RegistryPolicy:

@@ -1,7 +1,7 @@
 """``mlgate lineage VERSION`` and ``mlgate affected``: what a version was built from, and
 which versions a poisoned base model, dataset, rule or file touches (optionally revoking
-them all with one reason). Thin commands over :class:`~mlgate.registry.lineage.Lineage`;
-they run where the registry is (the hub serves the same queries under /api/mlgate/v1)."""
+them all with one reason). Thin commands over :class:`~mlgate.registry.lineage.Lineage`,
+locally or with ``--hub`` through the management API (same records, same output)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from mlgate.registry import lineage
-from mlgate.registry.targets import open_local, registry_options
+from mlgate.registry.targets import open_target, registry_options
 from mlgate.render.escape import echo, json_safe
 
 _format_option = click.option(
@@ -31,7 +31,7 @@ _format_option = click.option(
 @click.argument("ref")
 def lineage_cmd(data_dir: Path, url: str | None, actor: str | None, fmt: str, ref: str) -> None:
     """The base models and datasets version REF was built from (model card, config, ML-BOM)."""
-    sources = open_local(data_dir, url, actor).lineage.built_from(ref)
+    sources = open_target(data_dir, url, actor).lineage.built_from(ref)
     if fmt == "json":
         click.echo(
             json.dumps(json_safe({"version": ref, "built_from": [vars(s) for s in sources]}))
@@ -76,7 +76,7 @@ def affected_cmd(
     if revoke and not (reason and reason.strip()):
         raise click.UsageError("--revoke needs --reason")
     ((kind, value),) = given.items()
-    service = open_local(data_dir, url, actor).lineage
+    service = open_target(data_dir, url, actor).lineage
     found = service.affected(kind, value)
     done = service.revoke_affected(kind, value, reason or "") if revoke else None
     if fmt == "json":
