@@ -21,8 +21,9 @@ import pytest
 from hub_support import Hub, registry_url_of, serving
 from payloads import glob0
 from registry_support import as_user
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from mlgate.console import chain
 from mlgate.console.session import KEY_FILE
 from mlgate.hub.app import create_app
 from mlgate.hub.settings import HubSettings
@@ -396,3 +397,48 @@ def test_version_page_shows_lambda_disassembly_and_remote_code(hub: Hub) -> None
     helper = code.split("helper.py")[1]
     assert "truncated" in helper and helper.count("x = 1") == 64 * 1024 // 6
     assert "Repository code" not in browser.get("/models/org/keras").body
+
+
+def _tamper(hub: Hub, seq: int, **values: str) -> dict[str, str]:
+    """Overwrite columns of audit entry ``seq`` (its hash left alone); the old values."""
+    entries = t.audit_entries
+    with hub.registry.engine.begin() as conn:
+        old = conn.execute(select(entries).where(entries.c.seq == seq)).one()._asdict()
+        conn.execute(entries.update().where(entries.c.seq == seq).values(**values))
+    return {k: old[k] for k in values}
+
+
+def _head(hub: Hub) -> int:
+    with hub.registry.engine.connect() as conn:
+        return int(conn.execute(select(func.max(t.audit_entries.c.seq))).scalar_one())
+
+
+def test_audit_page_verifies_incrementally_and_fails_loudly_on_tampering(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.publish("org/live")
+    browser = logged_in(hub, "rob")
+    first = browser.get("/audit").body
+    prefix = _head(hub)
+    assert f"Entries 1–{prefix} re-hashed" in first and "on this view" not in first
+    hub.reject("org/bad", "no provenance")  # entries past the verified prefix
+    second = browser.get("/audit").body
+    total = _head(hub)
+    assert f"Chain verified: {total} entries" in second
+    assert f"entries {prefix + 1}–{total} verified on this view, chained to entry" in second
+    # An in-place edit of an old entry, its stored hash left alone: only a re-hash sees it.
+    old = _tamper(hub, 3, actor="mallory")
+    full = browser.get("/audit?verify=full").body
+    assert "Chain verification FAILED at entry 3" in full
+    assert "entry 3: content does not match its hash (edited)" in full
+    _tamper(hub, 3, **old)
+    assert "Chain verified" in browser.get("/audit?verify=full").body  # restored
+    # Rewriting the verified head's hash: the prefix no longer matches, all is re-hashed.
+    old = _tamper(hub, total, hash="f" * 64)
+    assert f"FAILED at entry {total}" in browser.get("/audit").body
+    _tamper(hub, total, **old)
+    assert "Chain verified" in browser.get("/audit").body
+    # The periodic whole re-hash catches an old in-place edit on a plain view too.
+    _tamper(hub, 2, subject="forged")
+    monkeypatch.setattr(chain, "FULL_EVERY_SECONDS", -1.0)
+    assert "FAILED at entry 2" in browser.get("/audit").body
