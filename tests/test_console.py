@@ -420,12 +420,12 @@ def test_audit_page_verifies_incrementally_and_fails_loudly_on_tampering(
     browser = logged_in(hub, "rob")
     first = browser.get("/audit").body
     prefix = _head(hub)
-    assert f"Entries 1–{prefix} re-hashed" in first and "on this view" not in first
+    assert f"Entries 1 to {prefix} re-hashed" in first and "on this view" not in first
     hub.reject("org/bad", "no provenance")  # entries past the verified prefix
     second = browser.get("/audit").body
     total = _head(hub)
     assert f"Chain verified: {total} entries" in second
-    assert f"entries {prefix + 1}–{total} verified on this view, chained to entry" in second
+    assert f"entries {prefix + 1} to {total} verified on this view, chained to entry" in second
     # An in-place edit of an old entry, its stored hash left alone: only a re-hash sees it.
     old = _tamper(hub, 3, actor="mallory")
     full = browser.get("/audit?verify=full").body
@@ -442,3 +442,20 @@ def test_audit_page_verifies_incrementally_and_fails_loudly_on_tampering(
     _tamper(hub, 2, subject="forged")
     monkeypatch.setattr(chain, "FULL_EVERY_SECONDS", -1.0)
     assert "FAILED at entry 2" in browser.get("/audit").body
+
+
+def test_unknown_console_addresses_get_the_console_404_page_and_the_favicon_exists(
+    hub: Hub,
+) -> None:
+    anonymous = Browser(hub.url)
+    for browser in (anonymous, logged_in(hub, "rob")):
+        missing = browser.get(f"/no/such/page/{XSS[0]}")
+        assert missing.status == 404 and "text/html" in missing.headers["content-type"]
+        assert "There is no console page at this address." in missing.body
+        assert "script-src 'self'" in missing.headers["content-security-policy"]
+        assert "alert(1)" not in missing.body  # the address is not echoed
+    icon = anonymous.get("/static/favicon.svg")
+    assert icon.status == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert '<link rel="icon" href="/console/static/favicon.svg"' in anonymous.get("/login").body
+    assert anonymous.get("/static/console.css").status == 200
+    assert anonymous.get("/static/nothing.css").status == 404
