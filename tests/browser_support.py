@@ -231,8 +231,7 @@ class Tab:
 
     def _console(self, message: Any) -> None:
         url = message.location.get("url", "")
-        # The browser's own favicon request (404 from the hub) is not the page's doing.
-        expected = url in self.expected_failures or url.endswith("/favicon.ico")
+        expected = url in self.expected_failures
         if message.type in {"error", "warning"} and not expected:
             self.events.append(f"console {message.type}: {message.text} ({url})")
 
