@@ -118,6 +118,8 @@ def test_reject_then_a_second_reviewer_approves(
     finding = page.locator(".finding.sev-critical").first
     assert "os.system" in finding.inner_text() and "pytorch_model.bin" in finding.inner_text()
     assert "touch " in page.locator("pre").filter(has_text="os.system").first.inner_text()
+    code = page.locator("pre").filter(has_text="class SentimentModel")
+    assert XSS_SCRIPT in code.inner_text()  # shown as text, not run (no page event)
 
     decide(tab, suspicious, "reject", "calls os.system when loaded")
     assert shown_state(tab) == "rejected"
