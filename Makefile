@@ -27,7 +27,7 @@ demo: $(CORE)
 	PY=$(PY) bash samples/demo.sh build/samples
 
 test: $(FULL)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q --durations=15
 
 lint: $(FULL)
 	$(VENV)/bin/ruff check src tests bench samples

@@ -5,7 +5,8 @@
 # admission gate on a pulled copy (passes) and a tampered copy (fails), audit log verification;
 # then the private hub (`mlgate serve` on 127.0.0.1) serving the real Hugging Face client: a
 # token-authenticated download that passes the gate, the rejected model refused with its
-# reason (GatedRepoError), requests without a valid token refused.
+# reason (GatedRepoError), a reviewer rejecting a waiting model in the web console, requests
+# without a valid token refused.
 # Every step states what it expects; the script stops with exit 1 if any outcome differs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -69,6 +70,38 @@ else:
         compile_filter().close()
     except SandboxUnavailableError as e:
         print(str(e).splitlines()[0])
+EOF
+}
+console_reject() {  # TOKEN MODEL REASON: log in to the web console and reject MODEL's
+  # waiting version from the review queue, as a reviewer's browser would (cookie + CSRF)
+  "$PY" - "$PORT" "$@" <<'EOF'
+import http.client, re, sys
+from urllib.parse import urlencode
+port, token, model, reason = sys.argv[1:5]
+cookies = {}
+def call(method, path, form=None):
+    conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=30)
+    headers = {"cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
+    if form is not None:
+        headers["content-type"] = "application/x-www-form-urlencoded"
+    conn.request(method, "/console" + path, urlencode(form) if form else None, headers)
+    answer = conn.getresponse()
+    for header in answer.headers.get_all("set-cookie") or []:
+        name, _, rest = header.partition("=")
+        cookies[name] = rest.split(";")[0]
+    return answer.status, answer.read().decode()
+def csrf(page):
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+status, page = call("GET", "/login")
+status, _ = call("POST", "/login", {"csrf": csrf(page), "token": token})
+status, queue = call("GET", "/review")
+ref = re.search(rf'name="ref" value="({re.escape(model)}@[0-9]+)"', queue)
+if status != 200 or ref is None:
+    sys.exit(f"{model} is not in the review queue (HTTP {status})")
+print(f"the review queue shows {ref.group(1)}: rejecting it")
+form = {"csrf": csrf(queue), "ref": ref.group(1), "reason": reason}
+status, _ = call("POST", "/review/reject", form)
+sys.exit(0 if status == 303 else f"reject answered HTTP {status}")
 EOF
 }
 download() {  # REPO DEST EXPECTED: snapshot_download REPO into DEST; exit 0 when downloaded,
@@ -173,6 +206,13 @@ expect 0 "a new model ingested, scanned, awaiting review" -- \
 expect 1 "model pending review refused" -- \
   download acme/tiny-bert-next build/hub-pending GatedRepoError/403
 expect 1 "rejected model refused" -- download acme/evil-bert build/hub-refused GatedRepoError/403
+
+step "11b. The web console: rita logs in with her token and rejects the waiting model"
+RITA=$(mlgate token create --label "rita's browser" --roles reviewer --expires-in 1 --as rita) ||
+  { echo "demo: FAILED: no token created for rita"; exit 1; }
+expect 0 "rejected from the console's review queue (cookie session, CSRF token)" -- \
+  console_reject "$RITA" acme/tiny-bert-next "demo: superseded"
+mlgate models show acme/tiny-bert-next --as ci | grep -i -m 3 "rejected\|rita"
 
 step "12. Without a valid token nothing is served"
 expect 1 "no token: refused (401)" -- \

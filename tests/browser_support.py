@@ -17,6 +17,7 @@ all three) they fail instead.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -136,6 +137,10 @@ def _suspicious_folder(root: Path) -> Path:
     folder = root / "suspicious"
     folder.mkdir(parents=True)
     (folder / "pytorch_model.bin").write_bytes(payloads.os_system("console-suspicious"))
+    # Code trust_remote_code would import: the version page shows it (axe checks that part).
+    auto_map = {"AutoModel": "modeling_sentiment.SentimentModel"}
+    (folder / "config.json").write_text(json.dumps({"auto_map": auto_map}))
+    (folder / "modeling_sentiment.py").write_text(f"class SentimentModel:\n    '{XSS_SCRIPT}'\n")
     return folder
 
 
@@ -241,8 +246,7 @@ class Tab:
 
     def _console(self, message: Any) -> None:
         url = message.location.get("url", "")
-        # The browser's own favicon request (404 from the hub) is not the page's doing.
-        expected = url in self.expected_failures or url.endswith("/favicon.ico")
+        expected = url in self.expected_failures
         if message.type in {"error", "warning"} and not expected:
             self.events.append(f"console {message.type}: {message.text} ({url})")
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import marshal
 import re
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +21,9 @@ import pytest
 from hub_support import Hub, registry_url_of, serving
 from payloads import glob0
 from registry_support import as_user
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from mlgate.console import chain
 from mlgate.console.session import KEY_FILE
 from mlgate.hub.app import create_app
 from mlgate.hub.settings import HubSettings
@@ -222,6 +225,12 @@ def test_every_page_renders_over_every_state(hub: Hub) -> None:
     assert "does NOT verify" in tampered and "changed: config.json" in tampered
     bom = browser.get("/bom/org/live?v=2")
     assert bom.status == 200 and '"bomFormat": "CycloneDX"' in bom.body
+    assert bom.headers["content-disposition"] == 'attachment; filename="org_live-2.cdx.json"'
+    spdx = browser.get("/bom/org/live?v=2&format=spdx")
+    assert spdx.status == 200 and "https://spdx.org/rdf/3.0.1" in spdx.body
+    assert spdx.headers["content-disposition"].endswith('filename="org_live-2.spdx.json"')
+    assert "ai_AIPackage" in spdx.body and "org/live" in spdx.body
+    assert browser.get("/bom/org/live?v=2&format=xml").status == 404
     assert "weights from nowhere" in browser.get("/models/org/bad").body
     missing = browser.get("/models/org/nothing")
     assert missing.status == 404 and "no model named" in missing.body
@@ -401,3 +410,112 @@ def test_hostile_lineage_values_render_inert(hub: Hub) -> None:
         assert not RAW_TAGS.search(body)
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
     assert "1 affected version" in found.body
+
+
+def _keras_with_lambda(folder: Path) -> Path:
+    """A ``.keras`` archive whose Lambda layer carries marshalled code (never run here)."""
+    code = marshal.dumps(compile(f"lambda x: print({XSS[0]!r}) or x", "<lambda>", "eval"))
+    layer = {
+        "class_name": "Lambda",
+        "config": {
+            "name": "evil",
+            "function": {
+                "class_name": "__lambda__",
+                "config": {"code": base64.b64encode(code).decode(), "defaults": None},
+            },
+        },
+    }
+    config = {"class_name": "Sequential", "config": {"name": "seq", "layers": [layer]}}
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "model.keras", "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("metadata.json", json.dumps({"keras_version": "3.0.0"}))
+    return folder
+
+
+def test_version_page_shows_lambda_disassembly_and_remote_code(hub: Hub) -> None:
+    hub.registry.ingest(_keras_with_lambda(hub.tmp / "keras"), name="org/keras")
+    repo = hub.folder("org/remote")
+    config = json.loads((repo / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    (repo / "config.json").write_text(json.dumps(config))
+    (repo / "modeling_evil.py").write_text(f"import os\nos.system('id')  # {XSS[1]}\n")
+    (repo / "helper.py").write_bytes(b"x = 1\n" * 20_000)  # over the shown cap
+    hub.registry.ingest(repo, name="org/remote")
+    browser = logged_in(hub, "rob")
+    keras_page = browser.get("/models/org/keras").body
+    assert "Keras Lambda layers" in keras_page and "LOAD_GLOBAL" in keras_page
+    assert "print" in keras_page and not RAW_TAGS.search(keras_page)
+    page = browser.get("/models/org/remote").body
+    assert not RAW_TAGS.search(page)
+    code = page.split("Repository code")[1]
+    assert code.index("modeling_evil.py") < code.index("helper.py")  # auto_map target first
+    assert "imported by config.json: AutoModel -&gt; modeling_evil.EvilModel" in code
+    assert "os.system(&#39;id&#39;)" in code and "&lt;img src=x" in code
+    digest = hub.registry.show("org/remote").files
+    assert all(f.digest in code for f in digest if f.path.endswith(".py"))
+    helper = code.split("helper.py")[1]
+    assert "truncated" in helper and helper.count("x = 1") == 64 * 1024 // 6
+    assert "Repository code" not in browser.get("/models/org/keras").body
+
+
+def _tamper(hub: Hub, seq: int, **values: str) -> dict[str, str]:
+    """Overwrite columns of audit entry ``seq`` (its hash left alone); the old values."""
+    entries = t.audit_entries
+    with hub.registry.engine.begin() as conn:
+        old = conn.execute(select(entries).where(entries.c.seq == seq)).one()._asdict()
+        conn.execute(entries.update().where(entries.c.seq == seq).values(**values))
+    return {k: old[k] for k in values}
+
+
+def _head(hub: Hub) -> int:
+    with hub.registry.engine.connect() as conn:
+        return int(conn.execute(select(func.max(t.audit_entries.c.seq))).scalar_one())
+
+
+def test_audit_page_verifies_incrementally_and_fails_loudly_on_tampering(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.publish("org/live")
+    browser = logged_in(hub, "rob")
+    first = browser.get("/audit").body
+    prefix = _head(hub)
+    assert f"Entries 1 to {prefix} re-hashed" in first and "on this view" not in first
+    hub.reject("org/bad", "no provenance")  # entries past the verified prefix
+    second = browser.get("/audit").body
+    total = _head(hub)
+    assert f"Chain verified: {total} entries" in second
+    assert f"entries {prefix + 1} to {total} verified on this view, chained to entry" in second
+    # An in-place edit of an old entry, its stored hash left alone: only a re-hash sees it.
+    old = _tamper(hub, 3, actor="mallory")
+    full = browser.get("/audit?verify=full").body
+    assert "Chain verification FAILED at entry 3" in full
+    assert "entry 3: content does not match its hash (edited)" in full
+    _tamper(hub, 3, **old)
+    assert "Chain verified" in browser.get("/audit?verify=full").body  # restored
+    # Rewriting the verified head's hash: the prefix no longer matches, all is re-hashed.
+    old = _tamper(hub, total, hash="f" * 64)
+    assert f"FAILED at entry {total}" in browser.get("/audit").body
+    _tamper(hub, total, **old)
+    assert "Chain verified" in browser.get("/audit").body
+    # The periodic whole re-hash catches an old in-place edit on a plain view too.
+    _tamper(hub, 2, subject="forged")
+    monkeypatch.setattr(chain, "FULL_EVERY_SECONDS", -1.0)
+    assert "FAILED at entry 2" in browser.get("/audit").body
+
+
+def test_unknown_console_addresses_get_the_console_404_page_and_the_favicon_exists(
+    hub: Hub,
+) -> None:
+    anonymous = Browser(hub.url)
+    for browser in (anonymous, logged_in(hub, "rob")):
+        missing = browser.get(f"/no/such/page/{XSS[0]}")
+        assert missing.status == 404 and "text/html" in missing.headers["content-type"]
+        assert "There is no console page at this address." in missing.body
+        assert "script-src 'self'" in missing.headers["content-security-policy"]
+        assert "alert(1)" not in missing.body  # the address is not echoed
+    icon = anonymous.get("/static/favicon.svg")
+    assert icon.status == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert '<link rel="icon" href="/console/static/favicon.svg"' in anonymous.get("/login").body
+    assert anonymous.get("/static/console.css").status == 200
+    assert anonymous.get("/static/nothing.css").status == 404

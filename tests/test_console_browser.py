@@ -118,6 +118,8 @@ def test_reject_then_a_second_reviewer_approves(
     finding = page.locator(".finding.sev-critical").first
     assert "os.system" in finding.inner_text() and "pytorch_model.bin" in finding.inner_text()
     assert "touch " in page.locator("pre").filter(has_text="os.system").first.inner_text()
+    code = page.locator("pre").filter(has_text="class SentimentModel")
+    assert XSS_SCRIPT in code.inner_text()  # shown as text, not run (no page event)
 
     decide(tab, suspicious, "reject", "calls os.system when loaded")
     assert shown_state(tab) == "rejected"
@@ -325,6 +327,37 @@ def axe_violations(tab: Tab) -> list[str]:
     return [str(v) for v in found]
 
 
+# Inventory rows at phone width were ~300 px tall (nine columns squeezed into 390 px).
+MAX_ROW_HEIGHT = 80
+
+
+def layout_problems(tab: Tab, slug: str, width: dict[str, int]) -> list[str]:
+    """What axe-core does not see: the model heading's "version N" kept on one line, short
+    inventory rows at phone width, and a visible keyboard focus ring (on the first links,
+    reached with Tab)."""
+    page, problems = tab.page, []
+    if (
+        slug == "models"
+        and page.evaluate("document.querySelector('h1 small').getClientRects().length") != 1
+    ):
+        problems.append("the heading's 'version N' breaks across lines")
+    if slug == "inventory" and width == PHONE:
+        tallest = page.evaluate(
+            "Math.max(...[...document.querySelectorAll('tbody tr')].map(r => r.offsetHeight))"
+        )
+        if tallest > MAX_ROW_HEIGHT:
+            problems.append(f"inventory rows up to {tallest} px tall")
+    if slug == "inventory":
+        for _ in range(2):  # the skip link, then the brand link
+            page.keyboard.press("Tab")
+            ring = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+            if ring in ("none", ""):
+                problems.append(
+                    f"no focus ring on {page.evaluate('document.activeElement.outerHTML')[:80]}"
+                )
+    return problems
+
+
 @pytest.mark.parametrize("width", [DESKTOP, PHONE], ids=["1280px", "390px"])
 def test_main_pages_pass_axe_core_and_fit_the_width(
     browser: Any, console_hub: ConsoleHub, width: dict[str, int]
@@ -347,7 +380,7 @@ def test_main_pages_pass_axe_core_and_fit_the_width(
             slug = path.strip("/").split("/")[0].split("?")[0] or "inventory"
             shot = ARTIFACTS / f"{slug}-{width['width']}px.png"
             tab.page.screenshot(path=str(shot), full_page=True)
-            found = axe_violations(tab)
+            found = axe_violations(tab) + layout_problems(tab, slug, width)
             scroll = tab.page.evaluate("document.documentElement.scrollWidth")
             if scroll > width["width"]:
                 found.append(f"the page scrolls sideways ({scroll} px wide)")

@@ -31,12 +31,14 @@ def install_console(app: FastAPI) -> None:
     """Mount the console on ``app`` (after the API, before the generic Hugging Face routes)."""
     settings: HubSettings = app.state.settings
     app.state.console = Console(settings.data_dir)
+    # Static files first: the catch-all below would otherwise answer them with a 404 page.
+    static = StaticFiles(packages=[("mlgate.console", "static")])
+    app.mount(f"{PREFIX}/static", static, name="console-static")
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
     for module in (login, inventory, model, review, audit, requests, lineage):
         router.include_router(module.router)
+    router.add_api_route("/{path:path}", _not_found, methods=["GET"])  # last: any other page
     app.include_router(router)
-    static = StaticFiles(packages=[("mlgate.console", "static")])
-    app.mount(f"{PREFIX}/static", static, name="console-static")
     app.add_exception_handler(LoginRequired, _to_login)
     app.add_exception_handler(CsrfRefused, _csrf_refused)
     app.add_exception_handler(MlgateError, _html_errors(app.exception_handlers[MlgateError]))
@@ -67,6 +69,14 @@ def _html_errors(api_handler: Callable[..., Any]) -> Callable[..., Any]:
         return console_of(request).render(request, "error.html", page, status=status_of(exc))
 
     return handle
+
+
+def _not_found(request: Request, path: str) -> HTMLResponse:
+    """An unknown console address: the console's page (not the API's JSON), without echoing
+    the address (it may come from a crafted link)."""
+    message = "There is no console page at this address."
+    page = {"message": message, "title": "Not found"}
+    return console_of(request).render(request, "error.html", page, status=404)
 
 
 def _csrf_refused(request: Request, exc: Exception) -> HTMLResponse:

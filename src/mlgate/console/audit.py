@@ -1,4 +1,5 @@
-"""The audit log: filtered entries, chain verification with checkpoints, JSON-lines export."""
+"""The audit log: filtered entries, chain verification with checkpoints (incremental, see
+chain.py), JSON-lines export."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
+from mlgate.console import chain
 from mlgate.console.web import Viewer, console_of, page_number, text, viewer
-from mlgate.registry import audit as chain
+from mlgate.registry import audit as log
 from mlgate.registry.roles import Action
 from mlgate.registry.views import AuditQuery, audit_actions, audit_page
 
@@ -36,10 +38,13 @@ def audit_page_view(request: Request, who: Annotated[Viewer, Depends(viewer)]) -
     with registry.context.read(Action.READ) as conn:
         rows, total = audit_page(conn, q)
         actions = audit_actions(conn)
-        checkpoints = chain.read_checkpoints(conn)[-10:]
-    params = {k: v for k, v in request.query_params.items() if k != "page" and v}
+        checkpoints = log.read_checkpoints(conn)[-10:]
+    console = console_of(request)
+    full = request.query_params.get("verify") == "full"
+    console.audit_chain = verified = chain.verify(registry, console.audit_chain, full)
+    params = {k: v for k, v in request.query_params.items() if k not in ("page", "verify") and v}
     entries = [(r, json.dumps(json.loads(r.details), sort_keys=True)) for r in rows]
-    return console_of(request).render(
+    return console.render(
         request,
         "audit.html",
         {
@@ -49,7 +54,9 @@ def audit_page_view(request: Request, who: Annotated[Viewer, Depends(viewer)]) -
             "pages": max(1, -(-total // q.per_page)),
             "link": lambda page: "?" + urlencode({**params, "page": page}),
             "actions": actions,
-            "verification": registry.audit_verify(),
+            "verification": verified.result,
+            "chain": verified,
+            "full_every": int(chain.FULL_EVERY_SECONDS),
             "checkpoints": list(reversed(checkpoints)),
         },
     )

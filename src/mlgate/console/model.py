@@ -1,5 +1,6 @@
-"""The model / version page (files, history, findings, explain, dynamic report, signature,
-ML-BOM, downloads, aliases) and its one form: rolling an alias back."""
+"""The model / version page (files, history, findings, explain, Keras Lambda disassembly,
+remote code, dynamic report, signature, ML-BOM in CycloneDX and SPDX, downloads, aliases)
+and its one form: rolling an alias back."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
+from mlgate.console.evidence import MAX_CODE_BYTES, CodeFile, lambda_listings, remote_code
 from mlgate.console.web import Viewer, console_of, form_of, see_other, viewer
 from mlgate.errors import MlgateError
 from mlgate.findings import Severity
@@ -52,6 +54,9 @@ def render_model(
             "history": history,
             "findings": _by_severity(version.scan_report),
             "explained": _explanations(who, version),
+            "lambdas": lambda_listings(version.scan_report),
+            "code": _remote_code(who, version),
+            "code_limit": MAX_CODE_BYTES,
             "dynamic": _pretty(version.dynamic_report),
             "pending": registry.pending_reason(version),
             "signature": _signature(who, version),
@@ -99,6 +104,12 @@ def _explanations(who: Viewer, version: Version) -> list[tuple[str, str]]:
     return [(f.path, explain(view / f.path).replace(f"{view}/", "")) for f in files]
 
 
+def _remote_code(who: Viewer, version: Version) -> list[CodeFile]:
+    if not any(f.path.endswith(".py") for f in version.files):
+        return []  # no view built for versions without code
+    return remote_code(who.registry.view(version.content_digest, version.files), version)
+
+
 @dataclass(frozen=True)
 class SignatureStatus:
     """The registry signature checked now against the organisation key and the digests."""
@@ -124,18 +135,40 @@ def _pretty(document: dict[str, Any] | None) -> str | None:
     return None if document is None else json.dumps(document, indent=2, sort_keys=True)
 
 
+# ?format= of the BOM download: the file suffix. CycloneDX is the document signed into the
+# registry at publication; SPDX 3.0.1 is built on demand from the same stored blobs (a static
+# scan and hashing, nothing loaded).
+BOM_SUFFIXES = {"cyclonedx": "cdx.json", "spdx": "spdx.json"}
+
+
 @router.get("/bom/{name:path}")
 def bom(name: str, request: Request, who: Annotated[Viewer, Depends(viewer)]) -> Response:
-    """The version's CycloneDX ML-BOM as a JSON download (the API's document, session-authed)."""
+    """The version's ML-BOM as a JSON download (``format`` cyclonedx, the default, or spdx)."""
     version = who.registry.show(_ref(name, request.query_params.get("v", "")))
     if version.bom is None:
         raise NotFound(f"{version.ref} has no BOM: it is generated when published")
-    filename = f"{version.model.replace('/', '_')}-{version.number}.cdx.json"
+    kind = request.query_params.get("format", "cyclonedx")
+    if kind not in BOM_SUFFIXES:
+        raise NotFound(f"no BOM format {kind[:40]!r}: cyclonedx or spdx")
+    document = version.bom if kind == "cyclonedx" else _spdx(who, version)
+    filename = f"{version.model.replace('/', '_')}-{version.number}.{BOM_SUFFIXES[kind]}"
     return Response(
-        json.dumps(version.bom, indent=2),
+        json.dumps(document, indent=2),
         media_type="application/json",
         # ASCII-only file name: a hostile model name cannot inject header content.
         headers={"content-disposition": f'attachment; filename="{_ascii(filename)}"'},
+    )
+
+
+def _spdx(who: Viewer, version: Version) -> dict[str, Any]:
+    from mlgate.bom import build_spdx  # noqa: PLC0415  (heavy: loaded on use)
+
+    return build_spdx(
+        who.registry.view(version.content_digest, version.files),
+        name=version.model,
+        source=version.source.uri,
+        revision=version.source.revision,
+        actor=version.ingested_by,
     )
 
 

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mlgate.console.chain import ChainState
 from mlgate.console.session import COOKIE, LIFETIME_SECONDS, Session, Signer, session_key
 from mlgate.registry.errors import Unauthenticated
 from mlgate.registry.service import Registry
@@ -98,6 +99,9 @@ class Console:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        # The audit chain as last verified (see chain.py); replaced whole, never mutated, so
+        # concurrent page views at worst verify twice.
+        self.audit_chain: ChainState | None = None
 
     def session(self, request: Request, cookie: str = COOKIE) -> Session | None:
         return self.signer.load(request.cookies.get(cookie))

@@ -179,12 +179,13 @@ def _checkpoint_bytes(seq: int, head_hash: str, at: str) -> bytes:
     return _CHECKPOINT_DOMAIN + f"{seq}\n{head_hash}\n{at}\n".encode()
 
 
-def read_entries(conn: Connection) -> Iterator[AuditEntry]:
-    """Every entry in ``seq`` order, streamed."""
+def read_entries(conn: Connection, after: int = 0) -> Iterator[AuditEntry]:
+    """Every entry (past entry ``after``) in ``seq`` order, streamed."""
     # Per statement: Connection.execution_options() would switch the caller's whole
     # connection to server-side cursors, and a later UPDATE on it fails on PostgreSQL.
+    entries = schema.audit_entries
     rows = conn.execute(
-        select(schema.audit_entries).order_by(schema.audit_entries.c.seq),
+        select(entries).where(entries.c.seq > after).order_by(entries.c.seq),
         execution_options={"yield_per": 1000},
     )
     for row in rows:
@@ -218,17 +219,23 @@ def verify_log(
     entries: Iterable[AuditEntry],
     checkpoints: Iterable[Checkpoint],
     public_key: ec.EllipticCurvePublicKey | None,
+    *,
+    after: int = 0,
+    prev: str = GENESIS,
 ) -> AuditVerification:
     """Check the chain from the first entry and every checkpoint against ``public_key``.
 
     Reports the first entry where the chain breaks (an edit, deletion, insertion or
     reordering there or just before) and any checkpoint that is unsigned by the key, does not
     match the entry it names, or names an entry past the end (truncation).
+
+    ``after`` and ``prev`` continue a chain already verified up to entry ``after`` (whose hash
+    is ``prev``): ``entries`` and ``checkpoints`` are then those past ``after``.
     """
     problems: list[str] = []
     first_bad: int | None = None
     hashes: dict[int, str] = {}
-    expected_seq, prev = 1, GENESIS
+    expected_seq = after + 1
     count = 0
     for entry in entries:
         count += 1
