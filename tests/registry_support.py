@@ -57,7 +57,14 @@ def postgres_url(postgres_available: bool) -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def registry_url(request: pytest.FixtureRequest) -> str | None:
     """None (embedded SQLite in the data dir) or a fresh PostgreSQL database URL."""
-    if request.param == "sqlite":
+    return sqlite_unless_asked(request)
+
+
+def sqlite_unless_asked(request: pytest.FixtureRequest) -> str | None:
+    """SQLite (None), or a fresh PostgreSQL database when the parameter (the fixture's own,
+    or a test's ``indirect`` one) is ``postgresql``; modules that run SQLite by default
+    define their own ``registry_url`` fixture returning this."""
+    if getattr(request, "param", "sqlite") == "sqlite":
         return None
     url: str = request.getfixturevalue("postgres_url")
     return url

@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from hub_support import Hub, registry_url_of, serving
 from payloads import glob0
-from registry_support import as_user
+from registry_support import as_user, sqlite_unless_asked
 from sqlalchemy import func, select
 
 from mlgate.console import chain
@@ -36,10 +36,7 @@ RAW_TAGS = re.compile(r"<script>alert|<img src=x", re.IGNORECASE)
 @pytest.fixture
 def registry_url(request: pytest.FixtureRequest) -> str | None:
     """SQLite; the test that reads every page runs on PostgreSQL too (indirect parameter)."""
-    if getattr(request, "param", "sqlite") == "sqlite":
-        return None
-    url: str = request.getfixturevalue("postgres_url")
-    return url
+    return sqlite_unless_asked(request)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from registry_models import init_cli, release, write_benign, write_malicious
-from registry_support import as_user
+from registry_support import as_user, sqlite_unless_asked
 
 from mlgate.cli import main
 from mlgate.registry.errors import PermissionDenied, TransitionRefused
@@ -25,10 +25,7 @@ BOTH_BACKENDS = pytest.mark.parametrize("registry_url", ["sqlite", "postgresql"]
 @pytest.fixture
 def registry_url(request: pytest.FixtureRequest) -> str | None:
     """None (SQLite) unless the test asks for ``postgresql`` (indirect parameter)."""
-    if getattr(request, "param", "sqlite") == "sqlite":
-        return None
-    url: str = request.getfixturevalue("postgres_url")
-    return url
+    return sqlite_unless_asked(request)
 
 
 def derived(folder: Path, base: str, seed: int, datasets: tuple[str, ...] = ()) -> Path:

@@ -149,3 +149,16 @@ def report_options(format_help: str) -> Callable[[F], F]:
         return func
 
     return apply
+
+
+def text_or_json_option(func: F) -> F:
+    """``--format text|json`` of the commands that print records rather than a findings
+    report (``hash``, ``models``, ``lineage``...)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Output format.",
+    )(func)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from mlgate.cli_options import text_or_json_option
 from mlgate.errors import ExitCode
 from mlgate.provenance.lock import lock_ignore, verify_lock, write_lock
 from mlgate.provenance.manifest import ALGORITHMS, Manifest, hash_model
@@ -66,14 +67,7 @@ def parse_size(text: str) -> int:
 @click.option("--name", default="", help="Model name recorded in the lock file.")
 @click.option("--source", default="", help="Where the model came from (URL, hub id).")
 @click.option("--revision", default="", help="Revision (commit, tag) recorded in the lock.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@text_or_json_option
 def hash_cmd(
     model: Path,
     algorithm: str,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from mlgate.cli_options import emit, local_path_exists, output_option
+from mlgate.cli_options import emit, local_path_exists, output_option, text_or_json_option
 from mlgate.errors import ExitCode
 from mlgate.findings import Severity
 from mlgate.registry.errors import RegistryError
@@ -44,17 +44,6 @@ if TYPE_CHECKING:
     from mlgate.hub.client import RemoteRegistry
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _json_option(func: F) -> F:
-    return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["text", "json"]),
-        default="text",
-        show_default=True,
-        help="Output format.",
-    )(func)
 
 
 # -- registry administration ---------------------------------------------------------------
@@ -240,7 +229,7 @@ def ingest_cmd(
     show_default=True,
     help="Seconds --wait waits for the workers.",
 )
-@_json_option
+@text_or_json_option
 def rescan_cmd(
     data_dir: Path,
     url: str | None,
@@ -417,7 +406,7 @@ def models_cmd() -> None:
 
 @models_cmd.command(name="list")
 @registry_options
-@_json_option
+@text_or_json_option
 def list_cmd(data_dir: Path, url: str | None, actor: str | None, fmt: str) -> None:
     """Every model and version with its state and risk."""
     summaries = open_target(data_dir, url, actor).models()
@@ -436,7 +425,7 @@ def list_cmd(data_dir: Path, url: str | None, actor: str | None, fmt: str) -> No
 
 @models_cmd.command(name="show")
 @registry_options
-@_json_option
+@text_or_json_option
 @click.argument("ref")
 def show_cmd(data_dir: Path, url: str | None, actor: str | None, fmt: str, ref: str) -> None:
     """Everything recorded about one version."""

@@ -11,23 +11,15 @@ from typing import Any
 
 import click
 
+from mlgate.cli_options import text_or_json_option
 from mlgate.registry import lineage
 from mlgate.registry.targets import open_target, registry_options
 from mlgate.render.escape import echo, json_safe
 
-_format_option = click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
-
 
 @click.command(name="lineage")
 @registry_options
-@_format_option
+@text_or_json_option
 @click.argument("ref")
 def lineage_cmd(data_dir: Path, url: str | None, actor: str | None, fmt: str, ref: str) -> None:
     """The base models and datasets version REF was built from (model card, config, ML-BOM)."""
@@ -45,7 +37,7 @@ def lineage_cmd(data_dir: Path, url: str | None, actor: str | None, fmt: str, re
 
 @click.command(name="affected")
 @registry_options
-@_format_option
+@text_or_json_option
 @click.option("--base-model", metavar="ID", help="A base model (hub id or registered name).")
 @click.option("--dataset", metavar="ID", help="A training dataset (hub id).")
 @click.option("--rule", metavar="RULE", help="A scanner rule id, e.g. MLG101.")
