@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "samples"))
 
 import payloads
 
-pytest_plugins = ["registry_support", "browser_support"]
+pytest_plugins = ["registry_support", "browser_support", "hub_support"]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

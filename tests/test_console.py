@@ -11,22 +11,19 @@ import json
 import marshal
 import re
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from hub_support import Hub, registry_url_of, serving
+from hub_support import Hub
 from payloads import glob0
 from registry_support import as_user, sqlite_unless_asked
 from sqlalchemy import func, select
 
 from mlgate.console import chain
 from mlgate.console.session import KEY_FILE
-from mlgate.hub.app import create_app
-from mlgate.hub.settings import HubSettings
 from mlgate.registry import schema as t
 
 XSS = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
@@ -88,14 +85,6 @@ class Browser:
 
     def login(self, token: str) -> Answer:
         return self.post("/login", {"csrf": self.csrf("/login"), "token": token})
-
-
-@pytest.fixture
-def hub(registry: Any, tmp_path: Path) -> Iterator[Hub]:
-    app = create_app(HubSettings(registry.data_dir, registry_url_of(registry)))
-    with serving(app) as url:
-        yield Hub(url, registry, app, tmp_path)
-    app.state.registry.engine.dispose()
 
 
 def sid(cookie: str) -> str:
